@@ -1,0 +1,39 @@
+"""Errors a user can cause. The CLI prints them on one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every user-facing error; its message says what is wrong and where."""
+
+
+class AudioError(HarnessError):
+    """An audio file cannot be read, or its content breaks a stated requirement."""
+
+
+class SuiteError(HarnessError):
+    """A suite folder or manifest is missing or malformed."""
+
+
+class ListenerError(HarnessError):
+    """A listener file is malformed or a listener id is unknown."""
+
+
+class ConfigError(HarnessError):
+    """A run configuration (TOML or flags) is invalid."""
+
+
+class RegistryError(HarnessError):
+    """A system, metric, panel or protocol name is unknown or fails to load."""
+
+
+class StoreError(HarnessError):
+    """The results store cannot be opened, or a run id is unknown."""
+
+
+class InvalidInput(Exception):
+    """Raised inside scoring: the input makes the metric undefined (status `invalid`)."""
+
+
+class MetricFailed(Exception):
+    """Raised inside scoring: the metric ran and could not produce a number (status `failed`)."""

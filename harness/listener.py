@@ -1,0 +1,135 @@
+"""Listeners and panels, on top of pyclarity's `Listener` and `Audiogram` types.
+
+A listener is pyclarity's `Listener` (an id and a left and right `Audiogram`). A panel is an
+ordered list of them with a name; panels come from the `harness.panels` registry or from a
+Clarity/Cadenza `listeners*.json` file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from clarity.utils.audiogram import Audiogram, Listener
+
+from harness import registry
+from harness.errors import ListenerError
+
+HAAQI_FREQUENCIES = np.array([250, 500, 1000, 2000, 4000, 6000])
+SEVERITY_ORDER = ("NOTHING", "MILD", "MODERATE", "SEVERE")
+EARS = ("left", "right")
+
+__all__ = ["Audiogram", "Listener", "Panel", "load_listener_file", "resolve_panel"]
+
+
+@dataclass(frozen=True)
+class Panel:
+    name: str
+    listeners: tuple[Listener, ...]
+    source: str = ""
+
+    @property
+    def ids(self) -> list[str]:
+        return [li.id for li in self.listeners]
+
+    def get(self, listener_id: str) -> Listener:
+        for li in self.listeners:
+            if li.id == listener_id:
+                return li
+        raise ListenerError(
+            f"unknown listener id {listener_id!r} in panel {self.name!r} "
+            f"(known: {', '.join(self.ids)})"
+        )
+
+    def subset(self, ids: list[str]) -> Panel:
+        return Panel(self.name, tuple(self.get(i) for i in ids), self.source)
+
+    def digest(self) -> dict:
+        """What identifies a panel in a run manifest: ids and thresholds per ear."""
+        return {
+            li.id: {
+                "cfs": li.audiogram_left.frequencies.tolist(),
+                "left": li.audiogram_left.levels.tolist(),
+                "right": li.audiogram_right.levels.tolist(),
+            }
+            for li in self.listeners
+        }
+
+
+def audiogram(listener: Listener, ear: str) -> Audiogram:
+    if ear not in EARS:
+        raise ValueError(f"ear must be one of {EARS}, got {ear!r}")
+    return listener.audiogram_left if ear == "left" else listener.audiogram_right
+
+
+def haaqi_audiogram(ag: Audiogram) -> Audiogram:
+    """The audiogram on HAAQI's six frequencies, resampled explicitly (log-frequency, ends held).
+
+    pyclarity would do the same inside HAAQI but logs a warning each time; doing it here keeps
+    the step visible and the warning out of the user's output.
+    """
+    if ag.has_frequencies(HAAQI_FREQUENCIES):
+        keep = np.isin(ag.frequencies, HAAQI_FREQUENCIES)
+        return Audiogram(levels=ag.levels[keep], frequencies=ag.frequencies[keep])
+    return ag.resample(HAAQI_FREQUENCIES)
+
+
+def severity(listener: Listener) -> str:
+    """pyclarity's severity band (mean 2-8 kHz: >56 SEVERE, >35 MODERATE, >15 MILD) of the
+    ear-averaged audiogram."""
+    left, right = listener.audiogram_left, listener.audiogram_right
+    if np.array_equal(left.frequencies, right.frequencies):
+        levels = (np.asarray(left.levels, float) + np.asarray(right.levels, float)) / 2
+        return Audiogram(levels=levels, frequencies=left.frequencies).severity
+    worst = max(left.severity, right.severity, key=SEVERITY_ORDER.index)
+    return worst
+
+
+def load_listener_file(path: str | Path) -> Panel:
+    """Read a Clarity/Cadenza listeners*.json through pyclarity; one-line errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ListenerError(f"{path}: listener file not found")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ListenerError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ListenerError(f"{path}: expected a non-empty JSON object keyed by listener id")
+    listeners = []
+    for key, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise ListenerError(f"{path}: listener {key!r} is not an object")
+        missing = [
+            k
+            for k in ("name", "audiogram_cfs", "audiogram_levels_l", "audiogram_levels_r")
+            if k not in entry
+        ]
+        if missing:
+            raise ListenerError(f"{path}: listener {key!r} lacks {', '.join(missing)}")
+        if entry["name"] != key:
+            raise ListenerError(f"{path}: listener key {key!r} differs from its name {entry['name']!r}")
+        try:
+            li = Listener.from_dict(entry)
+            for ag in (li.audiogram_left, li.audiogram_right):
+                lv = np.asarray(ag.levels, dtype=float)
+                if not np.all(np.isfinite(lv)):
+                    raise ValueError("thresholds must be finite numbers")
+        except (ValueError, TypeError) as exc:
+            raise ListenerError(f"{path}: listener {key!r}: {exc}") from None
+        listeners.append(li)
+    return Panel(name=path.stem, listeners=tuple(listeners), source=str(path))
+
+
+def resolve_panel(spec: str = "builtin", ids: list[str] | None = None) -> Panel:
+    """A registered panel name or a path to a listeners*.json file, optionally subset by ids."""
+    if spec in registry.names("harness.panels"):
+        panel = registry.load("harness.panels", spec)()
+    elif Path(spec).suffix == ".json" or Path(spec).exists():
+        panel = load_listener_file(spec)
+    else:
+        known = ", ".join(registry.names("harness.panels"))
+        raise ListenerError(f"unknown panel {spec!r}: not a registered panel ({known}) nor a file")
+    return panel.subset(ids) if ids else panel

@@ -1,0 +1,148 @@
+"""The Metric contract, score statuses, and the wrapper that turns a metric call into a Score.
+
+A metric is a pure function plus a small declarative wrapper (name, direction, rate, needs).
+Metrics raise `InvalidInput` when the input makes them undefined and `MetricFailed` when they
+ran and produced no number; `evaluate` turns either (and any other exception) into a status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.audio import Audio, problem_finite, problem_silent
+from harness.errors import InvalidInput, MetricFailed
+
+OK, FAILED, INVALID = "ok", "failed", "invalid"
+STATUSES = (OK, FAILED, INVALID)
+
+# dB metrics of a (near-)perfect estimate are +inf; they are reported at this ceiling instead.
+# Clipping is monotone, so frame medians and orderings below the ceiling are unchanged.
+DB_CEILING = 100.0
+
+
+class Metric(Protocol):
+    name: str
+    higher_is_better: bool
+    sample_rate: int | None
+    needs_listener: bool
+    needs_reference: bool
+    unit: str
+    description: str
+
+    def __call__(
+        self,
+        estimate: Audio,
+        reference: Audio,
+        *,
+        listener: Any = None,
+        ear: str | None = None,
+        seed: int | None = None,
+    ) -> float: ...
+
+
+@dataclass(frozen=True)
+class Score:
+    """One number (or its absence, with the reason) for one metric on one output."""
+
+    metric: str
+    value: float | None
+    status: str
+    reason: str = ""
+    ear: str = ""
+    stem: str = ""
+    backend: str = "reference"
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FunctionMetric:
+    """A metric defined by a function `fn(estimate, reference, **kw) -> float` and its facts."""
+
+    name: str
+    fn: Callable[..., float]
+    higher_is_better: bool = True
+    sample_rate: int | None = None
+    needs_listener: bool = False
+    needs_reference: bool = True
+    unit: str = ""
+    description: str = ""
+    backend: str = "reference"
+    estimate_may_be_silent: bool = False
+
+    def __call__(self, estimate, reference, *, listener=None, ear=None, seed=None) -> float:
+        return self.fn(estimate, reference, listener=listener, ear=ear, seed=seed)
+
+
+def seed_for(*parts: str) -> int:
+    """A 32-bit seed from strings (item id, listener id, ear): reruns draw the same noise."""
+    digest = hashlib.md5(":".join(parts).encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def validate_pair(metric: FunctionMetric, estimate: Audio, reference: Audio | None) -> None:
+    """Input checks shared by every metric: finite samples, non-silent reference, rates."""
+    if (p := problem_finite(estimate)) is not None:
+        raise InvalidInput(f"estimate has {p}")
+    if reference is not None:
+        if (p := problem_finite(reference)) is not None:
+            raise InvalidInput(f"reference has {p}")
+        if problem_silent(reference):
+            raise InvalidInput(f"reference is silent: {metric.name} is undefined")
+        if estimate.rate != reference.rate:
+            raise InvalidInput(f"estimate at {estimate.rate} Hz, reference at {reference.rate} Hz")
+        if estimate.samples.shape != reference.samples.shape:
+            raise InvalidInput(
+                f"estimate shape {estimate.samples.shape} differs from reference "
+                f"{reference.samples.shape}"
+            )
+    if not metric.estimate_may_be_silent and problem_silent(estimate):
+        raise InvalidInput(f"estimate is silent: {metric.name} is undefined")
+
+
+def evaluate(
+    metric: FunctionMetric,
+    estimate: Audio,
+    reference: Audio | None,
+    *,
+    listener: Any = None,
+    ear: str = "",
+    stem: str = "",
+    seed: int | None = None,
+) -> Score:
+    """Run one metric and return a Score with status ok / invalid / failed (never a silent 0)."""
+
+    def make(value, status, reason=""):
+        return Score(metric.name, value, status, reason, ear, stem, metric.backend)
+
+    try:
+        validate_pair(metric, estimate, reference)
+        value = metric(estimate, reference, listener=listener, ear=ear or None, seed=seed)
+    except InvalidInput as exc:
+        return make(None, INVALID, str(exc))
+    except MetricFailed as exc:
+        return make(None, FAILED, str(exc))
+    except Exception as exc:  # the reference packages raise many types; keep the reason
+        return make(None, FAILED, first_line(exc))
+    value = float(value)
+    if math.isnan(value):
+        return make(None, FAILED, f"{metric.name} returned NaN")
+    if math.isinf(value):
+        return make(None, FAILED, f"{metric.name} returned {value}")
+    return make(value, OK)
+
+
+def clip_db(value: float) -> float:
+    """Apply the dB ceiling (see DB_CEILING) to a dB value; -inf stays an error for the caller."""
+    return float(np.minimum(value, DB_CEILING))

@@ -1,0 +1,41 @@
+"""STOI and extended STOI through pystoi (which resamples to 10 kHz internally).
+
+pystoi returns 0.0 for silent input and 1e-5 (with a warning) when fewer than 30 frames survive
+its silence removal; both are reported as invalid/failed here instead of as numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from harness.audio import Audio
+from harness.errors import InvalidInput, MetricFailed
+from harness.metrics.base import FunctionMetric
+
+
+def stoi_score(estimate, reference, rate: int, extended: bool) -> float:
+    from pystoi import stoi
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(stoi(reference, estimate, rate, extended=extended))
+    if any("30 frames" in str(w.message) for w in caught):
+        raise MetricFailed("too little speech for STOI (under 30 frames after silence removal)")
+    return value
+
+
+def _make(extended: bool):
+    def fn(estimate: Audio, reference: Audio, **_) -> float:
+        if estimate.channels != 1:
+            raise InvalidInput(f"STOI scores mono signals; got {estimate.channels} channels")
+        return stoi_score(estimate.mono(), reference.mono(), estimate.rate, extended)
+
+    return fn
+
+
+STOI = FunctionMetric(
+    "stoi", _make(False), unit="", description="Short-time objective intelligibility (pystoi)"
+)
+ESTOI = FunctionMetric(
+    "estoi", _make(True), unit="", description="Extended STOI (Jensen & Taal 2016, pystoi)"
+)

@@ -1,0 +1,126 @@
+"""The task-protocol contract: what a system must return for an item, and how it is scored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.audio import Audio, problem_channels, problem_finite, problem_length, problem_rate
+from harness.errors import AudioError, RegistryError
+from harness.metrics import INVALID, Score
+from harness.suites.types import Item
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What one named output of a system must be."""
+
+    rate: int
+    channels: int
+    frames: int
+    required: bool = True
+
+
+def resampled_frames(frames: int, rate_in: int, rate_out: int) -> int:
+    """Frame count of a signal resampled by soxr from rate_in to rate_out (nearest integer)."""
+    if rate_in == rate_out:
+        return frames
+    return int(np.floor(frames * rate_out / rate_in + 0.5))
+
+
+class TaskProtocol:
+    """Base for task protocols. Subclasses set the class attributes and implement the hooks."""
+
+    task: str = ""
+    version: str = ""
+    uses_listener: bool = False
+    default_metrics: tuple[str, ...] = ()
+    supported_metrics: tuple[str, ...] = ()
+    resampling_note: str = ""
+
+    # ---- hooks
+    def output_spec(self, item: Item) -> dict[str, OutputSpec]:
+        raise NotImplementedError
+
+    def anchor(self, kind: str, item: Item, listener: Any) -> dict[str, Audio]:
+        """Outputs of the `unprocessed` (input passed through) or `oracle` (reference) anchor."""
+        raise NotImplementedError
+
+    def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
+        """(metric, ear, stem) of every score a job of this item produces."""
+        raise NotImplementedError
+
+    def score_valid(
+        self, item: Item, outputs: dict[str, Audio], listener: Any, metrics: list[str]
+    ) -> list[Score]:
+        """Score outputs that passed validation; may return invalid scores for some rows."""
+        raise NotImplementedError
+
+    # ---- shared logic
+    def check_metrics(self, metrics: list[str]) -> list[str]:
+        bad = [m for m in metrics if m not in self.supported_metrics]
+        if bad:
+            raise RegistryError(
+                f"metric(s) {', '.join(bad)} not defined for task {self.task} "
+                f"(supported: {', '.join(self.supported_metrics)})"
+            )
+        return metrics
+
+    def validate_outputs(self, item: Item, outputs: Any) -> dict[str, str]:
+        """Problems per output name ('' key for the whole output); empty when all is well."""
+        if not isinstance(outputs, dict):
+            return {"": f"system returned {type(outputs).__name__}, expected a dict of Audio"}
+        spec = self.output_spec(item)
+        problems: dict[str, str] = {}
+        for name, s in spec.items():
+            if name not in outputs:
+                if s.required:
+                    problems[name] = f"output {name!r} is missing"
+                continue
+            a = outputs[name]
+            if not isinstance(a, Audio):
+                problems[name] = f"output {name!r} is {type(a).__name__}, not Audio"
+                continue
+            found = [
+                problem_rate(a, s.rate),
+                problem_channels(a, s.channels),
+                problem_length(a, s.frames),
+                problem_finite(a),
+            ]
+            found = [p for p in found if p]
+            if found:
+                problems[name] = f"output {name!r}: " + "; ".join(found)
+        extra = sorted(set(outputs) - set(spec))
+        if extra:
+            problems[""] = f"unexpected output(s) {', '.join(extra)} (expected {', '.join(spec)})"
+        return problems
+
+    def all_invalid(self, item: Item, metrics: list[str], reason: str) -> list[Score]:
+        return [
+            Score(metric, None, INVALID, reason, ear, stem)
+            for metric, ear, stem in self.expected(item, metrics)
+        ]
+
+    def score(
+        self, item: Item, outputs: dict[str, Audio], listener: Any, metrics: list[str]
+    ) -> list[Score]:
+        """Validate outputs, then score. Every expected row comes back, ok or with a reason."""
+        problems = self.validate_outputs(item, outputs)
+        if "" in problems:
+            return self.all_invalid(item, metrics, problems[""])
+        try:
+            scores = self.score_valid(item, outputs, listener, metrics, problems)
+        except AudioError as exc:  # a bad reference file: every score of the job says which
+            return self.all_invalid(item, metrics, str(exc))
+        return scores
+
+    def unit(self, rows: list[Score]) -> tuple[float | None, str]:
+        """The (item, listener) value of one metric from its rows: the mean when all are ok."""
+        bad = [r for r in rows if r.status != "ok"]
+        if not rows:
+            return None, "no score"
+        if bad:
+            return None, bad[0].status
+        return float(np.mean([r.value for r in rows])), "ok"

@@ -1,0 +1,120 @@
+"""music-remix, Cadenza CAD1 Task 1: separate and remix a song for each ear of a listener.
+
+Items hold a stereo 44.1 kHz mixture and the reference stems vocals/drums/bass/other. A system
+returns, for one listener, the eight per-ear stems `{left,right}_{stem}` as mono 24 kHz signals
+and optionally `remix`, stereo 32 kHz.
+
+Scoring, per listener, ear and stem: HAAQI (pyclarity, equalisation=1, reference presented at
+65 dB SPL, seeded from item id, listener id and ear) of the processed stem against that channel
+of the reference stem; the (item, listener) HAAQI is the mean of the 8. SDR/ISR/SIR/SAR per stem:
+BSSEval v4 over the four stems jointly, the stereo estimate being (left, right) ear stems.
+Stated resampling: the harness resamples reference stems 44.1 -> 24 kHz with soxr (VHQ).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from harness.audio import Audio, resample
+from harness.listener import EARS
+from harness.metrics import Score, evaluate, get_metric, seed_for
+from harness.metrics.base import INVALID, OK, first_line
+from harness.metrics.bsseval import BSS_NAMES, bsseval_v4
+from harness.protocols.base import OutputSpec, TaskProtocol, resampled_frames
+from harness.suites.types import Item
+
+STEMS = ("vocals", "drums", "bass", "other")
+STEM_RATE = 24000
+REMIX_RATE = 32000
+EAR_CHANNEL = {"left": 0, "right": 1}
+
+
+class MusicRemix(TaskProtocol):
+    task = "music-remix"
+    version = "cad1-task1/1"
+    uses_listener = True
+    default_metrics = ("haaqi", "sdr")
+    supported_metrics = ("haaqi", *BSS_NAMES)
+    resampling_note = "Reference stems 44.1 -> 24 kHz (soxr VHQ) for HAAQI and BSSEval."
+
+    def output_spec(self, item: Item) -> dict[str, OutputSpec]:
+        ref = item.references[STEMS[0]]
+        n24 = resampled_frames(ref.frames, ref.rate, STEM_RATE)
+        n32 = resampled_frames(ref.frames, ref.rate, REMIX_RATE)
+        spec = {f"{ear}_{stem}": OutputSpec(STEM_RATE, 1, n24) for ear in EARS for stem in STEMS}
+        spec["remix"] = OutputSpec(REMIX_RATE, 2, n32, required=False)
+        return spec
+
+    def anchor(self, kind: str, item: Item, listener: Any) -> dict[str, Audio]:
+        if kind == "oracle":
+            stems = {s: item.reference(s) for s in STEMS}
+            mix = Audio(sum(a.samples for a in stems.values()), stems[STEMS[0]].rate)
+        else:
+            mix = item.input("mixture")
+            stems = dict.fromkeys(STEMS, mix)  # no separation: every stem is the whole mixture
+        out = {}
+        for stem, a in stems.items():
+            a24 = resample(a, STEM_RATE)
+            for ear in EARS:
+                out[f"{ear}_{stem}"] = a24.channel(EAR_CHANNEL[ear])
+        out["remix"] = resample(mix, REMIX_RATE)
+        return out
+
+    def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
+        rows = []
+        for m in metrics:
+            if m == "haaqi":
+                rows += [(m, ear, stem) for ear in EARS for stem in STEMS]
+            else:
+                rows += [(m, "", stem) for stem in STEMS]
+        return rows
+
+    def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
+        refs24 = {s: resample(item.reference(s), STEM_RATE) for s in STEMS}
+        out: list[Score] = []
+        if "haaqi" in metrics:
+            haaqi = get_metric("haaqi")
+            for ear in EARS:
+                seed = seed_for(item.id, listener.id, ear)
+                for stem in STEMS:
+                    key = f"{ear}_{stem}"
+                    if key in problems:
+                        out.append(Score("haaqi", None, INVALID, problems[key], ear, stem))
+                        continue
+                    ref = refs24[stem].channel(EAR_CHANNEL[ear])
+                    out.append(
+                        evaluate(haaqi, outputs[key], ref, listener=listener, ear=ear,
+                                 stem=stem, seed=seed)
+                    )
+        bss = [m for m in metrics if m in BSS_NAMES]
+        if bss:
+            out += self._bss(item, outputs, refs24, bss, problems)
+        return out
+
+    def _bss(self, item, outputs, refs24, names, problems) -> list[Score]:
+        bad = [problems[f"{e}_{s}"] for e in EARS for s in STEMS if f"{e}_{s}" in problems]
+        if bad:
+            return [Score(n, None, INVALID, bad[0], "", s) for n in names for s in STEMS]
+        ests = [
+            Audio(np.stack([outputs[f"{e}_{s}"].mono() for e in EARS]), STEM_RATE) for s in STEMS
+        ]
+        try:
+            values = bsseval_v4([refs24[s] for s in STEMS], ests)
+        except Exception as exc:
+            status = INVALID if type(exc).__name__ == "InvalidInput" else "failed"
+            return [Score(n, None, status, first_line(exc), "", s) for n in names for s in STEMS]
+        rows = []
+        for n in names:
+            for i, s in enumerate(STEMS):
+                v = float(values[n][i])
+                if np.isnan(v):
+                    rows.append(Score(n, None, "failed", "no active reference frame", "", s))
+                else:
+                    rows.append(Score(n, v, OK, "", "", s))
+        return rows
+
+
+# evaluate is imported for third-party protocols built on this module's helpers
+__all__ = ["MusicRemix", "STEMS", "evaluate"]

@@ -1,0 +1,242 @@
+"""Item and Suite types and the JSON suite manifest.
+
+A suite folder holds `manifest.json` and audio files referenced by relative paths. Every file
+entry records its rate, channel count, frame count and sha256, so a suite is hashed by its
+manifest alone and a changed file is caught when it is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import audio as audio_mod
+from harness.audio import Audio
+from harness.errors import AudioError, SuiteError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "harness-suite/1"
+TASKS = (
+    "speech-enhancement",
+    "bandwidth-extension",
+    "music-remix",
+    "crowd-enhancement",
+    "cocktail-fork",
+)
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One audio file of an item, with what the manifest promises about it."""
+
+    path: str  # relative to the suite root
+    rate: int
+    channels: int
+    frames: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "rate": self.rate,
+            "channels": self.channels,
+            "frames": self.frames,
+            "sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of work: named input and reference files plus free-form metadata."""
+
+    id: str
+    task: str
+    root: Path
+    inputs: dict[str, FileRef]
+    references: dict[str, FileRef]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    suite: str = ""
+
+    @property
+    def hash(self) -> str:
+        """Hash of the item's id, task, files (by content hash) and metadata."""
+        blob = json.dumps(
+            {
+                "id": self.id,
+                "task": self.task,
+                "inputs": {k: v.to_json() for k, v in sorted(self.inputs.items())},
+                "references": {k: v.to_json() for k, v in sorted(self.references.items())},
+                "metadata": self.metadata,
+            },
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def problems(self) -> list[str]:
+        """Files that are missing on disk, each as '<path>: file not found'."""
+        out = []
+        for ref in [*self.inputs.values(), *self.references.values()]:
+            p = self.root / ref.path
+            if not p.is_file():
+                out.append(f"{p}: file not found")
+        return out
+
+    def _load(self, ref: FileRef) -> Audio:
+        path = self.root / ref.path
+        data = path.read_bytes() if path.is_file() else None
+        if data is not None and ref.sha256 and hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise AudioError(f"{path}: content differs from the suite manifest (sha256 mismatch)")
+        x = audio_mod.read(path)
+        return audio_mod.check(
+            x, name=str(path), rate=ref.rate, channels=ref.channels, frames=ref.frames
+        )
+
+    def input(self, role: str) -> Audio:
+        """Read and validate input `role`; AudioError names the file on any problem."""
+        return self._load(self.inputs[role])
+
+    def reference(self, role: str) -> Audio:
+        """Read and validate reference `role`; AudioError names the file on any problem."""
+        return self._load(self.references[role])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "inputs": {k: v.to_json() for k, v in self.inputs.items()},
+            "references": {k: v.to_json() for k, v in self.references.items()},
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named, versioned, hashed list of items of one task."""
+
+    name: str
+    version: str
+    task: str
+    root: Path
+    items: tuple[Item, ...]
+    description: str = ""
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(
+            json.dumps(self.to_json(), sort_keys=True, default=str).encode()
+        ).hexdigest()
+
+    @property
+    def duration(self) -> float:
+        """Total seconds of reference audio (first reference of each item)."""
+        total = 0.0
+        for it in self.items:
+            ref = next(iter(it.references.values()), None)
+            if ref:
+                total += ref.frames / ref.rate
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "name": self.name,
+            "version": self.version,
+            "task": self.task,
+            "description": self.description,
+            "items": [it.to_json() for it in self.items],
+        }
+
+
+def file_ref(root: Path, path: Path) -> FileRef:
+    """Describe an existing audio file for a manifest (reads it to get the facts)."""
+    x = audio_mod.read(path)
+    rel = path.resolve().relative_to(root.resolve()).as_posix()
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return FileRef(rel, x.rate, x.channels, x.frames, sha)
+
+
+def write_manifest(suite: Suite, root: Path | None = None) -> Path:
+    """Write `manifest.json` for a suite into its root (or `root`)."""
+    root = Path(root or suite.root)
+    path = root / MANIFEST_NAME
+    path.write_text(json.dumps(suite.to_json(), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def _file_from_json(manifest: Path, where: str, raw: Any) -> FileRef:
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{manifest}: {where} must be an object with path/rate/channels/frames")
+    try:
+        return FileRef(
+            path=str(raw["path"]),
+            rate=int(raw["rate"]),
+            channels=int(raw["channels"]),
+            frames=int(raw["frames"]),
+            sha256=str(raw.get("sha256", "")),
+        )
+    except KeyError as exc:
+        raise SuiteError(f"{manifest}: {where} lacks key {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise SuiteError(f"{manifest}: {where} has a malformed value ({exc})") from None
+
+
+def load_suite(folder: str | Path) -> Suite:
+    """Load a suite folder (a folder holding manifest.json, or the manifest path itself)."""
+    folder = Path(folder)
+    manifest = folder if folder.name == MANIFEST_NAME else folder / MANIFEST_NAME
+    if not manifest.is_file():
+        raise SuiteError(f"{manifest}: no suite manifest here")
+    try:
+        raw = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{manifest}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
+        raise SuiteError(f"{manifest}: not a suite manifest (expected format {MANIFEST_FORMAT!r})")
+    for key in ("name", "task", "items"):
+        if key not in raw:
+            raise SuiteError(f"{manifest}: lacks key {key!r}")
+    task = raw["task"]
+    if task not in TASKS:
+        raise SuiteError(f"{manifest}: unknown task {task!r} (known: {', '.join(TASKS)})")
+    if not isinstance(raw["items"], list) or not raw["items"]:
+        raise SuiteError(f"{manifest}: 'items' must be a non-empty list")
+    root = manifest.parent
+    items, seen = [], set()
+    for i, it in enumerate(raw["items"]):
+        where = f"item {i}"
+        if not isinstance(it, dict) or "id" not in it:
+            raise SuiteError(f"{manifest}: {where} must be an object with an 'id'")
+        iid = str(it["id"])
+        if iid in seen:
+            raise SuiteError(f"{manifest}: duplicate item id {iid!r}")
+        seen.add(iid)
+        inputs = {
+            k: _file_from_json(manifest, f"item {iid!r} input {k!r}", v)
+            for k, v in (it.get("inputs") or {}).items()
+        }
+        refs = {
+            k: _file_from_json(manifest, f"item {iid!r} reference {k!r}", v)
+            for k, v in (it.get("references") or {}).items()
+        }
+        items.append(
+            Item(
+                id=iid,
+                task=task,
+                root=root,
+                inputs=inputs,
+                references=refs,
+                metadata=dict(it.get("metadata") or {}),
+                suite=str(raw["name"]),
+            )
+        )
+    return Suite(
+        name=str(raw["name"]),
+        version=str(raw.get("version", "1")),
+        task=task,
+        root=root,
+        items=tuple(items),
+        description=str(raw.get("description", "")),
+    )

@@ -1,0 +1,1 @@
+"""Audiogram panels shipped with the harness (data) and their loaders."""

@@ -1,0 +1,1 @@
+"""System adapters, one package or module per system; `base` holds the contract and registry."""

@@ -1,0 +1,77 @@
+"""The System contract and the system registry.
+
+A system turns items (and, for tasks that need one, a listener) into outputs: one dict of named
+`Audio` signals per item, as the task's protocol specifies (see `harness.protocols`). Systems are
+registered as entry points in the `harness.systems` group; `pip install my-system` that declares
+one makes it appear in `harness systems`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Protocol, runtime_checkable
+
+from harness import registry
+from harness.audio import Audio
+from harness.errors import RegistryError
+from harness.suites.types import Item
+
+Output = dict[str, Audio]
+
+ANY_TASK = "*"
+
+
+@runtime_checkable
+class System(Protocol):
+    name: str
+    task: str  # one task, or "*" for task-generic anchors
+    version: str
+
+    def prepare(self, device: str) -> None: ...
+
+    def process(self, items: list[Item], listener: Any | None) -> list[Output]: ...
+
+
+class BaseSystem:
+    """Convenience base: parameters, identity, and a no-op prepare."""
+
+    name = ""
+    task = ANY_TASK
+    version = "1"
+    description = ""
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        self.device = "cpu"
+
+    def prepare(self, device: str) -> None:
+        self.device = device
+
+    def supports(self, task: str) -> bool:
+        return self.task in (ANY_TASK, task)
+
+    def identity(self) -> str:
+        """What a job key depends on: name, version and parameters."""
+        blob = json.dumps(
+            {"name": self.name, "version": self.version, "params": self.params},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def system_names() -> list[str]:
+    return sorted(registry.names("harness.systems"))
+
+
+def get_system(name: str, **params: Any) -> BaseSystem:
+    cls = registry.load("harness.systems", name)
+    try:
+        system = cls(**params)
+    except TypeError as exc:
+        raise RegistryError(f"system {name!r} rejects its parameters: {exc}") from None
+    for attr in ("name", "task", "version", "process", "prepare"):
+        if not hasattr(system, attr):
+            raise RegistryError(f"system {name!r} does not implement {attr!r} of the System contract")
+    return system
