@@ -93,14 +93,35 @@ def read(path: str | Path) -> Audio:
         )
     if data.shape[0] == 0:
         raise AudioError(f"{path}: file holds no samples")
-    if info.format == "WAV" and path.stat().st_size < _wav_expected_bytes(info):
-        raise AudioError(f"{path}: truncated file (shorter than its header declares)")
+    if info.format == "WAV":
+        declared, present = _wav_data_bytes(path)
+        if declared is not None and present < declared:
+            raise AudioError(
+                f"{path}: truncated file (data chunk declares {declared} bytes, {present} present)"
+            )
     return Audio(data.T, rate)
 
 
-def _wav_expected_bytes(info: sf._SoundFileInfo) -> int:
-    width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8, "PCM_U8": 1}
-    return info.frames * info.channels * width.get(info.subtype, 0)
+def _wav_data_bytes(path: Path) -> tuple[int | None, int]:
+    """(declared, present) size of a RIFF/WAVE file's data chunk; libsndfile silently clamps
+    the frame count of a truncated file, so the header is read here. None: not determinable."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None, 0
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            cid, csize = struct.unpack("<4sI", fh.read(8))
+            if cid == b"data":
+                if csize in (0, 0xFFFFFFFF):  # streaming writers leave the size open
+                    return None, 0
+                return csize, size - pos - 8
+            pos += 8 + csize + (csize & 1)
+    return None, 0
 
 
 def write(path: str | Path, audio: Audio, subtype: str = "FLOAT") -> Path:

@@ -49,3 +49,9 @@ def load(group: str, name: str) -> Any:
     except Exception as exc:  # a broken plugin must not take the harness down
         raise RegistryError(f"{group} entry {name!r} ({target}) failed to load: {exc}") from None
     return obj
+
+
+def register(group: str, name: str, target: str) -> None:
+    """Register `module:attr` under `name` for this process (plugins use entry points instead)."""
+    BUILTIN.setdefault(group, {})[name] = target
+    names.cache_clear()

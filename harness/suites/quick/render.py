@@ -33,13 +33,13 @@ HERE = Path(__file__).parent
 SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 
 SPEECH = [
-    # id, voice, text, snr dB, rt60 s, band (Hz), noise
-    ("se01", "slt", "The birch canoe slid on the smooth planks.", 5, 0.3, (200, 6000), "pink"),
-    ("se02", "rms", "Glue the sheet to the dark blue background.", 0, 0.5, (300, 3400), "babble"),
-    ("se03", "awb", "It is easy to tell the depth of a well.", 10, 0.7, (100, 7000), "white"),
-    ("se04", "kal16", "These days a chicken leg is a rare dish.", 15, 0.2, (150, 5000), "hum50"),
-    ("se05", "hts_slt", "Rice is often served in round bowls.", 20, 0.4, (250, 4000), "pink"),
-    ("se06", "slt", "The juice of lemons makes fine punch.", 2, 0.6, (300, 3400), "white"),
+    # id, voice, text, snr dB, (rt60 s, drr dB), band (Hz), noise
+    ("se01", "slt", "The birch canoe slid on the smooth planks.", 5, (0.3, 9), (200, 6000), "pink"),
+    ("se02", "rms", "Glue the sheet to the dark blue background.", 0, (0.5, 3), (300, 3400), "babble"),
+    ("se03", "awb", "It is easy to tell the depth of a well.", 10, (0.7, 0), (100, 7000), "white"),
+    ("se04", "kal16", "These days a chicken leg is a rare dish.", 15, (0.2, 12), (150, 5000), "hum50"),
+    ("se05", "hts_slt", "Rice is often served in round bowls.", 20, (0.4, 6), (250, 4000), "pink"),
+    ("se06", "slt", "The juice of lemons makes fine punch.", 2, (0.6, -3), (300, 3400), "white"),
 ]
 BABBLE_TEXTS = [
     ("rms", "Four hours of steady work faced us."),
@@ -66,12 +66,14 @@ def trim_silence(x: np.ndarray, rate: int, pad: float = 0.1) -> np.ndarray:
     return x[a:b]
 
 
-def room_response(rt60: float, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """Direct path plus an exponentially decaying noise tail (-60 dB at rt60) after 5 ms."""
+def room_response(rt60: float, drr_db: float, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Direct path plus an exponentially decaying noise tail (-60 dB at rt60) from 5 ms on,
+    scaled so the direct-to-reverberant energy ratio is drr_db."""
     n = int(rt60 * rate)
     t = np.arange(n) / rate
-    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60) * 0.3
+    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)
     tail[: int(0.005 * rate)] = 0.0
+    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
     h = tail
     h[0] = 1.0
     return h / np.sqrt(np.sum(h**2))
@@ -104,10 +106,10 @@ def render_speech(root: Path) -> Suite:
     length = max(len(v) for v in voices)
     babble = sum(np.pad(v, (0, length - len(v))) for v in voices)
     items = []
-    for iid, voice, text, snr, rt60, band, kind in SPEECH:
+    for iid, voice, text, snr, (rt60, drr), band, kind in SPEECH:
         clean = trim_silence(tts(voice, text, tmp / f"{iid}.wav").mono(), 16000)
         clean = clean / np.sqrt(np.mean(clean**2)) * 10 ** (-26 / 20)  # -26 dBFS RMS
-        wet = signal.fftconvolve(clean, room_response(rt60, 16000, rng))[: len(clean)]
+        wet = signal.fftconvolve(clean, room_response(rt60, drr, 16000, rng))[: len(clean)]
         sos = signal.butter(4, band, btype="bandpass", fs=16000, output="sos")
         wet = signal.sosfilt(sos, wet)
         nz = noise(kind, len(clean), 16000, rng, babble)
@@ -125,7 +127,7 @@ def render_speech(root: Path) -> Suite:
                 inputs={"input": file_ref(root, dpath)},
                 references={"clean": file_ref(root, cpath)},
                 metadata={
-                    "voice": voice, "text": text, "snr_db": snr, "rt60_s": rt60,
+                    "voice": voice, "text": text, "snr_db": snr, "rt60_s": rt60, "drr_db": drr,
                     "band_hz": list(band), "noise": kind,
                     "device": f"band-pass {band[0]}-{band[1]} Hz",
                 },
@@ -157,7 +159,7 @@ SONGS = {
         seed=2,
     ),
 }
-SECONDS = 2.5
+SECONDS = 2.0
 PAN = {"vocals": 64, "drums": 64, "bass": 60, "other": 40}
 
 
@@ -262,7 +264,7 @@ def render_music(root: Path) -> Suite:
         task="music-remix",
         root=root,
         items=tuple(items),
-        description="Two 2.5 s multi-stem songs (fluidsynth, GM soundfont), stereo 44.1 kHz",
+        description="Two 2 s multi-stem songs (fluidsynth, GM soundfont), stereo 44.1 kHz",
     )
 
 

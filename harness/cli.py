@@ -1,0 +1,307 @@
+"""The `harness` command line (typer). Thin: parses flags, calls the engine, prints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+app = typer.Typer(
+    help="Evaluate audio enhancement, hearing-aid music processing and separation systems.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Wide tables when output goes to a file or pipe (rich would otherwise wrap at 80 columns).
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+STORE_HELP = "Output folder holding the results store (harness.sqlite)."
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+@app.command()
+def run(
+    suite: Annotated[list[str], typer.Option("--suite", "-s", help="Suite name or folder (repeatable). Default: both quick suites.")] = None,
+    system: Annotated[list[str], typer.Option("--system", "-y", help="System name (repeatable). Default: unprocessed, oracle.")] = None,
+    panel: Annotated[str, typer.Option(help="Panel name (builtin) or a listeners*.json file.")] = None,
+    listener: Annotated[list[str], typer.Option("--listener", "-l", help="Only these listener ids of the panel (repeatable).")] = None,
+    metric: Annotated[list[str], typer.Option("--metric", "-m", help="Metrics to compute (repeatable). Default: each task's own.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Scoring worker processes (1 = score in-process).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: cuda when present).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help=STORE_HELP)] = None,
+    batch_size: Annotated[int, typer.Option(help="Items per system call.")] = None,
+    run_name: Annotated[str, typer.Option(help="A name for the run (default: its id).")] = None,
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML file; any flag above is a key.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run systems on suites for a listener panel, score them, store and summarise.
+
+    With no arguments: both built-in quick suites, `unprocessed` and `oracle`, the built-in
+    panel. Rerunning the same configuration resumes: jobs already stored are skipped.
+    """
+    from harness.config import load_config
+    from harness.runner import execute, plan
+
+    cfg = load_config(
+        config,
+        {
+            "suites": suite, "systems": system, "panel": panel, "listeners": listener,
+            "metrics": metric, "jobs": jobs, "device": device,
+            "out": str(out_dir) if out_dir else None, "batch_size": batch_size,
+            "run_name": run_name, "quiet": quiet or None,
+        },
+    )
+    p = plan(cfg)
+    for line in p.skipped:
+        err.print(f"[yellow]note:[/] {line}")
+    err.print(
+        f"run [bold]{p.name}[/] ({p.run_id}): {len(p.jobs)} jobs, {len(p.suites)} suite(s), "
+        f"{len(p.systems)} system(s), panel {p.panel.name} ({len(p.panel.listeners)} listeners), "
+        f"device {p.device}, {cfg.jobs} worker(s)"
+    )
+    result = execute(p, progress=not cfg.quiet)
+    if result.resumed_jobs:
+        err.print(f"resumed: {result.resumed_jobs} of {result.total_jobs} jobs were already stored")
+    err.print(f"done in {result.seconds:.1f} s; store {result.store_path}")
+    _print_summary(Path(cfg.out), result.run_id, p.panel)
+
+
+def _print_summary(folder: Path, run_id: str, panel=None) -> None:
+    from harness.report.summary import by_listener, summarise, units
+    from harness.store import Store
+
+    store = Store(folder)
+    try:
+        scores = store.scores(run_id)
+    finally:
+        store.close()
+    if scores.empty:
+        out.print("no scores stored")
+        return
+    u = units(scores)
+    summary = summarise(u)
+    for suite_name, grp in summary.groupby("suite", sort=False):
+        metrics = list(dict.fromkeys(grp.metric))
+        table = Table(title=f"{suite_name} — mean [95% CI] (units not ok)", title_justify="left")
+        table.add_column("system")
+        for m in metrics:
+            arrow = "↑" if grp[grp.metric == m].higher_is_better.iloc[0] else "↓"
+            table.add_column(f"{m} {arrow}", justify="right")
+        for sys_name, srows in grp.groupby("system", sort=False):
+            cells = []
+            for m in metrics:
+                r = srows[srows.metric == m]
+                if r.empty:
+                    cells.append("")
+                    continue
+                r = r.iloc[0]
+                cell = f"{_fmt(r['mean'])} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+                if r.n_not_ok:
+                    cell += f" [red]({r.n_not_ok} not ok)[/]"
+                cells.append(cell)
+            table.add_row(sys_name, *cells)
+        out.print(table)
+        listener_metric = "haaqi" if "haaqi" in metrics else None
+        if listener_metric:
+            t = by_listener(u[u.suite == suite_name], listener_metric, panel)
+            if not t.empty:
+                lt = Table(title=f"{suite_name} — {listener_metric} by listener", title_justify="left")
+                lt.add_column("listener")
+                for c in t.columns:
+                    lt.add_column(str(c), justify="right")
+                for lid, row in t.iterrows():
+                    lt.add_row(lid, *[v if isinstance(v, str) else _fmt(v) for v in row])
+                out.print(lt)
+    bad = u[u.status != "ok"]
+    if not bad.empty:
+        out.print(f"[red]{len(bad)} unit(s) not ok[/]; first reasons:")
+        for reason in list(dict.fromkeys(bad.reason))[:5]:
+            out.print(f"  - {reason}")
+
+
+@app.command()
+def summary(
+    run_id: Annotated[str, typer.Argument(help="Run id, id prefix, name, or 'latest'.")] = "latest",
+    store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
+) -> None:
+    """Print the summary tables of a stored run."""
+    from harness.store import Store
+
+    s = Store(store)
+    try:
+        rid = s.resolve(run_id)
+    finally:
+        s.close()
+    _print_summary(store, rid)
+
+
+@app.command()
+def suites(
+    name: Annotated[str, typer.Argument(help="Show the items of this suite (name or folder).")] = None,
+) -> None:
+    """List the built-in suites, or the items of one suite."""
+    from harness.suites import builtin_suites, resolve_suite
+
+    if name:
+        s = resolve_suite(name)
+        t = Table(title=f"{s.name} v{s.version} ({s.task}) — {s.description}", title_justify="left")
+        for c in ("item", "inputs", "references", "metadata"):
+            t.add_column(c)
+        for it in s.items:
+            fmt = lambda refs: ", ".join(  # noqa: E731
+                f"{k} {v.rate // 1000 if v.rate % 1000 == 0 else v.rate / 1000} kHz "
+                f"{v.channels}ch {v.frames / v.rate:.2f}s" for k, v in refs.items()
+            )
+            meta = ", ".join(f"{k}={v}" for k, v in it.metadata.items() if k != "text")
+            t.add_row(it.id, fmt(it.inputs), fmt(it.references), meta)
+        out.print(t)
+        out.print(f"hash {s.hash}")
+        return
+    t = Table(title="Built-in suites", title_justify="left")
+    for c in ("name", "task", "version", "items", "seconds", "hash", "description"):
+        t.add_column(c)
+    for n in builtin_suites():
+        s = resolve_suite(n)
+        t.add_row(s.name, s.task, s.version, str(len(s.items)), f"{s.duration:.1f}",
+                  s.hash[:12], s.description)
+    out.print(t)
+    out.print("Any folder with a manifest.json is a suite too: harness run --suite PATH")
+
+
+@app.command()
+def systems() -> None:
+    """List the registered systems (built-in and from installed plugins)."""
+    from harness import registry
+    from systems.base import get_system, system_names
+
+    t = Table(title="Systems", title_justify="left")
+    for c in ("name", "task", "version", "entry point", "description"):
+        t.add_column(c)
+    for n in system_names():
+        try:
+            s = get_system(n)
+            t.add_row(n, s.task, s.version, registry.names("harness.systems")[n],
+                      getattr(s, "description", ""))
+        except HarnessError as exc:
+            t.add_row(n, "?", "?", registry.names("harness.systems")[n], f"[red]{exc}[/]")
+    out.print(t)
+
+
+@app.command()
+def metrics() -> None:
+    """List the metrics with their direction, rate and requirements."""
+    from harness.metrics import all_metrics
+
+    t = Table(title="Metrics", title_justify="left")
+    for c in ("name", "better", "unit", "rate", "listener", "description"):
+        t.add_column(c)
+    for n, m in all_metrics().items():
+        t.add_row(n, "higher" if m.higher_is_better else "lower", m.unit or "",
+                  f"{m.sample_rate}" if m.sample_rate else "any",
+                  "yes" if m.needs_listener else "no", m.description)
+    out.print(t)
+
+
+@app.command()
+def listeners(
+    panel: Annotated[str, typer.Argument(help="Panel name or a listeners*.json file.")] = "builtin",
+) -> None:
+    """List a panel's listeners: id, severity and thresholds (dB HL) per ear."""
+    from harness.listener import resolve_panel, severity
+
+    p = resolve_panel(panel)
+    cfs = p.listeners[0].audiogram_left.frequencies
+    t = Table(title=f"Panel {p.name} ({len(p.listeners)} listeners) — {p.source}", title_justify="left")
+    t.add_column("id")
+    t.add_column("severity")
+    t.add_column("ear")
+    same = all(np.array_equal(li.audiogram_left.frequencies, cfs) for li in p.listeners)
+    if same:
+        for f in cfs:
+            t.add_column(f"{f / 1000:g}k" if f >= 1000 else f"{f:g}", justify="right")
+    else:
+        t.add_column("thresholds (Hz: dB HL)")
+    for li in p.listeners:
+        for ear, ag in (("L", li.audiogram_left), ("R", li.audiogram_right)):
+            lv = [f"{v:g}" for v in ag.levels]
+            if not same:
+                lv = [", ".join(f"{f:g}:{v:g}" for f, v in zip(ag.frequencies, ag.levels, strict=True))]
+            t.add_row(li.id if ear == "L" else "", severity(li) if ear == "L" else "", ear, *lv)
+    out.print(t)
+
+
+@app.command()
+def runs(store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs")) -> None:
+    """List the runs in a results store."""
+    import time
+
+    from harness.store import Store
+
+    s = Store(store)
+    try:
+        rows = s.runs()
+    finally:
+        s.close()
+    t = Table(title=f"Runs in {store}", title_justify="left")
+    for c in ("run id", "name", "status", "scores", "updated"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["run_id"], r["name"], r["status"], str(r["scores"]),
+                  time.strftime("%Y-%m-%d %H:%M", time.localtime(r["updated"])))
+    out.print(t)
+
+
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="Run id, id prefix, name, or 'latest'.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or json.")] = "csv",
+    dest: Annotated[Path, typer.Option("--out", "-o", help="Output file (default: <run id>.<format>).")] = None,
+    store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
+) -> None:
+    """Export every score of a run (one row per item, listener, ear, stem and metric)."""
+    from harness.errors import StoreError
+    from harness.store import Store
+    from harness.store import export as do_export
+
+    if fmt not in ("csv", "parquet", "json"):
+        raise StoreError(f"unknown export format {fmt!r} (csv, parquet, json)")
+    s = Store(store)
+    try:
+        rid = s.resolve(run_id)
+        path = do_export(s, rid, fmt, dest or Path(f"{rid}.{fmt}"))
+    finally:
+        s.close()
+    err.print(f"wrote {path}")
+
+
+import numpy as np  # noqa: E402  (used by `listeners`; kept out of the import-time path above)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("clarity").setLevel(logging.ERROR)
+    try:
+        app()
+    except HarnessError as exc:
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted: scores committed so far are kept; rerun the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Built-in quick suites (committed audio) and the script that rendered them."""

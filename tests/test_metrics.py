@@ -1,0 +1,143 @@
+"""Each metric against an independent expectation: closed forms, the reference package, ordering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.audio import Audio
+from harness.metrics import DB_CEILING, evaluate, get_metric, seed_for
+from harness.metrics.bsseval import bsseval_v4
+from harness.metrics.snr import si_sdr_db, snr_db
+
+RATE = 16000
+
+
+def add_noise_at(x: np.ndarray, snr: float, seed: int = 0) -> np.ndarray:
+    n = np.random.default_rng(seed).standard_normal(x.shape)
+    n *= np.sqrt(np.sum(x**2) / np.sum(n**2) / 10 ** (snr / 10))
+    return x + n
+
+
+# ------------------------------------------------------------------ SNR and SI-SDR (closed form)
+@pytest.mark.parametrize("target", [-5.0, 0.0, 12.5, 40.0])
+def test_snr_closed_form(target):
+    rng = np.random.default_rng(1)
+    r = rng.standard_normal(8000)
+    n = rng.standard_normal(8000)
+    n *= np.sqrt(np.dot(r, r) / np.dot(n, n) / 10 ** (target / 10))  # ||r||^2/||n||^2 = 10^(t/10)
+    assert snr_db(r + n, r) == pytest.approx(target, abs=1e-9)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 7.0])
+def test_si_sdr_is_scale_invariant_closed_form(scale):
+    rng = np.random.default_rng(2)
+    r = rng.standard_normal(8000)
+    n = rng.standard_normal(8000)
+    n -= np.dot(n, r) / np.dot(r, r) * r  # orthogonal to r: the projection recovers scale * r
+    n *= np.sqrt(np.dot(r, r) / np.dot(n, n) / 10 ** (15 / 10))
+    # SI-SDR = 10 log10(||scale r||^2 / ||scale n||^2) = 15 dB for every scale
+    assert si_sdr_db(scale * (r + n), r) == pytest.approx(15.0, abs=1e-9)
+
+
+def test_perfect_estimate_is_reported_at_the_ceiling():
+    r = np.random.default_rng(3).standard_normal(1000)
+    assert snr_db(r, r) == DB_CEILING
+    assert si_sdr_db(0.5 * r, r) == DB_CEILING
+
+
+# ------------------------------------------------------------------ PESQ and STOI (reference packages)
+def test_pesq_identical_speech_above_4_4_and_falls_with_noise(speech):
+    pesq = get_metric("pesq")
+    ref = Audio(speech, RATE)
+    same = evaluate(pesq, ref, ref)
+    assert same.status == "ok" and same.value > 4.4
+    values = [evaluate(pesq, Audio(add_noise_at(speech, snr), RATE), ref).value
+              for snr in (30, 15, 5, 0)]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False)), values
+
+
+def test_pesq_narrow_band_runs_at_8k(speech):
+    ref = Audio(speech, RATE)
+    s = evaluate(get_metric("pesq_nb"), Audio(add_noise_at(speech, 10), RATE), ref)
+    assert s.status == "ok" and 1.0 < s.value < 4.5
+
+
+@pytest.mark.parametrize("name", ["stoi", "estoi"])
+def test_stoi_orders_with_snr(speech, name):
+    metric = get_metric(name)
+    ref = Audio(speech, RATE)
+    values = [evaluate(metric, Audio(add_noise_at(speech, snr), RATE), ref).value
+              for snr in (20, 5, -5, -15)]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False)), values
+    assert evaluate(metric, ref, ref).value == pytest.approx(1.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------ BSSEval v4 (known answers)
+@pytest.mark.parametrize("gain", [0.5, 0.9, 1.2])
+def test_bsseval_v4_gain_is_spatial_distortion_closed_form(gain):
+    # museval v4 is BSSEval *images*: SDR compares against the true image, so an estimate
+    # g * s has e_spat = (g - 1) s and SDR = ISR = -20 log10 |1 - g|; no artefacts (SAR at ceiling).
+    rng = np.random.default_rng(4)
+    ref = rng.standard_normal((2, 3 * 8000))
+    out = bsseval_v4([Audio(ref, 8000)], [Audio(gain * ref, 8000)])
+    expected = -20 * np.log10(abs(1 - gain))
+    assert out["sdr"][0] == pytest.approx(expected, abs=1e-3)
+    assert out["isr"][0] == pytest.approx(expected, abs=1e-3)
+    assert out["sar"][0] > 60
+
+
+def test_bsseval_white_noise_sdr_equals_snr_and_interference_gives_sir():
+    rng = np.random.default_rng(5)
+    s1, s2 = rng.standard_normal((2, 1, 4 * 8000))
+    noise = rng.standard_normal(s1.shape)
+    noise *= np.sqrt(np.sum(s1**2) / np.sum(noise**2) / 10 ** (20 / 10))
+    est1 = s1 + noise
+    est2 = s2 + 0.1 * s1  # leaks s1 into source 2 at 20 dB below
+    out = bsseval_v4([Audio(s1, 8000), Audio(s2, 8000)], [Audio(est1, 8000), Audio(est2, 8000)])
+    # White noise is nearly orthogonal to the 512 filtered copies of the reference:
+    # SDR ~= SNR = 20 dB (the projection removes ~512/8000 of the noise energy, < 0.3 dB).
+    assert out["sdr"][0] == pytest.approx(20.0, abs=0.35)
+    assert out["sar"][0] == pytest.approx(20.0, abs=0.35)
+    assert out["sir"][1] == pytest.approx(20.0, abs=0.35)
+
+
+# ------------------------------------------------------------------ HAAQI (pyclarity reference)
+def test_haaqi_matches_pyclarity_and_is_seeded(music_item):
+    from clarity.evaluator.haaqi import compute_haaqi
+
+    from harness.audio import resample
+    from harness.listener import haaqi_audiogram, resolve_panel
+
+    ref = resample(music_item.reference("vocals"), 24000).channel(0)
+    est = Audio(add_noise_at(ref.mono().astype(np.float64), 10), 24000)
+    li = resolve_panel("builtin").get("N2")
+    seed = seed_for(music_item.id, li.id, "left")
+    ours = evaluate(get_metric("haaqi"), est, ref, listener=li, ear="left", seed=seed)
+    np.random.seed(seed)
+    level1 = 65 - 20 * np.log10(np.sqrt(np.mean(ref.mono().astype(np.float64) ** 2)))
+    theirs = compute_haaqi(est.mono().astype(np.float64), ref.mono().astype(np.float64), 24000,
+                           24000, haaqi_audiogram(li.audiogram_left), 1, level1)
+    assert ours.status == "ok" and ours.value == theirs
+    again = evaluate(get_metric("haaqi"), est, ref, listener=li, ear="left", seed=seed)
+    assert again.value == ours.value
+
+
+# ------------------------------------------------------------------ statuses, never a silent 0
+def test_bad_inputs_get_statuses_with_reasons(speech):
+    ref = Audio(speech, RATE)
+    nan = speech.copy()
+    nan[100] = np.nan
+    cases = [
+        ("pesq", Audio(nan, RATE), ref, "invalid", "NaN"),
+        ("stoi", Audio(np.zeros_like(speech), RATE), ref, "invalid", "silent"),
+        ("pesq", Audio(np.zeros_like(speech), RATE), ref, "invalid", "silent"),
+        ("si_sdr", ref, Audio(np.zeros_like(speech), RATE), "invalid", "reference is silent"),
+        ("snr", Audio(speech[:-1], RATE), ref, "invalid", "shape"),
+        ("pesq", Audio(speech[:2000], RATE), Audio(speech[:2000], RATE), "failed", "too short"),
+        ("stoi", Audio(speech[:3000], RATE), Audio(speech[:3000], RATE), "failed", "30 frames"),
+    ]
+    for name, est, r, status, reason in cases:
+        s = evaluate(get_metric(name), est, r)
+        assert (s.status, s.value) == (status, None), (name, s)
+        assert reason in s.reason, (name, s.reason)
