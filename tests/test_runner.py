@@ -235,7 +235,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     res = run_cli("run", *KILL_ARGS, "--out", str(full))
     assert res.returncode == 0, res.stderr
     total = _jobs_stored(full / "harness.sqlite")
-    assert total == 36  # (2 songs x 3 listeners + 6 utterances) x 2 systems
+    assert total == 24  # (2 songs x 3 listeners + 6 utterances) x 2 systems
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *KILL_ARGS, "--out",

@@ -159,7 +159,7 @@ SONGS = {
         seed=2,
     ),
 }
-SECONDS = 2.0
+SECONDS = 1.5
 PAN = {"vocals": 64, "drums": 64, "bass": 60, "other": 40}
 
 
@@ -264,7 +264,7 @@ def render_music(root: Path) -> Suite:
         task="music-remix",
         root=root,
         items=tuple(items),
-        description="Two 2 s multi-stem songs (fluidsynth, GM soundfont), stereo 44.1 kHz",
+        description="Two 1.5 s multi-stem songs (fluidsynth, GM soundfont), stereo 44.1 kHz",
     )
 
 
