@@ -199,8 +199,13 @@ def _cache_outputs(cache: Path, outputs: dict[str, Audio]) -> dict[str, str]:
     return paths
 
 
-def score_job(task: str, item: Item, output_paths: dict[str, str], listener, metrics) -> list[Score]:
+def score_job(
+    task: str, item: Item, output_paths: dict[str, str], listener, metrics, memo_dir: str | None = None
+) -> list[Score]:
     """Worker entry point: load a job's outputs and score them under the task protocol."""
+    from harness.protocols import base as protocol_base
+
+    protocol_base.MEMO_DIR = Path(memo_dir) if memo_dir else None
     protocol = get_protocol(task)
     try:
         outputs = {k: audio_mod.read(p) for k, p in output_paths.items()}
@@ -275,6 +280,7 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
     out = Path(cfg.out)
     store = Store(out)
     cache = out / "cache"
+    memo = cache / "memo"
     run_dir = out / "runs" / p.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "manifest.json").write_text(json.dumps(p.manifest, indent=1, default=str) + "\n")
@@ -343,11 +349,12 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
                     paths = _cache_outputs(cache, {k: v for k, v in outputs.items()
                                                    if isinstance(v, Audio)})
                     if pool is None:
-                        scores = score_job(job.suite.task, job.item, paths, job.listener, job.metrics)
+                        scores = score_job(job.suite.task, job.item, paths, job.listener,
+                                           job.metrics, str(memo))
                         commit(job, "ok", "", paths, t0, scores)
                     else:
                         fut = pool.submit(score_job, job.suite.task, job.item, paths,
-                                          job.listener, job.metrics)
+                                          job.listener, job.metrics, str(memo))
                         in_flight[fut] = (job, paths, t0)
                         drain(2 * cfg.jobs)
             drain(0)
