@@ -235,13 +235,14 @@ def render_music(root: Path) -> Suite:
         paths = {}
         quantised = {}
         for stem, x in stems.items():
-            q = np.round(x * gain * 32767) / 32767  # exactly representable in 16-bit
+            q = np.round(x * gain * 32768) / 32768  # soundfile's PCM_16 grid: stored exactly
             quantised[stem] = q
             paths[stem] = write(root / song_id / f"{stem}.flac", Audio(q, 44100), "PCM_16")
         mix = sum(quantised.values())
         paths["mixture"] = write(root / song_id / "mixture.flac", Audio(mix, 44100), "PCM_24")
+        stored = sum(read(paths[s]).samples.astype(np.float64) for s in stems)
         check = read(paths["mixture"]).samples.astype(np.float64)
-        assert np.max(np.abs(check - mix)) < 1e-6, "mixture must equal the sum of the stems"
+        assert np.max(np.abs(check - stored)) < 1e-7, "mixture must equal the sum of the stored stems"
         items.append(
             Item(
                 id=song_id,
