@@ -21,12 +21,11 @@ Flags given on the command line override the file.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, read_structured
 from harness.suites import DEFAULT_SUITES
 
 
@@ -70,12 +69,9 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig
     values: dict[str, Any] = {}
     if path:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            raw = tomllib.loads(p.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        if p.suffix.lower() != ".toml":
+            raise ConfigError(f"{p}: a run config must be a .toml file")
+        raw = read_structured(p, ConfigError, "config file", "config file not found")
         unknown = sorted(set(raw) - KEYS)
         if unknown:
             raise ConfigError(f"{p}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(KEYS))})")
@@ -87,11 +83,15 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig
         if v is None or (k in _LISTS and not v):
             continue
         values[k] = v
+    where = f"{path}: " if path else ""
     try:
         cfg = RunConfig(**values)
     except TypeError as exc:
-        raise ConfigError(f"bad configuration: {exc}") from None
+        raise ConfigError(f"{where}bad configuration: {exc}") from None
     for k in _LISTS:
         if not isinstance(getattr(cfg, k), list):
-            raise ConfigError(f"config key {k!r} must be a list of strings")
-    return cfg.validate()
+            raise ConfigError(f"{where}config key {k!r} must be a list of strings")
+    try:
+        return cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None

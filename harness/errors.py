@@ -37,3 +37,22 @@ class InvalidInput(Exception):
 
 class MetricFailed(Exception):
     """Raised inside scoring: the metric ran and could not produce a number (status `failed`)."""
+
+
+def read_structured(path, error: type[HarnessError], what: str, missing: str = "file not found"):
+    """Parse a JSON (or, by suffix, TOML) file; every problem is `error('<path>: <reason>')`."""
+    import json
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    toml = path.suffix.lower() == ".toml"
+    try:
+        text = path.read_text()
+        return tomllib.loads(text) if toml else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid {'TOML' if toml else 'JSON'} ({exc})") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror})") from None

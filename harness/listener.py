@@ -7,7 +7,6 @@ Clarity/Cadenza `listeners*.json` file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from clarity.utils.audiogram import Audiogram, Listener
 
 from harness import registry
-from harness.errors import ListenerError
+from harness.errors import ListenerError, read_structured
 
 HAAQI_FREQUENCIES = np.array([250, 500, 1000, 2000, 4000, 6000])
 SEVERITY_ORDER = ("NOTHING", "MILD", "MODERATE", "SEVERE")
@@ -90,12 +89,7 @@ def severity(listener: Listener) -> str:
 def load_listener_file(path: str | Path) -> Panel:
     """Read a Clarity/Cadenza listeners*.json through pyclarity; one-line errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ListenerError(f"{path}: listener file not found")
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ListenerError(f"{path}: not valid JSON ({exc})") from None
+    raw = read_structured(path, ListenerError, "listener file", "listener file not found")
     if not isinstance(raw, dict) or not raw:
         raise ListenerError(f"{path}: expected a non-empty JSON object keyed by listener id")
     listeners = []

@@ -295,7 +295,7 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=console, disable=not progress, transient=False,
+        console=console, disable=not progress or not console.is_terminal, transient=False,
     )
     pool = None
     if cfg.jobs > 1 and pending:
@@ -303,9 +303,23 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
                                    initializer=_worker_init)
     in_flight: dict[Future, tuple[Job, dict[str, str], float]] = {}
 
+    # Without a terminal rich draws the bar only at the end: log a plain line every 15 s instead.
+    plain = progress and not console.is_terminal
+    last_line = [time.time()]
+    counts = {"done": len(done)}
+
     def commit(job: Job, status: str, reason: str, outputs: dict[str, str], t0: float, scores):
         store.commit_job(p.run_id, job.row(), status, reason, outputs, time.time() - t0, scores)
         bar.advance(task_id)
+        counts["done"] += 1
+        now = time.time()
+        if plain and (now - last_line[0] >= 15 or counts["done"] == len(p.jobs)):
+            last_line[0] = now
+            new = counts["done"] - len(done)
+            elapsed = now - t_start
+            eta = elapsed / new * (len(p.jobs) - counts["done"]) if new else float("nan")
+            console.print(f"run {p.run_id}: {counts['done']}/{len(p.jobs)} jobs, "
+                          f"{elapsed:.0f} s elapsed, eta {eta:.0f} s", highlight=False)
 
     def drain(limit: int) -> None:
         while len(in_flight) > limit:

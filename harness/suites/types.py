@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import audio as audio_mod
 from harness.audio import Audio
-from harness.errors import AudioError, SuiteError
+from harness.errors import AudioError, SuiteError, read_structured
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "harness-suite/1"
@@ -187,12 +187,7 @@ def load_suite(folder: str | Path) -> Suite:
     """Load a suite folder (a folder holding manifest.json, or the manifest path itself)."""
     folder = Path(folder)
     manifest = folder if folder.name == MANIFEST_NAME else folder / MANIFEST_NAME
-    if not manifest.is_file():
-        raise SuiteError(f"{manifest}: no suite manifest here")
-    try:
-        raw = json.loads(manifest.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"{manifest}: not valid JSON ({exc})") from None
+    raw = read_structured(manifest, SuiteError, "suite manifest", "no suite manifest here")
     if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
         raise SuiteError(f"{manifest}: not a suite manifest (expected format {MANIFEST_FORMAT!r})")
     for key in ("name", "task", "items"):

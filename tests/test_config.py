@@ -1,0 +1,64 @@
+"""Run configuration: TOML keys mirror the flags, flags override the file, mistakes are one line."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli
+
+from harness.config import load_config
+from harness.errors import ConfigError
+from harness.runner import resolve_device
+
+
+def test_toml_keys_and_flag_overrides(tmp_path):
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text(
+        'suites = "speech-enhancement-quick"\nsystems = ["oracle"]\njobs = 1\n'
+        'metrics = ["pesq", "snr"]\n[system_params.oracle]\n'
+    )
+    cfg = load_config(cfg_file, {"jobs": 2, "systems": None, "metrics": []})
+    assert cfg.suites == ["speech-enhancement-quick"]  # a string is taken as a one-item list
+    assert cfg.systems == ["oracle"] and cfg.metrics == ["pesq", "snr"]
+    assert cfg.jobs == 2  # the flag wins over the file
+
+
+def test_config_file_drives_a_run(tmp_path):
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text(
+        f'suites = ["speech-enhancement-quick"]\nsystems = ["oracle"]\nmetrics = ["snr"]\n'
+        f'out = "{tmp_path / "out"}"\nquiet = true\njobs = 1\n'
+    )
+    res = run_cli("run", "--config", str(cfg_file))
+    assert res.returncode == 0, res.stderr
+    assert "snr" in res.stdout and "pesq" not in res.stdout
+    assert (tmp_path / "out" / "harness.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("suites = [", "not valid TOML"),
+        ("colour = 'blue'", "unknown key(s) colour"),
+        ("jobs = 0", "jobs must be at least 1"),
+        ("systems = 3", "must be a list of strings"),
+    ],
+)
+def test_bad_config_files_name_the_file(tmp_path, content, message):
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text(content)
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg_file, {})
+    assert str(exc.value).startswith(str(cfg_file)) and message in str(exc.value)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == "cpu"
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == expected
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees no CUDA device"):
+            resolve_device("cuda")
