@@ -137,14 +137,17 @@ def summary(
     store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
 ) -> None:
     """Print the summary tables of a stored run."""
+    from harness.listener import panel_from_digest
     from harness.store import Store
 
     s = Store(store)
     try:
         rid = s.resolve(run_id)
+        info = s.manifest(rid).get("panel", {})
     finally:
         s.close()
-    _print_summary(store, rid)
+    panel = panel_from_digest(info.get("name", ""), info["listeners"]) if info.get("listeners") else None
+    _print_summary(store, rid, panel)
 
 
 @app.command()

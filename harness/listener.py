@@ -57,6 +57,19 @@ class Panel:
         }
 
 
+def panel_from_digest(name: str, digest: dict) -> Panel:
+    """Rebuild a panel from `Panel.digest()` (as stored in a run manifest)."""
+    listeners = tuple(
+        Listener(
+            id=lid,
+            audiogram_left=Audiogram(levels=d["left"], frequencies=d["cfs"]),
+            audiogram_right=Audiogram(levels=d["right"], frequencies=d["cfs"]),
+        )
+        for lid, d in digest.items()
+    )
+    return Panel(name=name, listeners=listeners, source="run manifest")
+
+
 def audiogram(listener: Listener, ear: str) -> Audiogram:
     if ear not in EARS:
         raise ValueError(f"ear must be one of {EARS}, got {ear!r}")

@@ -234,24 +234,21 @@ def _worker_init() -> None:
 
 def _process(system, jobs: list[Job]) -> list[tuple[dict[str, Audio] | None, str, str]]:
     """Run a system on a batch; on a batch failure retry item by item to isolate the culprit."""
-    listener = jobs[0].listener
     items = [j.item for j in jobs]
     try:
-        outs = system.process(items, listener)
+        outs = system.process(items, jobs[0].listener)
         if not isinstance(outs, list) or len(outs) != len(items):
-            raise RuntimeError(f"returned {type(outs).__name__} of the wrong length")
+            got = len(outs) if isinstance(outs, list) else type(outs).__name__
+            raise RuntimeError(f"returned {got} outputs for {len(items)} items")
         return [(o, "ok", "") for o in outs]
-    except Exception:
+    except Exception as exc:
         if len(jobs) > 1:
             return [r for j in jobs for r in _process(system, [j])]
-    try:
-        out = system.process(items, listener)
-        return [(out[0] if isinstance(out, list) and out else out, "ok", "")]
-    except AudioError as exc:
-        return [(None, INVALID, str(exc))]
-    except HarnessError as exc:
-        return [(None, FAILED, f"system {jobs[0].system}: {exc}")]
-    except Exception as exc:
+        if isinstance(exc, AudioError):  # the item's own files are bad
+            return [(None, INVALID, str(exc))]
+        if isinstance(exc, HarnessError):
+            return [(None, FAILED, f"system {jobs[0].system}: {exc}")]
+        log.debug(traceback.format_exc())
         return [(None, FAILED, f"system {jobs[0].system} raised {first_line(exc)}")]
 
 
