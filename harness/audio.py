@@ -76,18 +76,29 @@ class Audio:
         return f"Audio(channels={self.channels}, frames={self.frames}, rate={self.rate})"
 
 
-def read(path: str | Path) -> Audio:
-    """Read a WAV/FLAC file; a missing, unreadable or truncated file raises AudioError naming it."""
+def read(path: str | Path, start: int = 0, frames: int | None = None) -> Audio:
+    """Read a WAV/FLAC file, or `frames` frames of it from `start`; a missing, unreadable,
+    truncated or too short file raises AudioError naming it."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: file not found")
     try:
         info = sf.info(str(path))
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        if start or frames is not None:
+            if start + (frames or 0) > info.frames or start < 0:
+                raise AudioError(
+                    f"{path}: segment {start}+{frames} frames lies outside its {info.frames} frames"
+                )
+            data, rate = sf.read(str(path), start=start, frames=-1 if frames is None else frames,
+                                 dtype="float32", always_2d=True)
+        else:
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as exc:  # soundfile raises several types for malformed files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None
-    if info.frames > 0 and data.shape[0] < info.frames:
+    if start == 0 and frames is None and info.frames > 0 and data.shape[0] < info.frames:
         raise AudioError(
             f"{path}: truncated file (header says {info.frames} frames, found {data.shape[0]})"
         )

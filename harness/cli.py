@@ -150,28 +150,26 @@ def summary(
     _print_summary(store, rid, panel)
 
 
-@app.command()
-def suites(
-    name: Annotated[str, typer.Argument(help="Show the items of this suite (name or folder).")] = None,
-) -> None:
-    """List the built-in suites, or the items of one suite."""
+suites_app = typer.Typer(
+    help="Test suites: list the built-in ones, show one, import a dataset from disk.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(suites_app, name="suites")
+
+
+@suites_app.callback()
+def suites_main(ctx: typer.Context) -> None:
+    """List the built-in suites (with no subcommand)."""
+    if ctx.invoked_subcommand is None:
+        suites_list()
+
+
+@suites_app.command("list")
+def suites_list() -> None:
+    """List the built-in suites."""
     from harness.suites import builtin_suites, resolve_suite
 
-    if name:
-        s = resolve_suite(name)
-        t = Table(title=f"{s.name} v{s.version} ({s.task}) — {s.description}", title_justify="left")
-        for c in ("item", "inputs", "references", "metadata"):
-            t.add_column(c)
-        for it in s.items:
-            fmt = lambda refs: ", ".join(  # noqa: E731
-                f"{k} {v.rate // 1000 if v.rate % 1000 == 0 else v.rate / 1000} kHz "
-                f"{v.channels}ch {v.frames / v.rate:.2f}s" for k, v in refs.items()
-            )
-            meta = ", ".join(f"{k}={v}" for k, v in it.metadata.items() if k != "text")
-            t.add_row(it.id, fmt(it.inputs), fmt(it.references), meta)
-        out.print(t)
-        out.print(f"hash {s.hash}")
-        return
     t = Table(title="Built-in suites", title_justify="left")
     for c in ("name", "task", "version", "items", "seconds", "hash", "description"):
         t.add_column(c)
@@ -181,6 +179,65 @@ def suites(
                   s.hash[:12], s.description)
     out.print(t)
     out.print("Any folder with a manifest.json is a suite too: harness run --suite PATH")
+
+
+@suites_app.command("show")
+def suites_show(
+    name: Annotated[str, typer.Argument(help="Suite name or folder.")],
+) -> None:
+    """Show the items of one suite: files, rates, lengths and metadata."""
+    from harness.suites import resolve_suite
+
+    s = resolve_suite(name)
+    t = Table(title=f"{s.name} v{s.version} ({s.task}) — {s.description}", title_justify="left")
+    for c in ("item", "inputs", "references", "metadata"):
+        t.add_column(c)
+
+    def fmt(refs) -> str:
+        return ", ".join(
+            f"{k} {v.rate / 1000:g} kHz {v.channels}ch {v.frames / v.rate:.2f}s" for k, v in refs.items()
+        )
+
+    for it in s.items:
+        meta = ", ".join(f"{k}={v}" for k, v in it.metadata.items() if k != "text")
+        t.add_row(it.id, fmt(it.inputs), fmt(it.references), meta)
+    out.print(t)
+    out.print(f"root {s.root}\nhash {s.hash}")
+
+
+@suites_app.command("import")
+def suites_import(
+    layout: Annotated[str, typer.Argument(help="Dataset layout: musdb18hq, cad1 (see `harness suites layouts`).")],
+    path: Annotated[Path, typer.Argument(help="Root folder of the dataset on disk.")],
+    dest: Annotated[Path, typer.Option("--out", "-o", help="Folder for the suite manifest (the audio stays in place).")],
+    split: Annotated[str, typer.Option(help="Dataset split (layout-specific; e.g. test, valid, train, all).")] = "test",
+    no_hash: Annotated[bool, typer.Option("--no-hash", help="Skip content hashes (faster on large datasets; changed files go unnoticed).")] = False,
+) -> None:
+    """Validate a dataset tree, then write a suite manifest that points at it.
+
+    Every missing or malformed file is reported by path before anything is written.
+    """
+    from harness.suites.layouts import import_layout
+    from harness.suites.types import write_manifest
+
+    suite = import_layout(layout, path, split=split, hash_content=not no_hash)
+    manifest = write_manifest(suite, dest)
+    err.print(f"{suite.name}: {len(suite.items)} items, {suite.duration:.1f} s of reference audio; "
+              f"wrote {manifest}")
+    err.print(f"run it: harness run --suite {dest}")
+
+
+@suites_app.command("layouts")
+def suites_layouts() -> None:
+    """List the dataset layouts `harness suites import` reads."""
+    from harness.suites.layouts import layout_names
+
+    t = Table(title="Dataset layouts", title_justify="left")
+    t.add_column("layout")
+    t.add_column("expects")
+    for name, desc in layout_names().items():
+        t.add_row(name, desc)
+    out.print(t)
 
 
 @app.command()

@@ -27,7 +27,7 @@ def test_listings_show_panel_suites_and_metrics():
     res = run_cli("listeners")
     assert res.returncode == 0
     assert "S3" in res.stdout and "SEVERE" in res.stdout and "47.5" in res.stdout
-    res = run_cli("suites", "music-remix-quick")
+    res = run_cli("suites", "show", "music-remix-quick")
     assert res.returncode == 0 and "song01-pop" in res.stdout
     res = run_cli("metrics")
     for name in ("haaqi", "sdr", "si_sdr", "snr", "pesq", "pesq_nb", "stoi", "estoi"):

@@ -35,17 +35,22 @@ class FileRef:
     path: str  # relative to the suite root
     rate: int
     channels: int
-    frames: int
-    sha256: str
+    frames: int  # of the segment when `start` or a segment is given, else of the file
+    sha256: str  # of the whole file ("" when the suite was imported without hashing)
+    start: int = 0  # first frame of the segment within the file
+    segment: bool = False  # True: read `frames` frames from `start`; False: the whole file
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": self.path,
             "rate": self.rate,
             "channels": self.channels,
             "frames": self.frames,
             "sha256": self.sha256,
         }
+        if self.segment:
+            out["start"] = self.start
+        return out
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,12 @@ class Item:
 
     def _load(self, ref: FileRef) -> Audio:
         path = self.root / ref.path
-        data = path.read_bytes() if path.is_file() else None
-        if data is not None and ref.sha256 and hashlib.sha256(data).hexdigest() != ref.sha256:
+        if ref.sha256 and path.is_file() and file_sha256(path) != ref.sha256:
             raise AudioError(f"{path}: content differs from the suite manifest (sha256 mismatch)")
-        x = audio_mod.read(path)
+        if ref.segment:
+            x = audio_mod.read(path, ref.start, ref.frames)
+        else:
+            x = audio_mod.read(path)
         return audio_mod.check(
             x, name=str(path), rate=ref.rate, channels=ref.channels, frames=ref.frames
         )
@@ -122,12 +129,14 @@ class Suite:
     root: Path
     items: tuple[Item, ...]
     description: str = ""
+    root_ref: str = ""  # as written in the manifest ("" = the manifest's folder)
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(
-            json.dumps(self.to_json(), sort_keys=True, default=str).encode()
-        ).hexdigest()
+        """Hash of the manifest content, without `root`: the same data at another path is the
+        same suite."""
+        data = {k: v for k, v in self.to_json().items() if k != "root"}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
     def duration(self) -> float:
@@ -146,23 +155,60 @@ class Suite:
             "version": self.version,
             "task": self.task,
             "description": self.description,
+            **({"root": self.root_ref} if self.root_ref else {}),
             "items": [it.to_json() for it in self.items],
         }
 
 
-def file_ref(root: Path, path: Path) -> FileRef:
-    """Describe an existing audio file for a manifest (reads it to get the facts)."""
-    x = audio_mod.read(path)
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) within a process."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def file_ref(
+    root: Path, path: Path, *, start: int | None = None, frames: int | None = None,
+    hash_content: bool = True,
+) -> FileRef:
+    """Describe an existing audio file (or a segment of it) for a manifest, from its header."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:
+        raise AudioError(f"{path}: not a readable audio file ({str(exc).splitlines()[0]})") from None
     rel = path.resolve().relative_to(root.resolve()).as_posix()
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return FileRef(rel, x.rate, x.channels, x.frames, sha)
+    sha = file_sha256(path) if hash_content else ""
+    if start is None and frames is None:
+        return FileRef(rel, info.samplerate, info.channels, info.frames, sha)
+    start = start or 0
+    frames = info.frames - start if frames is None else frames
+    if start < 0 or frames <= 0 or start + frames > info.frames:
+        raise AudioError(f"{path}: segment {start}+{frames} frames lies outside its {info.frames} frames")
+    return FileRef(rel, info.samplerate, info.channels, frames, sha, start, True)
 
 
-def write_manifest(suite: Suite, root: Path | None = None) -> Path:
-    """Write `manifest.json` for a suite into its root (or `root`)."""
-    root = Path(root or suite.root)
-    path = root / MANIFEST_NAME
-    path.write_text(json.dumps(suite.to_json(), indent=2, sort_keys=False) + "\n")
+def write_manifest(suite: Suite, folder: Path | None = None) -> Path:
+    """Write `manifest.json` for a suite into its root (or into `folder`, in which case the
+    suite's root is recorded in the manifest so relative paths still resolve)."""
+    folder = Path(folder or suite.root)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = suite.to_json()
+    if folder.resolve() != Path(suite.root).resolve():
+        data = {**data, "root": str(Path(suite.root).resolve())}
+        data = {k: data[k] for k in ("format", "name", "version", "task", "description", "root", "items")}
+    path = folder / MANIFEST_NAME
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -176,6 +222,8 @@ def _file_from_json(manifest: Path, where: str, raw: Any) -> FileRef:
             channels=int(raw["channels"]),
             frames=int(raw["frames"]),
             sha256=str(raw.get("sha256", "")),
+            start=int(raw.get("start", 0)),
+            segment="start" in raw,
         )
     except KeyError as exc:
         raise SuiteError(f"{manifest}: {where} lacks key {exc.args[0]!r}") from None
@@ -198,7 +246,10 @@ def load_suite(folder: str | Path) -> Suite:
         raise SuiteError(f"{manifest}: unknown task {task!r} (known: {', '.join(TASKS)})")
     if not isinstance(raw["items"], list) or not raw["items"]:
         raise SuiteError(f"{manifest}: 'items' must be a non-empty list")
-    root = manifest.parent
+    root_ref = str(raw.get("root", ""))
+    root = (manifest.parent / root_ref).resolve() if root_ref else manifest.parent
+    if not root.is_dir():
+        raise SuiteError(f"{manifest}: its root {root} is not a folder")
     items, seen = [], set()
     for i, it in enumerate(raw["items"]):
         where = f"item {i}"
@@ -234,4 +285,5 @@ def load_suite(folder: str | Path) -> Suite:
         root=root,
         items=tuple(items),
         description=str(raw.get("description", "")),
+        root_ref=root_ref,
     )

@@ -1,0 +1,53 @@
+"""Loaders for real dataset layouts on disk (`harness suites import LAYOUT PATH`).
+
+Each loader validates the whole tree first and reports every missing or malformed file by path
+(`TreeProblems`), then returns a Suite whose files stay where they are: the manifest written by
+`harness suites import` records the dataset root, and paths inside it are relative to that root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import SuiteError
+from harness.suites.types import Suite
+
+
+class TreeProblems(SuiteError):
+    """A dataset tree has problems; the message lists each one with its path."""
+
+    def __init__(self, root: Path, layout: str, problems: list[str]):
+        self.problems = problems
+        head = f"{root}: {len(problems)} problem(s) in this {layout} tree"
+        super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _layouts() -> dict[str, tuple[Callable[..., Suite], str]]:
+    from harness.suites.layouts import musdb
+
+    return {
+        "musdb18hq": (
+            musdb.load_musdb18hq,
+            "MUSDB18-HQ: <root>/{train,test}/<track>/{mixture,vocals,drums,bass,other}.wav",
+        ),
+        "cad1": (
+            musdb.load_cad1,
+            "Cadenza CAD1 Task 1: <root>/audio/musdb18hq/..., <root>/metadata/*.json; "
+            "test songs cut to their 30 s objective segments",
+        ),
+    }
+
+
+def layout_names() -> dict[str, str]:
+    return {k: v[1] for k, v in _layouts().items()}
+
+
+def import_layout(layout: str, root: str | Path, **options) -> Suite:
+    table = _layouts()
+    if layout not in table:
+        raise SuiteError(f"unknown layout {layout!r} (known: {', '.join(table)})")
+    root = Path(root)
+    if not root.is_dir():
+        raise SuiteError(f"{root}: not a folder")
+    return table[layout][0](root, **options)

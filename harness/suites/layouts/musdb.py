@@ -1,0 +1,179 @@
+"""MUSDB18-HQ and Cadenza CAD1 Task 1 layouts (music-remix suites).
+
+MUSDB18-HQ: <root>/{train,test}/<Artist - Title>/{mixture,vocals,drums,bass,other}.wav,
+44.1 kHz stereo. CAD1 keeps the same tracks under <root>/audio/musdb18hq/ and adds
+<root>/metadata/musdb18.{train,valid,test}.json (track lists; Split "test" lives under test/,
+everything else under train/), musdb18.segments.test.json (the 30 s objective-evaluation segment
+of each test song) and listeners.{train,valid,test}.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.errors import AudioError, ListenerError
+from harness.listener import load_listener_file
+from harness.suites.layouts import TreeProblems
+from harness.suites.types import FileRef, Item, Suite, file_ref
+
+FILES = ("mixture", "vocals", "drums", "bass", "other")
+STEMS = FILES[1:]
+RATE, CHANNELS = 44100, 2
+
+
+def _track_refs(
+    data_root: Path, track_dir: Path, problems: list[str], *, hash_content: bool,
+    segment: tuple[int, int] | None = None,
+) -> dict[str, FileRef] | None:
+    """FileRefs of one track's five files, or None after recording every problem."""
+    refs: dict[str, FileRef] = {}
+    before = len(problems)
+    for name in FILES:
+        path = track_dir / f"{name}.wav"
+        if not path.is_file():
+            problems.append(f"{path}: file not found")
+            continue
+        try:
+            whole = file_ref(data_root, path, hash_content=False)
+        except AudioError as exc:
+            problems.append(str(exc))
+            continue
+        if whole.rate != RATE or whole.channels != CHANNELS:
+            problems.append(
+                f"{path}: {whole.rate} Hz, {whole.channels} channel(s); expected {RATE} Hz stereo"
+            )
+            continue
+        refs[name] = whole
+    if len(problems) > before:
+        return None
+    lengths = {r.frames for r in refs.values()}
+    if len(lengths) > 1:
+        detail = ", ".join(f"{k} {v.frames}" for k, v in refs.items())
+        problems.append(f"{track_dir}: files differ in length ({detail} frames)")
+        return None
+    n = lengths.pop()
+    out = {}
+    for name, ref in refs.items():
+        path = data_root / ref.path
+        if segment is not None:
+            start, frames = segment
+            if start + frames > n:
+                problems.append(f"{path}: segment {start}+{frames} frames lies outside its {n} frames")
+                return None
+            out[name] = file_ref(data_root, path, start=start, frames=frames, hash_content=hash_content)
+        else:
+            out[name] = file_ref(data_root, path, hash_content=hash_content) if hash_content else ref
+    return out
+
+
+def _item(track: str, refs: dict[str, FileRef], root: Path, metadata: dict[str, Any]) -> Item:
+    return Item(
+        id=track, task="music-remix", root=root, inputs={"mixture": refs["mixture"]},
+        references={s: refs[s] for s in STEMS}, metadata=metadata,
+    )
+
+
+def load_musdb18hq(root: Path, split: str = "test", hash_content: bool = True) -> Suite:
+    """All tracks of one split ('train', 'test') or both ('all')."""
+    splits = ("train", "test") if split == "all" else (split,)
+    problems: list[str] = []
+    for s in splits:
+        if s not in ("train", "test"):
+            raise TreeProblems(root, "MUSDB18-HQ", [f"unknown split {s!r} (train, test, all)"])
+        if not (root / s).is_dir():
+            problems.append(f"{root / s}: split folder not found")
+    if problems:
+        raise TreeProblems(root, "MUSDB18-HQ", problems)
+    items = []
+    for s in splits:
+        tracks = sorted(p for p in (root / s).iterdir() if p.is_dir())
+        if not tracks:
+            problems.append(f"{root / s}: no track folders")
+        for track_dir in tracks:
+            refs = _track_refs(root, track_dir, problems, hash_content=hash_content)
+            if refs:
+                items.append(_item(track_dir.name, refs, root, {"split": s, "dataset": "MUSDB18-HQ"}))
+    if problems:
+        raise TreeProblems(root, "MUSDB18-HQ", problems)
+    return Suite(
+        name=f"musdb18hq-{split}", version="1", task="music-remix", root=root, items=tuple(items),
+        description=f"MUSDB18-HQ {split} split, full tracks, 44.1 kHz stereo",
+    )
+
+
+def load_cad1(root: Path, split: str = "test", hash_content: bool = True) -> Suite:
+    """CAD1 Task 1 songs of `split` ('valid' or 'test'); test songs are cut to their objective
+    30 s segment as the CAD1 evaluation does. The matching panel is metadata/listeners.<split>.json."""
+    if split not in ("train", "valid", "test"):
+        raise TreeProblems(root, "CAD1", [f"unknown split {split!r} (train, valid, test)"])
+    meta = root / "metadata"
+    audio_root = root / "audio" / "musdb18hq"
+    problems: list[str] = []
+    tracks_file = meta / f"musdb18.{split}.json"
+    seg_file = meta / "musdb18.segments.test.json"
+    listeners_file = meta / f"listeners.{split}.json"
+    tracks = _read_json(tracks_file, problems, list)
+    segments = _read_json(seg_file, problems, dict) if split == "test" else {}
+    if listeners_file.is_file():
+        try:
+            load_listener_file(listeners_file)
+        except ListenerError as exc:
+            problems.append(str(exc))
+    else:
+        problems.append(f"{listeners_file}: file not found")
+    if not audio_root.is_dir():
+        problems.append(f"{audio_root}: audio folder not found")
+    if problems:
+        raise TreeProblems(root, "CAD1", problems)
+    items = []
+    for i, entry in enumerate(tracks):
+        if not isinstance(entry, dict) or "Track Name" not in entry:
+            problems.append(f"{tracks_file}: entry {i} has no 'Track Name'")
+            continue
+        name = entry["Track Name"]
+        folder = audio_root / ("test" if entry.get("Split") == "test" else "train") / name
+        segment = None
+        meta_item = {
+            "split": split, "genre": entry.get("Genre", ""), "source": entry.get("Source", ""),
+            "license": entry.get("License", ""), "dataset": "CAD1",
+        }
+        if split == "test":
+            seg = (segments.get(name) or {}).get("objective_evaluation")
+            if not isinstance(seg, dict) or "start" not in seg:
+                problems.append(f"{seg_file}: no objective_evaluation segment for {name!r}")
+                continue
+            start = int(round(float(seg["start"]) * RATE))
+            duration = float(seg.get("duration", float(seg.get("end", 0)) - float(seg["start"])))
+            segment = (start, int(round(duration * RATE)))
+            meta_item["segment_s"] = [float(seg["start"]), float(seg["start"]) + duration]
+        if not folder.is_dir():
+            problems.append(f"{folder}: track folder not found")
+            continue
+        refs = _track_refs(audio_root, folder, problems, hash_content=hash_content, segment=segment)
+        if refs:
+            items.append(_item(name, refs, audio_root, meta_item))
+    if problems:
+        raise TreeProblems(root, "CAD1", problems)
+    return Suite(
+        name=f"cad1-{split}", version="1", task="music-remix", root=audio_root, items=tuple(items),
+        description=f"Cadenza CAD1 Task 1 {split} songs"
+        + (" (30 s objective segments)" if split == "test" else "")
+        + f"; panel: {listeners_file}",
+    )
+
+
+def _read_json(path: Path, problems: list[str], kind: type):
+    if not path.is_file():
+        problems.append(f"{path}: file not found")
+        return kind()
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: not valid JSON ({exc})")
+        return kind()
+    if not isinstance(data, kind):
+        problems.append(f"{path}: expected a JSON {'list' if kind is list else 'object'}")
+        return kind()
+    return data
