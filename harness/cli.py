@@ -207,10 +207,10 @@ def suites_show(
 
 @suites_app.command("import")
 def suites_import(
-    layout: Annotated[str, typer.Argument(help="Dataset layout: musdb18hq, cad1 (see `harness suites layouts`).")],
+    layout: Annotated[str, typer.Argument(help="Dataset layout (see `harness suites layouts`).")],
     path: Annotated[Path, typer.Argument(help="Root folder of the dataset on disk.")],
     dest: Annotated[Path, typer.Option("--out", "-o", help="Folder for the suite manifest (the audio stays in place).")],
-    split: Annotated[str, typer.Option(help="Dataset split (layout-specific; e.g. test, valid, train, all).")] = "test",
+    split: Annotated[str, typer.Option(help="Split or subset (layout-specific: test, valid, train, all, a DAPS device folder). Default: the layout's own.")] = None,
     no_hash: Annotated[bool, typer.Option("--no-hash", help="Skip content hashes (faster on large datasets; changed files go unnoticed).")] = False,
 ) -> None:
     """Validate a dataset tree, then write a suite manifest that points at it.
@@ -220,7 +220,8 @@ def suites_import(
     from harness.suites.layouts import import_layout
     from harness.suites.types import write_manifest
 
-    suite = import_layout(layout, path, split=split, hash_content=not no_hash)
+    options = {"hash_content": not no_hash, **({"split": split} if split else {})}
+    suite = import_layout(layout, path, **options)
     manifest = write_manifest(suite, dest)
     err.print(f"{suite.name}: {len(suite.items)} items, {suite.duration:.1f} s of reference audio; "
               f"wrote {manifest}")

@@ -1,5 +1,7 @@
-"""speech-enhancement: a noisy, reverberant, band-limited input; the clean 16 kHz speech is the
-reference. Systems return {'enhanced': mono 16 kHz, same length as the reference}.
+"""speech-enhancement: a noisy, reverberant, band-limited input; the clean speech is the reference.
+Scoring happens at 16 kHz: systems return {'enhanced': mono 16 kHz, of the reference's length at
+16 kHz}; a reference stored at another rate (VoiceBank-DEMAND 48 kHz, DAPS 44.1 kHz) is
+resampled to 16 kHz by the harness (soxr VHQ), as the papers evaluate.
 Metrics: PESQ (wide band), STOI, ESTOI, SI-SDR, SNR against the clean reference."""
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from typing import Any
 from harness.audio import Audio, resample
 from harness.metrics import Score, evaluate, get_metric
 from harness.metrics.base import INVALID
-from harness.protocols.base import OutputSpec, TaskProtocol
+from harness.protocols.base import OutputSpec, TaskProtocol, resampled_frames
 from harness.suites.types import Item
 
 RATE = 16000
@@ -22,19 +24,22 @@ class SpeechEnhancement(TaskProtocol):
     default_metrics = ("pesq", "stoi", "estoi", "si_sdr", "snr")
     supported_metrics = ("pesq", "pesq_nb", "stoi", "estoi", "si_sdr", "snr", "sdr")
     resampling_note = (
-        "None: outputs must be 16 kHz mono of the reference's length. The `unprocessed` anchor "
-        "resamples an input recorded at another rate to 16 kHz (soxr VHQ); pesq_nb resamples to 8 kHz."
+        "Outputs must be 16 kHz mono of the reference's length at 16 kHz. References stored at "
+        "another rate are resampled to 16 kHz, and the `unprocessed` anchor resamples its input "
+        "to 16 kHz (soxr VHQ); pesq_nb resamples to 8 kHz."
     )
 
     def output_spec(self, item: Item) -> dict[str, OutputSpec]:
         ref = item.references["clean"]
-        return {"enhanced": OutputSpec(RATE, 1, ref.frames)}
+        return {"enhanced": OutputSpec(RATE, 1, resampled_frames(ref.frames, ref.rate, RATE))}
+
+    def reference(self, item: Item) -> Audio:
+        return resample(item.reference("clean"), RATE)
 
     def anchor(self, kind: str, item: Item, listener: Any) -> dict[str, Audio]:
         if kind == "oracle":
-            return {"enhanced": item.reference("clean")}
-        x = resample(item.input("input"), RATE)
-        return {"enhanced": x}
+            return {"enhanced": self.reference(item)}
+        return {"enhanced": resample(item.input("input"), RATE)}
 
     def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
         return [(m, "", "") for m in metrics]
@@ -42,7 +47,7 @@ class SpeechEnhancement(TaskProtocol):
     def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
         if "enhanced" in problems:
             return self.all_invalid(item, metrics, problems["enhanced"])
-        ref = item.reference("clean")
+        ref = self.reference(item)
         est = outputs["enhanced"]
         out = []
         for m in metrics:

@@ -24,7 +24,7 @@ class TreeProblems(SuiteError):
 
 
 def _layouts() -> dict[str, tuple[Callable[..., Suite], str]]:
-    from harness.suites.layouts import musdb
+    from harness.suites.layouts import musdb, speech
 
     return {
         "musdb18hq": (
@@ -35,6 +35,15 @@ def _layouts() -> dict[str, tuple[Callable[..., Suite], str]]:
             musdb.load_cad1,
             "Cadenza CAD1 Task 1: <root>/audio/musdb18hq/..., <root>/metadata/*.json; "
             "test songs cut to their 30 s objective segments",
+        ),
+        "voicebank-demand": (
+            speech.load_voicebank_demand,
+            "VoiceBank-DEMAND: <root>/{clean,noisy}_testset_wav/*.wav, <root>/logfiles/log_testset.txt",
+        ),
+        "daps": (
+            speech.load_daps,
+            "DAPS: <root>/clean/<spk>_<script>_clean.wav and device folders (--split DEVICE or all); "
+            "aligned to the clean twin by cross-correlation",
         ),
     }
 
