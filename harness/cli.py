@@ -280,6 +280,8 @@ def listeners(
     panel: Annotated[str, typer.Argument(help="Panel name or a listeners*.json file.")] = "builtin",
 ) -> None:
     """List a panel's listeners: id, severity and thresholds (dB HL) per ear."""
+    import numpy as np
+
     from harness.listener import resolve_panel, severity
 
     p = resolve_panel(panel)
@@ -345,9 +347,6 @@ def export(
     finally:
         s.close()
     err.print(f"wrote {path}")
-
-
-import numpy as np  # noqa: E402  (used by `listeners`; kept out of the import-time path above)
 
 
 def main() -> None:
