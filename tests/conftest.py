@@ -48,3 +48,18 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
         [sys.executable, "-m", "harness.cli", *args],
         capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout, env=env,
     )
+
+
+def assert_anchors_ordered(store_folder: Path) -> None:
+    """The latest run in a store scored everything ok and `oracle` beats `unprocessed` on the
+    mean of every metric (all of the harness's metrics are higher-is-better)."""
+    from harness.store import Store
+
+    store = Store(store_folder)
+    try:
+        df = store.scores(store.resolve("latest"))
+    finally:
+        store.close()
+    assert (df.status == "ok").all(), df[df.status != "ok"].reason.unique()
+    means = df.groupby(["system", "metric"]).value.mean().unstack()
+    assert (means.loc["oracle"] > means.loc["unprocessed"]).all(), means
