@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,7 +57,6 @@ class Score:
     ear: str = ""
     stem: str = ""
     backend: str = "reference"
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,3 @@ class MusicRemix(TaskProtocol):
                 else:
                     rows.append(Score(n, v, OK, "", "", s))
         return rows
-
-
-# evaluate is imported for third-party protocols built on this module's helpers
-__all__ = ["MusicRemix", "STEMS", "evaluate"]
