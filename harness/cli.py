@@ -151,7 +151,7 @@ def summary(
 
 
 suites_app = typer.Typer(
-    help="Test suites: list the built-in ones, show one, import a dataset from disk.",
+    help="Test suites: list the built-in ones, show one, generate one, import a dataset from disk.",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -226,6 +226,75 @@ def suites_import(
     err.print(f"{suite.name}: {len(suite.items)} items, {suite.duration:.1f} s of reference audio; "
               f"wrote {manifest}")
     err.print(f"run it: harness run --suite {dest}")
+
+
+def _option_value(text: str):
+    """-O values: JSON when it parses (numbers, lists, true/false), a comma list, else a string."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    if "," in text:
+        return [_option_value(t.strip()) for t in text.split(",") if t.strip()]
+    return text
+
+
+@suites_app.command("make")
+def suites_make(
+    name: Annotated[str, typer.Argument(help="Generator: speech-enhancement, bandwidth-extension, music-remix, crowd-enhancement, cocktail-fork.")],
+    dest: Annotated[Path, typer.Option("--out", "-o", help="New (or empty) folder for the suite.")],
+    items: Annotated[int, typer.Option(help="Number of items (default: the generator's own).")] = None,
+    seconds: Annotated[float, typer.Option(help="Seconds per item (default: the generator's own).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same bytes.")] = 0,
+    preset: Annotated[str, typer.Option(help="crowd-enhancement preset: default, 2013 (the ICASSP 2013 three inputs) or massive (2016: up to 1000 sensors).")] = None,
+    option: Annotated[list[str], typer.Option("--option", "-O", help="Generator option KEY=VALUE (repeatable), e.g. -O snrs=0,10 -O sensors=1000; `harness suites generators` lists each generator's keys.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Generate a synthetic suite (deterministic from --seed) and write its manifest.
+
+    Needs the offline synthesisers flite, festival (HTS voice) and fluidsynth with a General MIDI
+    soundfont; a missing one is named with the Debian packages to install.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.errors import ConfigError
+    from harness.suites.synth.generators import make_suite
+
+    options = {}
+    for o in option or []:
+        if "=" not in o:
+            raise ConfigError(f"--option {o!r}: expected KEY=VALUE")
+        k, v = o.split("=", 1)
+        options[k.strip()] = _option_value(v.strip())
+    if preset:
+        options["preset"] = preset
+    bar = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, disable=quiet or not err.is_terminal)
+
+    def progress(total: int):
+        task = bar.add_task(name, total=total)
+        return lambda: bar.advance(task)
+
+    with bar:
+        suite = make_suite(name, dest, items, seconds, seed, options, progress)
+    err.print(f"{suite.name}: {len(suite.items)} items, {suite.duration:.1f} s of reference audio, "
+              f"hash {suite.hash[:12]}; wrote {dest / 'manifest.json'}")
+    err.print(f"run it: harness run --suite {dest} --system unprocessed --system oracle")
+
+
+@suites_app.command("generators")
+def suites_generators() -> None:
+    """List the suite generators `harness suites make` runs, with their -O options."""
+    from harness.suites.synth.generators import GENERATORS
+
+    t = Table(title="Suite generators", title_justify="left")
+    for c in ("name", "task", "default", "makes", "-O options"):
+        t.add_column(c)
+    for g in GENERATORS.values():
+        t.add_row(g.name, g.task, f"{g.items} x {g.seconds:g} s", g.description, ", ".join(g.options))
+    out.print(t)
 
 
 @suites_app.command("layouts")

@@ -57,3 +57,23 @@ SI_SDR = FunctionMetric(
     "si_sdr", _si_sdr, unit="dB",
     description="Scale-invariant SDR (Le Roux et al. 2019), capped at 100 dB",
 )
+
+
+def _needs_protocol(name: str, what: str):
+    def fn(estimate: Audio, reference: Audio, **_) -> float:
+        raise InvalidInput(f"{name} needs {what}: it is computed by the task protocol, not alone")
+
+    return fn
+
+
+# Improvement metrics are differences the protocol computes (it knows the mixture / the inputs);
+# they are declared here so reports know their unit and direction.
+SI_SDRI = FunctionMetric(
+    "si_sdri", _needs_protocol("si_sdri", "the mixture"), unit="dB",
+    description="SI-SDR improvement: SI-SDR(estimate) - SI-SDR(mixture) (cocktail-fork)",
+)
+SDR_IMPROVEMENT = FunctionMetric(
+    "sdr_improvement", _needs_protocol("sdr_improvement", "the recordings"), unit="dB",
+    description="BSSEval v4 SDR of the estimate minus the mean SDR of the aligned inputs "
+    "(crowd-enhancement)",
+)

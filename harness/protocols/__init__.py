@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from harness.errors import RegistryError
+from harness.protocols.bandwidth_extension import BandwidthExtension
 from harness.protocols.base import OutputSpec, TaskProtocol
+from harness.protocols.cocktail_fork import CocktailFork
+from harness.protocols.crowd_enhancement import CrowdEnhancement
 from harness.protocols.music_remix import MusicRemix
 from harness.protocols.speech_enhancement import SpeechEnhancement
 
-PROTOCOLS: dict[str, TaskProtocol] = {p.task: p for p in (SpeechEnhancement(), MusicRemix())}
+PROTOCOLS: dict[str, TaskProtocol] = {p.task: p for p in (
+        SpeechEnhancement(), BandwidthExtension(), MusicRemix(), CrowdEnhancement(), CocktailFork()
+    )}
 
 __all__ = ["OutputSpec", "PROTOCOLS", "TaskProtocol", "get_protocol"]
 

@@ -130,6 +130,7 @@ class Suite:
     items: tuple[Item, ...]
     description: str = ""
     root_ref: str = ""  # as written in the manifest ("" = the manifest's folder)
+    generator: dict[str, Any] = field(default_factory=dict)  # how a generated suite was made
 
     @property
     def hash(self) -> str:
@@ -156,6 +157,7 @@ class Suite:
             "task": self.task,
             "description": self.description,
             **({"root": self.root_ref} if self.root_ref else {}),
+            **({"generator": self.generator} if self.generator else {}),
             "items": [it.to_json() for it in self.items],
         }
 
@@ -206,7 +208,8 @@ def write_manifest(suite: Suite, folder: Path | None = None) -> Path:
     data = suite.to_json()
     if folder.resolve() != Path(suite.root).resolve():
         data = {**data, "root": str(Path(suite.root).resolve())}
-        data = {k: data[k] for k in ("format", "name", "version", "task", "description", "root", "items")}
+        order = ("format", "name", "version", "task", "description", "root", "generator", "items")
+        data = {k: data[k] for k in order if k in data}
     path = folder / MANIFEST_NAME
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
@@ -286,4 +289,5 @@ def load_suite(folder: str | Path) -> Suite:
         items=tuple(items),
         description=str(raw.get("description", "")),
         root_ref=root_ref,
+        generator=dict(raw.get("generator") or {}),
     )

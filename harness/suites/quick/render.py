@@ -1,7 +1,7 @@
 """Render the two built-in quick suites (run once by a maintainer; the results are committed).
 
     apt-get install flite festival festvox-us-slt-hts fluidsynth timgm6mb-soundfont
-    pip install -e ".[render]"
+    pip install -e .
     python -m harness.suites.quick.render
 
 speech-enhancement-quick: flite/festival speech at 16 kHz; the input adds an exponentially

@@ -1,0 +1,143 @@
+"""Clean speech from offline synthesisers: flite voices slt, rms, awb, kal16 and festival's HTS
+slt voice, speaking the Harvard sentences (IEEE 1969, public domain). Deterministic: the same
+voice and text give the same samples."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from harness.suites.synth.degrade import fade, resample
+from harness.suites.synth.tools import require
+
+VOICES = ("slt", "rms", "awb", "kal16", "hts_slt")
+FEMALE_VOICES = ("slt", "hts_slt")
+RATE = 16000
+
+SENTENCES = (
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+    "A pot of tea helps to pass the evening.",
+    "Smoky fires lack flame and heat.",
+    "The soft cushion broke the man's fall.",
+    "The salt breeze came across from the sea.",
+    "The girl at the booth sold fifty bonds.",
+    "The small pup gnawed a hole in the sock.",
+    "The fish twisted and turned on the bent hook.",
+    "Press the pants and sew a button on the vest.",
+    "The swan dive was far short of perfect.",
+    "The beauty of the view stunned the young boy.",
+    "Two blue fish swam in the tank.",
+    "Her purse was full of useless trash.",
+    "The colt reared and threw the tall rider.",
+    "It snowed, rained, and hailed the same morning.",
+    "Read verse out loud for pleasure.",
+    "Hoist the load to your left shoulder.",
+    "Take the winding path to reach the lake.",
+    "Note closely the size of the gas tank.",
+    "Wipe the grease off his dirty face.",
+    "Mend the coat before you go out.",
+    "The wrist was badly strained and hung limp.",
+    "The stray cat gave birth to kittens.",
+    "The young girl gave no clear response.",
+    "The meal was cooked before the bell rang.",
+    "What joy there is in living.",
+    "A king ruled the state in the early days.",
+    "The ship was torn apart on the sharp reef.",
+    "Sickness kept him home the third week.",
+    "The wide road shimmered in the hot sun.",
+    "The lazy cow lay in the cool grass.",
+    "Lift the square stone over the fence.",
+    "The rope will bind the seven books at once.",
+    "Hop over the fence and plunge in.",
+)
+
+
+def programs_for(voices: tuple[str, ...] | list[str]) -> list[str]:
+    progs = []
+    if any(v != "hts_slt" for v in voices):
+        progs.append("flite")
+    if "hts_slt" in voices:
+        progs.append("text2wave")
+    return progs
+
+
+@lru_cache(maxsize=512)
+def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "tts.wav"
+        if voice == "hts_slt":
+            cmd = ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-o", str(out)]
+            subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
+        elif voice in VOICES:
+            subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True,
+                           capture_output=True)
+        else:
+            raise ValueError(f"unknown voice {voice!r} (known: {', '.join(VOICES)})")
+        import soundfile as sf
+
+        x, rate = sf.read(str(out), dtype="float64", always_2d=True)
+    return x[:, 0].copy(), int(rate)
+
+
+def trim(x: np.ndarray, rate: int, pad: float = 0.05, floor: float = 0.01) -> np.ndarray:
+    """Cut leading and trailing silence (below floor x peak), keeping `pad` seconds."""
+    idx = np.flatnonzero(np.abs(x) > floor * np.max(np.abs(x)))
+    a = max(int(idx[0] - pad * rate), 0)
+    b = min(int(idx[-1] + pad * rate) + 1, len(x))
+    return x[a:b]
+
+
+def say(voice: str, text: str, rate: int = RATE) -> np.ndarray:
+    """One sentence by one voice at `rate`, silence trimmed."""
+    require(programs_for([voice]), f"speech voice {voice}")
+    x, r = _synth(voice, text)
+    return trim(resample(x, r, rate), rate)
+
+
+def talk(voice: str, rng: np.random.Generator, seconds: float, rate: int = RATE,
+         gap: float = 0.25) -> tuple[np.ndarray, list[str]]:
+    """Sentences drawn without repeats, spoken by one voice with short gaps, until `seconds` are
+    filled; cut to exactly `seconds` with a 20 ms fade. Returns the signal and the texts."""
+    n = int(round(seconds * rate))
+    order = rng.permutation(len(SENTENCES))
+    parts, texts, total, k = [], [], 0, 0
+    while total < n:
+        text = SENTENCES[order[k % len(order)]]
+        k += 1
+        x = say(voice, text, rate)
+        parts += [x, np.zeros(int(gap * rate))]
+        texts.append(text)
+        total += len(x) + int(gap * rate)
+    y = np.concatenate(parts)[:n]
+    return fade(y, rate), texts
+
+
+def babble(rng: np.random.Generator, seconds: float, rate: int = RATE, talkers: int = 4,
+           voices: tuple[str, ...] = ("slt", "rms", "awb", "kal16")) -> np.ndarray:
+    """Several voices talking at once at equal level (each at unit RMS), summed."""
+    n = int(round(seconds * rate))
+    out = np.zeros(n)
+    for i in range(talkers):
+        x, _ = talk(voices[i % len(voices)], rng, seconds, rate)
+        start = int(rng.integers(0, max(n // 4, 1)))
+        x = np.roll(x, start)
+        out += x / max(float(np.sqrt(np.mean(x**2))), 1e-12)
+    return out
