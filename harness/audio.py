@@ -144,7 +144,20 @@ def write(path: str | Path, audio: Audio, subtype: str = "FLOAT") -> Path:
         subtype = "PCM_24"
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), audio.samples.T, audio.rate, subtype=subtype)
+    if path.suffix.lower() == ".wav" and subtype in ("FLOAT", "DOUBLE"):
+        _zero_peak_timestamp(path)
     return path
+
+
+def _zero_peak_timestamp(path: Path) -> None:
+    """libsndfile's float WAVs carry a PEAK chunk stamped with the write time; zero the stamp so
+    the same samples always give the same bytes (suites are hashed by content)."""
+    with open(path, "r+b") as fh:
+        head = fh.read(4096)
+        pos = head.find(b"PEAK", 12)
+        if pos >= 0 and pos + 16 <= len(head):
+            fh.seek(pos + 12)  # 'PEAK', chunk size, version, then the 4-byte timestamp
+            fh.write(b"\0\0\0\0")
 
 
 def resample(audio: Audio, rate: int, quality: str = "VHQ") -> Audio:

@@ -24,7 +24,7 @@ class TreeProblems(SuiteError):
 
 
 def _layouts() -> dict[str, tuple[Callable[..., Suite], str]]:
-    from harness.suites.layouts import musdb, speech
+    from harness.suites.layouts import dnr, musdb, speech
 
     return {
         "musdb18hq": (
@@ -44,6 +44,11 @@ def _layouts() -> dict[str, tuple[Callable[..., Suite], str]]:
             speech.load_daps,
             "DAPS: <root>/clean/<spk>_<script>_clean.wav and device folders (--split DEVICE or all); "
             "aligned to the clean twin by cross-correlation",
+        ),
+        "dnr": (
+            dnr.load_dnr,
+            "Divide and Remaster v2: <root>/{tr,cv,tt}/<mix_id>/{mix,speech,music,sfx}.wav "
+            "(--split tt by default)",
         ),
     }
 

@@ -216,7 +216,7 @@ def shoebox_rir(
     peak = int(np.argmax(np.abs(h)))
     h = h[peak:]
     info["direct_path_removed_samples"] = peak
-    return h / np.max(np.abs(h)), info
+    return 0.5 * h / np.max(np.abs(h)), info  # direct path 0.5: storable in PCM
 
 
 def reverberate(x: np.ndarray, h: np.ndarray) -> np.ndarray:

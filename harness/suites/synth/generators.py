@@ -39,11 +39,11 @@ class Writer:
 
     def __call__(self, rel: str, x: np.ndarray, rate: int) -> FileRef:
         x = np.asarray(x, dtype=np.float64)
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        if self.subtype != "FLOAT" and peak >= 1.0:
+            raise RuntimeError(f"{rel}: peak {peak:.3f} would clip in {self.subtype}")
         if self.subtype == "PCM_24":
             x = dg.quantise(x, 24)
-        peak = float(np.max(np.abs(x))) if x.size else 0.0
-        if self.subtype != "FLOAT" and peak > 1.0:
-            raise RuntimeError(f"{rel}: peak {peak:.3f} would clip in {self.subtype}")
         path = write(self.root / (rel + self.suffix), Audio(x, rate), self.subtype)
         return file_ref(self.root, path)
 
@@ -432,7 +432,7 @@ def make_crowd_massive(root: Path, items: int, seconds: float, seed: int, opts: 
         peak = 0.0
         for a in range(0, sensors, 64):
             peak = max(peak, float(np.max(np.abs(gains[a: a + 64] @ S))))
-        scale = 0.9 / peak
+        scale = 0.9 / max(peak, float(np.max(np.abs(S))))  # sensors and stored sources fit
         S_q = dg.quantise(S * scale)  # the stored sources; sensors are mixed from exactly these
         refs = {"source": w(f"{iid}/sources/src00", S_q[0], rate)}
         inputs = {}
@@ -442,8 +442,8 @@ def make_crowd_massive(root: Path, items: int, seconds: float, seed: int, opts: 
             block = gains[a: a + 64] @ S_q
             for j, x in enumerate(block):
                 inputs[f"rec{a + j:04d}"] = w(f"{iid}/rec{a + j:04d}", x, rate)
-        geometry = {"sources_m": pos.round(4).tolist(), "sensors_m": mics.round(4).tolist(),
-                    "source_kinds": kinds, "gains": gains.round(8).tolist(),
+        geometry = {"sources_m": pos.tolist(), "sensors_m": mics.tolist(),
+                    "source_kinds": kinds, "gains": gains.tolist(),
                     "note": "rec_l = sum_k gains[l][k] * sources/src{k}; src00 is the target"}
         gpath = root / iid / "geometry.json"
         gpath.write_text(json.dumps(geometry))

@@ -1,0 +1,121 @@
+"""Degradation building blocks, the LSD metric and the crowd protocol's alignment, against
+closed forms; and the message when a synthesiser is missing. None needs flite or fluidsynth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from harness.audio import Audio
+from harness.errors import SuiteError
+from harness.metrics.spectral import lsd
+from harness.suites.synth import degrade as dg
+from harness.suites.synth import tools
+
+
+@pytest.mark.parametrize("gain_db", [1.0, 6.0, -12.0])
+def test_lsd_of_a_gain_is_a_tenth_of_its_decibels(speech, gain_db):
+    """log10|aY|^2 - log10|Y|^2 = 2 log10 a = gain_db / 10 in every bin (floor negligible)."""
+    x = speech + 1e-3 * np.random.default_rng(0).standard_normal(len(speech))  # no silent bins
+    assert lsd(x * 10 ** (gain_db / 20), x) == pytest.approx(abs(gain_db) / 10, abs=1e-5)
+    assert lsd(x, x) == 0.0
+
+
+def test_butterworth_edges_are_minus_3_db_and_filtering_has_no_delay():
+    g = dg.butterworth_gain(np.array([300.0, 3400.0]), 300.0, 3400.0, 4)
+    # each edge: -3 dB from its own section, a little more from the other (far) section
+    assert 20 * np.log10(g) == pytest.approx([-3.0103, -3.0103], abs=0.01)
+    x = np.zeros(4096)
+    x[1000] = 1.0
+    y = dg.bandlimit(x, 16000, 300.0, 3400.0, 4)
+    assert int(np.argmax(np.abs(y))) == 1000  # zero phase: the impulse stays put
+    assert y[1000] == pytest.approx(np.sum(dg.butterworth_gain(np.fft.rfftfreq(8192, 1 / 16000),
+                                                                300.0, 3400.0, 4)) * 2 / 8192, rel=0.01)
+
+
+@pytest.mark.parametrize("snr", [-5.0, 0.0, 17.5])
+@pytest.mark.parametrize("kind", ["white", "pink", "brown", "hum50", "hum60"])
+def test_noise_mixed_at_the_asked_snr(kind, snr):
+    rng = np.random.default_rng(1)
+    target = rng.standard_normal(16000) * 0.1
+    noise = dg.make_noise(kind, 16000, 16000, rng)
+    assert np.sqrt(np.mean(noise**2)) == pytest.approx(1.0)
+    scaled = dg.scale_to_snr(target, noise, snr)
+    assert 10 * np.log10(np.sum(target**2) / np.sum(scaled**2)) == pytest.approx(snr, abs=1e-9)
+
+
+def test_noise_colours_have_their_spectral_slopes():
+    rng = np.random.default_rng(2)
+    f = np.fft.rfftfreq(1 << 16, 1 / 16000)
+    band = (f > 100) & (f < 4000)
+    for kind, slope in (("white", 0.0), ("pink", -1.0), ("brown", -2.0)):
+        p = np.abs(np.fft.rfft(dg.make_noise(kind, 1 << 16, 16000, rng))) ** 2
+        fit = np.polyfit(np.log10(f[band]), np.log10(p[band]), 1)[0]
+        assert fit == pytest.approx(slope, abs=0.1), kind
+    hum = np.abs(np.fft.rfft(dg.make_noise("hum60", 16000, 16000, rng)))
+    assert {int(k) for k in np.argsort(hum)[-3:]} == {60, 120, 180}
+
+
+def test_schroeder_rt60_of_an_exponential_decay():
+    """Energy decaying by 60 dB in T seconds: the T20 fit gives T."""
+    rate, t60 = 16000, 0.5
+    t = np.arange(int(1.0 * rate)) / rate
+    h = np.random.default_rng(3).standard_normal(len(t)) * 10 ** (-3 * t / t60)
+    assert dg.schroeder_rt60(h, rate) == pytest.approx(t60, rel=0.05)
+
+
+def test_quantise_is_exact_in_pcm24(tmp_path):
+    import soundfile as sf
+
+    x = dg.quantise(np.random.default_rng(4).uniform(-0.9, 0.9, 1000))
+    sf.write(tmp_path / "q.flac", x, 16000, subtype="PCM_24")
+    assert np.array_equal(sf.read(tmp_path / "q.flac")[0], x)
+
+
+def test_missing_synthesiser_names_the_debian_packages(monkeypatch, tmp_path):
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
+    with pytest.raises(SuiteError) as exc:
+        tools.require(["flite", "text2wave", "fluidsynth"], "speech-enhancement")
+    msg = str(exc.value)
+    assert "sudo apt-get install flite festival festvox-us-slt-hts fluidsynth timgm6mb-soundfont" in msg
+    # and through the CLI, with none of them on PATH: one line, exit 1, nothing written
+    import os
+
+    r = run_cli("suites", "make", "music-remix", "--out", str(tmp_path / "m"), "-q")
+    assert r.returncode in (0, 2)  # (fluidsynth may be installed here)
+    env_path = os.environ.get("PATH", "")
+    try:
+        os.environ["PATH"] = str(tmp_path)
+        r = run_cli("suites", "make", "speech-enhancement", "--out", str(tmp_path / "s"), "-q")
+    finally:
+        os.environ["PATH"] = env_path
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "apt-get install flite" in r.stderr, r.stderr
+
+
+def test_unknown_generator_and_option(tmp_path):
+    r = run_cli("suites", "make", "nope", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "unknown generator 'nope'" in r.stderr
+    r = run_cli("suites", "make", "bandwidth-extension", "-O", "ratio=3", "--out", str(tmp_path / "y"))
+    assert r.returncode == 2 and "unknown option(s) ratio" in r.stderr
+
+
+def test_crowd_alignment_puts_each_recording_on_the_source_grid(tmp_path):
+    """A recording that starts 0.1 s after the source, at half the rate, lands 1600 samples in."""
+    from harness.audio import write
+    from harness.protocols.crowd_enhancement import aligned
+    from harness.suites.types import Item, file_ref
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    src = 0.5 * np.sin(2 * np.pi * 440 * t)
+    rec = src[1600:][::2]  # covers 0.1 s .. 1 s of the source, sampled at 8 kHz
+    write(tmp_path / "s.wav", Audio(src, rate))
+    write(tmp_path / "r.wav", Audio(rec, 8000))
+    item = Item("x", "crowd-enhancement", tmp_path, {"rec000": file_ref(tmp_path, tmp_path / "r.wav")},
+                {"source": file_ref(tmp_path, tmp_path / "s.wav")},
+                {"recordings": [{"role": "rec000", "offset_s": 0.1}]})
+    a = aligned(item, "rec000").mono()
+    assert len(a) == rate and np.all(a[:1600] == 0)
+    assert np.max(np.abs(a[2000:15000] - src[2000:15000])) < 1e-3
