@@ -27,6 +27,7 @@ import numpy as np
 from scipy import signal
 
 from harness.audio import Audio, read, resample, write
+from harness.suites.synth.music import append_notes
 from harness.suites.types import Item, Suite, file_ref, write_manifest
 
 HERE = Path(__file__).parent
@@ -202,12 +203,7 @@ def _midi(stem: str, song: dict, path: Path) -> None:
             events += [(t0 + tpb // 2, 1, 42, 50), (t0 + tpb // 2 + 100, 0, 42, 0)]
             drum = 36 if b % 2 == 0 else 38
             events += [(t0, 1, drum, 110), (t0 + 200, 0, drum, 0)]
-    events.sort(key=lambda e: (e[0], e[1]))
-    now = 0
-    for tick, on, note, vel in events:
-        kind = "note_on" if on else "note_off"
-        tr.append(mido.Message(kind, note=note, velocity=vel, channel=ch, time=tick - now))
-        now = tick
+    append_notes(tr, events, ch)
     mid.save(path)
 
 

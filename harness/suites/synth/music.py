@@ -142,13 +142,20 @@ def write_midi(arr: Arrangement, stem: str, seconds: float, path: Path) -> None:
                     add(t, 0.3, KICK if b == 0 else SNARE, 100 if b == 0 else 70)
                 else:
                     add(t, 0.3, KICK if b % 2 == 0 else SNARE, 108)
-    events.sort(key=lambda e: (e[0], e[1]))
-    now = 0
-    for tick, on, note, vel in events:
-        kind = "note_on" if on else "note_off"
-        tr.append(mido.Message(kind, note=note, velocity=vel, channel=ch, time=tick - now))
-        now = tick
+    append_notes(tr, events, ch)
     mid.save(path)
+
+
+def append_notes(track, events: list[tuple[int, int, int, int]], channel: int) -> None:
+    """Append (tick, on, note, velocity) events to a MIDI track as delta-timed messages, note-offs
+    before note-ons at the same tick."""
+    import mido
+
+    now = 0
+    for tick, on, note, vel in sorted(events, key=lambda e: (e[0], e[1])):
+        kind = "note_on" if on else "note_off"
+        track.append(mido.Message(kind, note=note, velocity=vel, channel=channel, time=tick - now))
+        now = tick
 
 
 def render(arr: Arrangement, seconds: float, rate: int = RATE, font: str | Path | None = None
