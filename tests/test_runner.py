@@ -302,3 +302,23 @@ def test_manifest_records_versions_device_and_hashes(tmp_path):
                           text=True)
     if head.returncode == 0:  # running from a git checkout: the manifest names its commit
         assert m["git"]["commit"] == head.stdout.strip()
+
+
+def test_memoised_value_is_computed_once_across_processes(tmp_path):
+    """Two scoring workers asking for the same listener-independent value: one computes, the
+    other waits and reads it (the crowd protocol's input SDR over 1000 recordings relies on it)."""
+    code = (
+        "import sys, time, pathlib\n"
+        "import harness.protocols.base as b\n"
+        "b.MEMO_DIR = pathlib.Path(sys.argv[1])\n"
+        "def compute():\n"
+        "    with open(pathlib.Path(sys.argv[1]) / 'calls', 'a') as fh: fh.write('x')\n"
+        "    time.sleep(1.0)\n"
+        "    return {'v': 42}\n"
+        "print(b.memoised(['k'], compute)['v'])\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert outs == ["42", "42", "42"]
+    assert (tmp_path / "calls").read_text() == "x"

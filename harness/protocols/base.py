@@ -36,15 +36,22 @@ def memoised(key_parts: list[str], compute):
     """Return compute() (a JSON-able value), cached on disk under MEMO_DIR when it is set."""
     if MEMO_DIR is None:
         return compute()
+    import fcntl
+
     key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()
     path = MEMO_DIR / key[:2] / f"{key}.json"
     if path.exists():
         return json.loads(path.read_text())
-    value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value))
-    tmp.replace(path)
+    # One worker computes; the others wait on the lock and then read its result.
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return json.loads(path.read_text())
+        value = compute()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value))
+        tmp.replace(path)
     return value
 
 
