@@ -119,7 +119,7 @@ def job_key(system: Any, item: Item, listener_id: str) -> str:
 
 def plan(cfg: RunConfig) -> Plan:
     """Resolve suites, systems, panel and metrics; expand into jobs; derive the run id."""
-    from systems.base import get_system
+    from systems.base import system_from_spec
 
     device = resolve_device(cfg.device)
     suites = [resolve_suite(s) for s in cfg.suites]
@@ -127,7 +127,7 @@ def plan(cfg: RunConfig) -> Plan:
     if len(set(names)) != len(names):
         raise ConfigError(f"a suite is named twice: {', '.join(names)}")
     panel = resolve_panel(cfg.panel, cfg.listeners or None)
-    systems = {n: get_system(n, **cfg.system_params.get(n, {})) for n in cfg.systems}
+    systems = {n: system_from_spec(n, cfg.system_params) for n in cfg.systems}
     jobs: list[Job] = []
     skipped: list[str] = []
     per_suite: dict[str, Any] = {}

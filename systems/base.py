@@ -75,3 +75,24 @@ def get_system(name: str, **params: Any) -> BaseSystem:
         if not hasattr(system, attr):
             raise RegistryError(f"system {name!r} does not implement {attr!r} of the System contract")
     return system
+
+
+def system_from_spec(spec: str, system_params: dict[str, dict[str, Any]] | None = None) -> BaseSystem:
+    """A system from a run's system spec: NAME, or NAME/LABEL for a variant. A variant's
+    parameters are those of [system_params.NAME] updated by [system_params."NAME/LABEL"]; a
+    system that declares `variant_param` takes LABEL as that parameter when it is not set
+    (`remix/dsp` is the remix system with separator "dsp")."""
+    system_params = system_params or {}
+    base, _, label = spec.partition("/")
+    params = dict(system_params.get(base, {}))
+    if label:
+        params.update(system_params.get(spec, {}))
+        cls = registry.load("harness.systems", base)
+        key = getattr(cls, "variant_param", None)
+        if key and key not in system_params.get(spec, {}):
+            params[key] = label
+        elif not key and spec not in system_params:
+            raise RegistryError(f"system {base!r} has no variants: give [system_params.\"{spec}\"] "
+                                f"in the run config, or use {base!r}")
+    return get_system(base, **params)
+
