@@ -36,7 +36,8 @@ def validate_stems(stems: Any, shape: tuple[int, ...], backend: str) -> dict[str
     return out
 
 
-def chunked(fn, x: np.ndarray, rate: int, chunk_s: float = 10.0, overlap: float = 0.1) -> dict[str, np.ndarray]:
+def chunked(fn, x: np.ndarray, rate: int, chunk_s: float = 10.0,
+            overlap: float = 0.1) -> dict[str, np.ndarray]:
     """Run fn (array -> dict of arrays) on overlapping chunks and join them with linear
     cross-fades (the Cadenza baseline's scheme: 10 s chunks, 10% overlap). The fades are
     complementary, so stems that sum to their chunk still sum to the mixture."""
