@@ -89,3 +89,27 @@ def test_missing_or_wrong_checkpoint_is_a_one_line_error(tmp_path):
     path = save_checkpoint(small, tmp_path / "umx.safetensors", MODELS["openunmix"], "openunmix")
     with pytest.raises(ConfigError, match="does not fit the model"):
         make_separator("hdemucs", checkpoint=str(path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["e016.toml", "cad1-baseline.toml"])
+def test_shipped_configs_run_end_to_end(config, tmp_path):
+    """Both shipped configs, as written (the CAD1 one with a small random Hybrid Demucs at its
+    checkpoint path), on the quick suite for one listener."""
+    from conftest import ROOT, run_cli
+
+    from harness.store import Store
+
+    if config == "cad1-baseline.toml":
+        (tmp_path / "checkpoints").mkdir()
+        save_checkpoint(build("hdemucs", MODELS["hdemucs"]), tmp_path / "checkpoints" / "hdemucs.safetensors",
+                        MODELS["hdemucs"], "hdemucs")
+    path = ROOT / "systems" / "remix" / "configs" / config
+    r = run_cli("run", "--config", str(path), "--listener", "N2", "--out", str(tmp_path / "store"),
+                "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    store = Store(tmp_path / "store")
+    df = store.scores(store.resolve("latest"))
+    store.close()
+    assert (df.status == "ok").all(), df[df.status != "ok"].reason.unique()
+    assert set(df.metric) == {"haaqi", "sdr"} and df.system.nunique() == 2
