@@ -1,0 +1,1 @@
+"""Synthetic suite material: offline speech and music synthesis, degradations, generators."""

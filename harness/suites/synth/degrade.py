@@ -151,7 +151,7 @@ class Device:
 
 
 DEVICES = {
-    # name: (rate, low, high) -- plausible consumer chains, edges inside each rate's Nyquist
+    # plausible consumer chains, band edges inside each device rate's Nyquist
     "studio": Device("studio", 16000),
     "headset": Device("headset", 16000, 100.0, 7000.0),
     "laptop": Device("laptop", 16000, 200.0, 6000.0, order=3),
