@@ -10,9 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harness.errors import AudioError
-from harness.suites.layouts import TreeProblems
-from harness.suites.types import Item, Suite, file_ref
+from harness.suites.layouts import TreeProblems, checked_ref
+from harness.suites.types import Item, Suite
 
 SPLITS = {"tr": "train", "cv": "validation", "tt": "test"}
 FILES = {"mixture": "mix", "speech": "speech", "music": "music", "sfx": "sfx"}
@@ -43,19 +42,9 @@ def load_dnr(root: Path, split: str = "tt", hash_content: bool = True) -> Suite:
     for mix_dir in mixes:
         refs = {}
         for role, stem in FILES.items():
-            path = mix_dir / f"{stem}.wav"
-            if not path.is_file():
-                problems.append(f"{path}: file not found")
-                continue
-            try:
-                ref = file_ref(root, path, hash_content=hash_content)
-            except AudioError as exc:
-                problems.append(str(exc))
-                continue
-            if ref.channels != 1:
-                problems.append(f"{path}: {ref.channels} channels, expected mono")
-                continue
-            refs[role] = ref
+            ref = checked_ref(root, mix_dir / f"{stem}.wav", problems, hash_content=hash_content, channels=1)
+            if ref is not None:
+                refs[role] = ref
         if len(refs) != len(FILES):
             continue
         mix = refs["mixture"]

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import AudioError, ListenerError
+from harness.errors import ListenerError
 from harness.listener import load_listener_file
-from harness.suites.layouts import TreeProblems
+from harness.suites.layouts import TreeProblems, checked_ref
 from harness.suites.types import FileRef, Item, Suite, file_ref
 
 FILES = ("mixture", "vocals", "drums", "bass", "other")
@@ -31,21 +31,10 @@ def _track_refs(
     refs: dict[str, FileRef] = {}
     before = len(problems)
     for name in FILES:
-        path = track_dir / f"{name}.wav"
-        if not path.is_file():
-            problems.append(f"{path}: file not found")
-            continue
-        try:
-            whole = file_ref(data_root, path, hash_content=False)
-        except AudioError as exc:
-            problems.append(str(exc))
-            continue
-        if whole.rate != RATE or whole.channels != CHANNELS:
-            problems.append(
-                f"{path}: {whole.rate} Hz, {whole.channels} channel(s); expected {RATE} Hz stereo"
-            )
-            continue
-        refs[name] = whole
+        whole = checked_ref(data_root, track_dir / f"{name}.wav", problems, hash_content=False,
+                            channels=CHANNELS, rate=RATE)
+        if whole is not None:
+            refs[name] = whole
     if len(problems) > before:
         return None
     lengths = {r.frames for r in refs.values()}

@@ -18,8 +18,8 @@ import numpy as np
 
 from harness import audio as audio_mod
 from harness.errors import AudioError
-from harness.suites.layouts import TreeProblems
-from harness.suites.types import FileRef, Item, Suite, file_ref
+from harness.suites.layouts import TreeProblems, checked_ref
+from harness.suites.types import FileRef, Item, Suite
 
 DAPS_DEVICES = (
     "ipad_balcony1", "ipad_bedroom1", "ipad_confroom1", "ipad_confroom2", "ipad_livingroom1",
@@ -30,15 +30,7 @@ DAPS_NAME = re.compile(r"^(?P<spk>[fm]\d+)_(?P<script>script\d+)_(?P<version>[a-
 
 
 def _ref(root: Path, path: Path, problems: list[str], hash_content: bool) -> FileRef | None:
-    try:
-        ref = file_ref(root, path, hash_content=hash_content)
-    except AudioError as exc:
-        problems.append(str(exc))
-        return None
-    if ref.channels != 1:
-        problems.append(f"{path}: {ref.channels} channels, expected mono")
-        return None
-    return ref
+    return checked_ref(root, path, problems, hash_content=hash_content, channels=1)
 
 
 # ------------------------------------------------------------------ VoiceBank-DEMAND

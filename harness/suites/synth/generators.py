@@ -47,11 +47,6 @@ class Writer:
         path = write(self.root / (rel + self.suffix), Audio(x, rate), self.subtype)
         return file_ref(self.root, path)
 
-    def read(self, ref: FileRef) -> np.ndarray:
-        import soundfile as sf
-
-        x, _ = sf.read(str(self.root / ref.path), dtype="float64", always_2d=True)
-        return x.T if x.shape[1] > 1 else x[:, 0]
 
 
 def item_rng(seed: int, name: str, index: int) -> np.random.Generator:
