@@ -243,7 +243,7 @@ def _option_value(text: str):
 
 @suites_app.command("make")
 def suites_make(
-    name: Annotated[str, typer.Argument(help="Generator: speech-enhancement, bandwidth-extension, music-remix, crowd-enhancement, cocktail-fork.")],
+    name: Annotated[str, typer.Argument(help="Generator: speech-enhancement, bandwidth-extension, music-remix, music-rebalance, crowd-enhancement, cocktail-fork (see `harness suites generators`).")],
     dest: Annotated[Path, typer.Option("--out", "-o", help="New (or empty) folder for the suite.")],
     items: Annotated[int, typer.Option(help="Number of items (default: the generator's own).")] = None,
     seconds: Annotated[float, typer.Option(help="Seconds per item (default: the generator's own).")] = None,
@@ -322,7 +322,8 @@ def systems() -> None:
     for n in system_names():
         try:
             s = get_system(n)
-            t.add_row(n, s.task, s.version, registry.names("harness.systems")[n],
+            tasks = ", ".join([s.task, *getattr(s, "also_tasks", ())])
+            t.add_row(n, tasks, s.version, registry.names("harness.systems")[n],
                       getattr(s, "description", ""))
         except HarnessError as exc:
             t.add_row(n, "?", "?", registry.names("harness.systems")[n], f"[red]{exc}[/]")

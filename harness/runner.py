@@ -34,7 +34,6 @@ from harness.suites import Item, Suite, resolve_suite
 log = logging.getLogger("harness")
 
 NO_LISTENER = "-"
-HAAQI_SEEDING = "numpy global seed = int(md5('<item id>:<listener id>:<ear>')[:8], 16) per call"
 
 
 @dataclass
@@ -147,6 +146,8 @@ def plan(cfg: RunConfig) -> Plan:
             "protocol": protocol.version, "metrics": metrics, "items": len(suite.items),
             "resampling": protocol.resampling_note,
         }
+        if protocol.seeding:
+            per_suite[suite.name]["seeding"] = protocol.seeding
         for name, system in systems.items():
             if not _supports(system, suite.task):
                 skipped.append(f"{name} does not do {suite.task}: skipped on {suite.name}")
@@ -175,7 +176,10 @@ def plan(cfg: RunConfig) -> Plan:
             for n, s in systems.items()
         },
         "panel": {"name": panel.name, "source": panel.source, "listeners": panel.digest()},
-        "seeds": {"haaqi": HAAQI_SEEDING, "bootstrap": 0},
+        "seeds": {
+            "metrics": {n: s["seeding"] for n, s in per_suite.items() if "seeding" in s},
+            "bootstrap": 0,
+        },
         "jobs": len(jobs),
     }
     return Plan(run_id, cfg.run_name or run_id, cfg, device, suites, panel, systems, jobs,

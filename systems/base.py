@@ -38,6 +38,7 @@ class BaseSystem:
 
     name = ""
     task = ANY_TASK
+    also_tasks: tuple[str, ...] = ()  # further tasks the system does (listed after `task`)
     version = "1"
     description = ""
 
@@ -49,7 +50,7 @@ class BaseSystem:
         self.device = device
 
     def supports(self, task: str) -> bool:
-        return self.task in (ANY_TASK, task)
+        return self.task in (ANY_TASK, task) or task in self.also_tasks
 
     def identity(self) -> str:
         """What a job key depends on: name, version and parameters."""

@@ -30,6 +30,7 @@ SUITES = {
     "se": ("speech-enhancement", ["--items", "6", "--seconds", "2"]),
     "bwe": ("bandwidth-extension", ["--items", "3", "--seconds", "2"]),
     "music": ("music-remix", ["--items", "1", "--seconds", "2"]),
+    "rebalance": ("music-rebalance", ["--items", "2", "--seconds", "2"]),
     "cf": ("cocktail-fork", ["--items", "2", "--seconds", "2.5"]),
     "crowd": ("crowd-enhancement", ["--items", "2", "--seconds", "2", "-O", "recordings=4"]),
     "crowd2013": ("crowd-enhancement", ["--items", "1", "--seconds", "3", "--preset", "2013"]),
@@ -82,7 +83,7 @@ def band_edges(x: np.ndarray, y: np.ndarray, rate: float, gain_db: float = 0.0,
 
 
 # ------------------------------------------------------------------ determinism
-@pytest.mark.parametrize("key", ["se", "bwe", "music", "cf", "crowd", "crowd2013", "massive"])
+@pytest.mark.parametrize("key", list(SUITES))
 def test_same_seed_same_bytes(made, tmp_path, key):
     again = make(tmp_path, key)
     a, b = load_suite(made[key]), load_suite(again)
@@ -182,6 +183,18 @@ def test_music_remix_stems_sum_to_the_mixture_at_the_asked_loudness(made):
     assert pyloudnorm.Meter(44100).integrated_loudness(mix.T) == pytest.approx(-23.0, abs=0.5)
 
 
+def test_music_rebalance_is_the_same_songs_with_requested_gains(made):
+    songs = load_suite(made["music"]).items
+    scenes = load_suite(made["rebalance"]).items
+    assert scenes[0].task == "music-rebalance"
+    # Same seed and length: the first scene is the music-remix generator's first song, byte for byte.
+    assert {k: v.sha256 for k, v in scenes[0].references.items()} == \
+        {k: v.sha256 for k, v in songs[0].references.items()}
+    gains = [g for it in scenes for g in it.metadata["gains_db"].values()]
+    assert len(gains) == 8 and all(-10 <= g <= 10 and (2 * g) % 1 == 0 for g in gains)
+    assert len(set(gains)) > 4  # drawn, not constant
+
+
 # ------------------------------------------------------------------ cocktail-fork
 def test_cocktail_fork_stem_loudness(made):
     root = made["cf"]
@@ -270,9 +283,9 @@ def test_crowd_massive_is_a_level_by_distance_mixture(made):
 
 
 # ------------------------------------------------------------------ scoring every generated suite
-@pytest.mark.parametrize("key", ["se", "bwe", "music", "cf", "crowd", "crowd2013", "massive"])
+@pytest.mark.parametrize("key", list(SUITES))
 def test_anchors_run_on_every_generated_suite(made, tmp_path, key):
-    extra = ["--listener", "NH"] if key == "music" else []
+    extra = ["--listener", "NH"] if key in ("music", "rebalance") else []
     r = run_cli("run", "--suite", str(made[key]), "--system", "unprocessed", "--system", "oracle",
                 "--out", str(tmp_path / "store"), "-q", *extra)
     assert r.returncode == 0, r.stderr

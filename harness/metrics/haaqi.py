@@ -2,11 +2,16 @@
 
 The reference is presented at 65 dB SPL: level1 = 65 - 20 log10(rms(reference)). With
 equalisation=1 HAAQI applies NAL-R for the listener's audiogram to the reference itself.
-HAAQI adds internal noise from numpy's global generator; every call is seeded (from item id,
-listener id and ear) and the global state restored, so reruns give the same number.
+HAAQI adds internal noise from numpy's global generator. A call is given either a seed (the
+generator is seeded for that call alone) or a running `np.random.RandomState` (the call draws
+from it and advances it, as the Cadenza recipes do when they seed once per song and score eight
+signals in a row). numpy's global state is restored afterwards either way.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import functools
 
 import numpy as np
 
@@ -17,6 +22,13 @@ from harness.metrics.base import FunctionMetric
 HAAQI_RATE = 24000
 
 
+def cad1_song_seed(song: str) -> int:
+    """The Cadenza recipes' per-song HAAQI seed: int(md5(song name), 16) mod 10**8."""
+    import hashlib
+
+    return int(hashlib.md5(song.encode("utf-8")).hexdigest(), 16) % 10**8
+
+
 def haaqi_score(
     estimate: np.ndarray,
     reference: np.ndarray,
@@ -25,19 +37,24 @@ def haaqi_score(
     *,
     equalisation: int = 1,
     level1: float | None = None,
-    seed: int | None = None,
+    seed: int | np.random.RandomState | None = None,
 ) -> float:
-    """pyclarity HAAQI of a mono estimate against a mono reference (same rate)."""
+    """pyclarity HAAQI of a mono estimate against a mono reference (same rate).
+
+    `seed`: an int seeds numpy's generator for this call; a RandomState is drawn from (and
+    advanced); None draws from numpy's global generator as it stands."""
     from clarity.evaluator.haaqi import compute_haaqi
 
     if level1 is None:
         level1 = 65.0 - 20.0 * np.log10(rms(reference))
     state = np.random.get_state()
     try:
-        if seed is not None:
+        if isinstance(seed, np.random.RandomState):
+            np.random.set_state(seed.get_state())
+        elif seed is not None:
             np.random.seed(seed)
         # pyclarity takes the processed signal first, the reference second.
-        return float(
+        value = float(
             compute_haaqi(
                 np.asarray(estimate, dtype=np.float64),
                 np.asarray(reference, dtype=np.float64),
@@ -48,11 +65,16 @@ def haaqi_score(
                 level1=level1,
             )
         )
+        if isinstance(seed, np.random.RandomState):
+            seed.set_state(np.random.get_state())
+        return value
     finally:
         np.random.set_state(state)
 
 
-def _haaqi(estimate: Audio, reference: Audio, *, listener=None, ear=None, seed=None) -> float:
+def _haaqi(
+    estimate: Audio, reference: Audio, *, listener=None, ear=None, seed=None, equalisation: int = 1
+) -> float:
     from harness.listener import audiogram, haaqi_audiogram
 
     if listener is None or ear is None:
@@ -60,7 +82,8 @@ def _haaqi(estimate: Audio, reference: Audio, *, listener=None, ear=None, seed=N
     if estimate.channels != 1:
         raise InvalidInput(f"HAAQI scores one ear (mono); got {estimate.channels} channels")
     ag = haaqi_audiogram(audiogram(listener, ear))
-    return haaqi_score(estimate.mono(), reference.mono(), estimate.rate, ag, seed=seed)
+    return haaqi_score(estimate.mono(), reference.mono(), estimate.rate, ag,
+                       equalisation=equalisation, seed=seed)
 
 
 HAAQI = FunctionMetric(
@@ -71,4 +94,11 @@ HAAQI = FunctionMetric(
     unit="",
     description="HAAQI v1 (pyclarity), CAD1: reference at 65 dB SPL, equalisation=1, seeded",
     estimate_may_be_silent=True,
+)
+
+# The ICASSP 2024 rebalancing convention: the reference already carries NAL-R (equalisation=2).
+HAAQI_PRE_EQUALISED = dataclasses.replace(
+    HAAQI,
+    fn=functools.partial(_haaqi, equalisation=2),
+    description="HAAQI v1 (pyclarity), reference already NAL-R equalised (equalisation=2)",
 )

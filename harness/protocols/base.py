@@ -71,6 +71,7 @@ class TaskProtocol:
     default_metrics: tuple[str, ...] = ()
     supported_metrics: tuple[str, ...] = ()
     resampling_note: str = ""
+    seeding: str = ""  # how random metric noise is seeded, recorded in the run manifest
 
     # ---- hooks
     def output_spec(self, item: Item) -> dict[str, OutputSpec]:

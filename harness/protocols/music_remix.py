@@ -5,9 +5,13 @@ returns, for one listener, the eight per-ear stems `{left,right}_{stem}` as mono
 and optionally `remix`, stereo 32 kHz.
 
 Scoring, per listener, ear and stem: HAAQI (pyclarity, equalisation=1, reference presented at
-65 dB SPL, seeded from item id, listener id and ear) of the processed stem against that channel
-of the reference stem; the (item, listener) HAAQI is the mean of the 8. SDR/ISR/SIR/SAR per stem:
-BSSEval v4 over the four stems jointly, the stereo estimate being (left, right) ear stems.
+65 dB SPL) of the processed stem against that channel of the reference stem; the (item,
+listener) HAAQI is the mean of the 8. Seeding as the CAD1 recipe: numpy's generator is seeded
+once per (song, listener) with int(md5(song), 16) mod 10**8 and the eight calls draw from it in
+the recipe's order (drums, bass, other, vocals; left then right ear). (The recipe's evaluate.py
+builds the right-ear audiogram from the left-ear levels; the harness uses the right ear's.)
+SDR/ISR/SIR/SAR per stem: BSSEval v4 over the four stems jointly, the stereo estimate being
+(left, right) ear stems.
 Stated resampling: the harness resamples reference stems 44.1 -> 24 kHz with soxr (VHQ).
 """
 
@@ -19,13 +23,15 @@ import numpy as np
 
 from harness.audio import Audio, resample
 from harness.listener import EARS
-from harness.metrics import Score, evaluate, get_metric, seed_for
+from harness.metrics import Score, evaluate, get_metric
 from harness.metrics.base import INVALID, OK, first_line
 from harness.metrics.bsseval import BSS_NAMES, bsseval_v4
+from harness.metrics.haaqi import cad1_song_seed
 from harness.protocols.base import OutputSpec, TaskProtocol, memoised, resampled_frames
 from harness.suites.types import Item
 
 STEMS = ("vocals", "drums", "bass", "other")
+CAD1_SCORING_ORDER = ("drums", "bass", "other", "vocals")  # the order the recipe draws noise in
 STEM_RATE = 24000
 REMIX_RATE = 32000
 EAR_CHANNEL = {"left": 0, "right": 1}
@@ -33,11 +39,13 @@ EAR_CHANNEL = {"left": 0, "right": 1}
 
 class MusicRemix(TaskProtocol):
     task = "music-remix"
-    version = "cad1-task1/1"
+    version = "cad1-task1/2"  # /1 seeded each HAAQI call by (item, listener, ear)
     uses_listener = True
     default_metrics = ("haaqi", "sdr")
     supported_metrics = ("haaqi", *BSS_NAMES)
     resampling_note = "Reference stems 44.1 -> 24 kHz (soxr VHQ) for HAAQI and BSSEval."
+    seeding = ("HAAQI: numpy RandomState(int(md5(<item id>), 16) % 10**8) per (item, listener), "
+               "drawn by the 8 calls in order drums, bass, other, vocals x left, right")
 
     def output_spec(self, item: Item) -> dict[str, OutputSpec]:
         ref = item.references[STEMS[0]]
@@ -76,9 +84,9 @@ class MusicRemix(TaskProtocol):
         out: list[Score] = []
         if "haaqi" in metrics:
             haaqi = get_metric("haaqi")
-            for ear in EARS:
-                seed = seed_for(item.id, listener.id, ear)
-                for stem in STEMS:
+            rng = np.random.RandomState(cad1_song_seed(item.id))
+            for stem in CAD1_SCORING_ORDER:
+                for ear in EARS:
                     key = f"{ear}_{stem}"
                     if key in problems:
                         out.append(Score("haaqi", None, INVALID, problems[key], ear, stem))
@@ -86,7 +94,7 @@ class MusicRemix(TaskProtocol):
                     ref = refs24[stem].channel(EAR_CHANNEL[ear])
                     out.append(
                         evaluate(haaqi, outputs[key], ref, listener=listener, ear=ear,
-                                 stem=stem, seed=seed)
+                                 stem=stem, seed=rng)
                     )
         bss = [m for m in metrics if m in BSS_NAMES]
         if bss:

@@ -23,6 +23,7 @@ TASKS = (
     "speech-enhancement",
     "bandwidth-extension",
     "music-remix",
+    "music-rebalance",
     "crowd-enhancement",
     "cocktail-fork",
 )

@@ -1,4 +1,6 @@
-"""`remix`: separation plus per-ear hearing-aid processing and remixing (Cadenza CAD1 Task 1).
+"""`remix`: separation plus per-ear hearing-aid processing and remixing (Cadenza CAD1 Task 1,
+and the ICASSP 2024 rebalancing task, where the scene's per-stem gains are applied and only the
+remix is returned).
 
 separator -> per-stem gains -> per ear: NAL-R (pyclarity) -> compressor (pyclarity, or off)
 -> the eight per-ear stems at 24 kHz; remix = sum of the processed stems per ear -> Butterworth
@@ -45,8 +47,10 @@ DEFAULTS: dict[str, Any] = {
 class Remix(BaseSystem):
     name = "remix"
     task = "music-remix"
+    also_tasks = ("music-rebalance",)  # the scene's gains_db are applied on top of gains_db
     version = "1"
-    description = "Separate, per-ear NAL-R, compress, band-pass and remix (Cadenza CAD1 Task 1)"
+    description = ("Separate, per-ear NAL-R, compress, band-pass and remix (Cadenza CAD1 Task 1; "
+                   "ICASSP 2024 rebalancing)")
     variant_param = "separator"  # `--system remix/LABEL` sets separator=LABEL
 
     def __init__(self, **params: Any) -> None:
@@ -87,12 +91,22 @@ class Remix(BaseSystem):
             x = stages.Compressor(rate, **self.cfg["compressor"]).apply(x)
         return x
 
+    def gains_db(self, item: Item) -> dict[str, float]:
+        """The configured gain per stem, plus the scene's requested gain on music-rebalance."""
+        gains = {s: float(self.cfg["gains_db"].get(s, 0.0)) for s in STEMS}
+        if item.task == "music-rebalance":
+            from harness.protocols.music_rebalance import scene_gains
+
+            gains = {s: g + scene_gains(item)[s] for s, g in gains.items()}
+        return gains
+
     def process_item(self, item: Item, listener: Any) -> Output:
         stems, rate = self.separate(item)
+        gains = self.gains_db(item)
         out: Output = {}
         remix = np.zeros((2, next(iter(stems.values())).shape[-1]))
         for stem in STEMS:
-            gain = 10 ** (self.cfg["gains_db"].get(stem, 0.0) / 20)
+            gain = 10 ** (gains[stem] / 20)
             for ear in EARS:
                 audiogram = listener.audiogram_left if ear == "left" else listener.audiogram_right
                 ch = EAR_CHANNEL[ear]
@@ -105,6 +119,8 @@ class Remix(BaseSystem):
         remix = stages.to_level(remix, self.cfg["remix_level_db_spl"])
         remix = stages.soft_clip(remix, self.cfg["soft_clip_knee"])
         out["remix"] = resample(Audio(remix, rate), REMIX_RATE)
+        if item.task == "music-rebalance":  # the task scores the remix alone
+            return {"remix": out["remix"]}
         return out
 
     def process(self, items: list[Item], listener: Any | None) -> list[Output]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,24 @@ def make_music_remix(root: Path, items: int, seconds: float, seed: int, opts: di
         }))
         tick()
     return out, {"styles": styles, "level_lufs": level}
+
+
+def make_music_rebalance(root: Path, items: int, seconds: float, seed: int, opts: dict,
+                         tick: Callable[[], None]) -> tuple[list[Item], dict]:
+    """music-remix songs whose scenes also request a balance: a gain per stem, drawn uniformly
+    in +/- gain_range_db (rounded to 0.5 dB), as the ICASSP 2024 rebalancing task's scenes."""
+    span = float(opts.get("gain_range_db", 10.0))
+    if not 0 <= span <= 40:
+        raise SuiteError(f"music-rebalance: gain_range_db must be within 0..40 dB, got {span:g}")
+    songs, info = make_music_remix(root, items, seconds, seed,
+                                   {k: v for k, v in opts.items() if k != "gain_range_db"}, tick)
+    out = []
+    for i, it in enumerate(songs):
+        rng = item_rng(seed, "music-rebalance", i)
+        gains = {s: float(np.round(rng.uniform(-span, span) * 2) / 2) for s in music.STEMS}
+        out.append(replace(it, task="music-rebalance",
+                                       metadata={**it.metadata, "gains_db": gains}))
+    return out, {**info, "gain_range_db": span}
 
 
 # ------------------------------------------------------------------ cocktail-fork
@@ -481,6 +499,9 @@ GENERATORS = {
         Generator("music-remix", "music-remix", make_music_remix, 10.0, 5,
                   "multi-stem fluidsynth songs, stereo 44.1 kHz stems and mixture (CAD1-like)",
                   ("styles", "level_lufs", "soundfont")),
+        Generator("music-rebalance", "music-rebalance", make_music_rebalance, 10.0, 5,
+                  "music-remix songs plus a requested gain per stem (ICASSP 2024 rebalancing)",
+                  ("gain_range_db", "styles", "level_lufs", "soundfont")),
         Generator("crowd-enhancement", "crowd-enhancement", make_crowd, 10.0, 5,
                   "one source captured by many degraded, unsynchronised devices "
                   "(presets: default, 2013, massive)",
