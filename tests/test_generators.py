@@ -217,6 +217,8 @@ def test_cocktail_fork_stem_loudness(made):
 def test_crowd_offsets_are_exact_and_sir_as_asked(made):
     root = made["crowd"]
     for it in load_suite(root).items:
+        offsets = [rec["offset_s"] for rec in it.metadata["recordings"]]
+        assert offsets[0] == 0 and any(offsets[1:])  # rec000 holds the scene's clock
         ref, src_rate = read(root, it.references["source"].path)
         rates = set()
         for rec in it.metadata["recordings"]:

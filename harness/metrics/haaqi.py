@@ -10,8 +10,10 @@ signals in a row). numpy's global state is restored afterwards either way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import io
 
 import numpy as np
 
@@ -53,9 +55,11 @@ def haaqi_score(
             np.random.set_state(seed.get_state())
         elif seed is not None:
             np.random.seed(seed)
-        # pyclarity takes the processed signal first, the reference second.
-        value = float(
-            compute_haaqi(
+        # pyclarity takes the processed signal first, the reference second. It prints "Signal
+        # below threshold, outputs set to 0" for inaudible bands (a defined case, not an error):
+        # kept out of the user's terminal.
+        with contextlib.redirect_stdout(io.StringIO()):
+            value = float(compute_haaqi(
                 np.asarray(estimate, dtype=np.float64),
                 np.asarray(reference, dtype=np.float64),
                 rate,
@@ -63,8 +67,7 @@ def haaqi_score(
                 audiogram,
                 equalisation=equalisation,
                 level1=level1,
-            )
-        )
+            ))
         if isinstance(seed, np.random.RandomState):
             seed.set_state(np.random.get_state())
         return value

@@ -2,7 +2,8 @@
 recordings of one scene in, one enhanced source out.
 
 Items hold recordings `rec000`, `rec001`, ... (each at its device's rate, each with its time
-offset in the metadata: recording sample j is source time j / rate + offset_s), optional prior
+offset in the metadata: recording sample j is source time j / rate + offset_s; rec000's offset
+is 0, so the source's clock is rec000's and a system aligns to rec000), optional prior
 material (`prior_source`, `prior_interference`: clean examples of the source and interference
 kinds, allowed as side information), and the clean `source` reference. Systems return
 {'enhanced': mono, at the source's rate and length}.

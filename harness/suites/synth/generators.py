@@ -360,6 +360,8 @@ def make_crowd(root: Path, items: int, seconds: float, seed: int, opts: dict,
             # offsets on a 20 ms grid: a whole number of samples at every device rate
             steps = round(max_offset / 0.02)
             off_steps = int(rng.integers(-steps, steps + 1)) if steps else 0
+            if k == 0:  # rec000 starts at source time 0: its clock is the scene's clock
+                off_steps = 0
             offset_s = off_steps * 0.02
             a = m + int(round(offset_s * rate))
             target_img = device_chain(dev, src[a: a + n], rate)

@@ -1,0 +1,277 @@
+"""PLCA and PLCS (probabilistic latent component sharing) by EM, in torch, batched over recordings.
+
+Kim & Smaragdis, ICASSP 2013 and 2016 (equations: ../shared/reference/plcs.md). Each recording
+l has a magnitude spectrogram V_l (F x T, treated as counts) modelled as
+
+    P_l(f, t) = sum_z W_l(f, z) g_l(z) H_l(z, t),   W_l = [W_C | W_I^(l)],  H_l = [H_C | H_I^(l)]
+
+with the common components' spectra W_C = P_C(f|z) and activations H_C = P_C(t|z) shared by all
+recordings, individual components W_I^(l), H_I^(l) of each recording, and per-recording weights
+g_l = P^(l)(z) over all of its components. Columns of W sum to one over f, rows of H over t,
+g_l over z. One EM iteration with Q_l = V_l / P_l (the E-step folded into the statistics):
+
+    sum_t V_l P(z|f,t) = W_l g_l (Q_l H_l^T),   sum_f V_l P(z|f,t) = g_l H_l (W_l^T Q_l)
+
+and the M-step normalises their sums over the recordings being updated (common) or per
+recording (individual, weights). A prior P_prior(f|z) with weight a_i (MAP, decaying as
+a_0 exp(-decay * i)) adds a_i P_prior to the spectral statistic before normalising.
+
+Neighbourhood mode (2016): an iteration updates only a set N of recordings (the common
+components from their statistics alone); `select_*` pick N by cross-entropy between each
+normalised spectrogram and the normalised current source estimate, exhaustively or in two
+stages with winner-take-all hash codes (popcount of AND on packed bits).
+
+Numerical care: every division is guarded (0/0 = 0 in Q; a distribution whose statistic is all
+zero, as a dead component or a band a recording lacks, becomes uniform), so silent frames and
+band-limited regions never produce NaN; float32 or float64 throughout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+TINY = {torch.float32: 1e-30, torch.float64: 1e-300}
+
+
+def normalise(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """x / sum(x) along dim; an all-zero slice becomes uniform (a distribution, never NaN)."""
+    s = x.sum(dim, keepdim=True)
+    n = x.shape[dim]
+    return torch.where(s > 0, x / torch.where(s > 0, s, torch.ones_like(s)), torch.full_like(x, 1.0 / n))
+
+
+def plca(V: torch.Tensor, n_components: int, iterations: int = 100, *, generator=None,
+         W_fixed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Symmetric PLCA of one spectrogram V (F x T): returns W (F x Z), g (Z), H (Z x T).
+
+    With W_fixed (F x Zf), the first Zf spectra are held at those values (the oracle-bases case)
+    and n_components more are learned."""
+    F, T = V.shape
+    opts = {"dtype": V.dtype, "device": V.device}
+    zf = 0 if W_fixed is None else W_fixed.shape[1]
+    Z = zf + n_components
+    W = normalise(torch.rand(F, Z, generator=generator, **opts) + 0.1, 0)
+    if W_fixed is not None:
+        W[:, :zf] = normalise(W_fixed.to(**opts), 0)
+    H = normalise(torch.rand(Z, T, generator=generator, **opts) + 0.1, 1)
+    g = torch.full((Z,), 1.0 / Z, **opts)
+    tiny = TINY[V.dtype]
+    for _ in range(iterations):
+        Wg = W * g
+        P = Wg @ H
+        Q = V / P.clamp_min(tiny)
+        sw = Wg * (Q @ H.T)
+        sh = H * (Wg.T @ Q)
+        counts = sw.sum(0)
+        newW = normalise(sw, 0)
+        if W_fixed is not None:
+            newW[:, :zf] = W[:, :zf]
+        W, H, g = newW, normalise(sh, 1), normalise(counts, 0)
+    return W, g, H
+
+
+@dataclass
+class Prior:
+    """Spectral bases learned beforehand (F x Z, columns sum to one) and their MAP weight."""
+
+    bases: torch.Tensor
+    weight: float = 0.0  # a_0, in counts (V is scaled so an average bin holds 1)
+    decay: float = 1.0  # a_i = a_0 exp(-decay * i)
+    init_only: bool = False  # True: initialise the components with the bases, no MAP term
+
+    def weight_at(self, iteration: int) -> float:
+        return 0.0 if self.init_only else self.weight * math.exp(-self.decay * iteration)
+
+
+@dataclass
+class PLCS:
+    """The PLCS model of L recordings' spectrograms V (L x F x T, nonnegative), fitted by EM.
+
+    Common components: `n_common` (or the source prior's bases); individual components per
+    recording: the interference prior's bases (if any) followed by `n_individual` free ones.
+    """
+
+    V: torch.Tensor
+    n_common: int = 50
+    n_individual: int = 10
+    source_prior: Prior | None = None
+    interference_prior: Prior | None = None
+    seed: int = 0
+    scale: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        V = self.V
+        if V.ndim != 3:
+            raise ValueError(f"V must be L x F x T, got shape {tuple(V.shape)}")
+        if not torch.isfinite(V).all() or (V < 0).any():
+            raise ValueError("V must be finite and nonnegative")
+        L, F, T = V.shape
+        opts = {"dtype": V.dtype, "device": V.device}
+        # Counts scale: the mean bin over all recordings holds 1 (relative levels are kept, as
+        # in the paper's sum over l of V^(l)); prior weights are in these units.
+        self.scale = V.mean().clamp_min(TINY[V.dtype])
+        self.V = V / self.scale
+        gen = torch.Generator().manual_seed(self.seed)
+
+        def rand(*shape):  # drawn in float64 on the CPU: the same start in any dtype, any device
+            return (torch.rand(*shape, generator=gen, dtype=torch.float64) + 0.1).to(**opts)
+
+        if self.source_prior is not None:
+            self.n_common = self.source_prior.bases.shape[1]
+        self.zq = 0 if self.interference_prior is None else self.interference_prior.bases.shape[1]
+        zc, zi = self.n_common, self.zq + self.n_individual
+        self.Wc = normalise(rand(F, zc), 0)
+        if self.source_prior is not None:
+            self.Wc = normalise(self.source_prior.bases.to(**opts), 0).clone()
+        self.Hc = normalise(rand(zc, T), 1)
+        self.Wi = normalise(rand(L, F, zi), 1)
+        if self.zq:
+            self.Wi[:, :, : self.zq] = normalise(self.interference_prior.bases.to(**opts), 0)
+        self.Hi = normalise(rand(L, zi, T), 2)
+        self.g = torch.full((L, zc + zi), 1.0 / (zc + zi), **opts)
+        self.iteration = 0
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def L(self) -> int:
+        return self.V.shape[0]
+
+    def _factors(self, idx: torch.Tensor | None):
+        Wi = self.Wi if idx is None else self.Wi[idx]
+        Hi = self.Hi if idx is None else self.Hi[idx]
+        g = self.g if idx is None else self.g[idx]
+        K = Wi.shape[0]
+        W = torch.cat([self.Wc.expand(K, -1, -1), Wi], dim=2)
+        H = torch.cat([self.Hc.expand(K, -1, -1), Hi], dim=1)
+        return W * g[:, None, :], H
+
+    def model(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """P_l(f, t) of recordings idx (all when None): K x F x T, each summing to one."""
+        Wg, H = self._factors(idx)
+        return torch.bmm(Wg, H)
+
+    def common_part(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """The common components' share of P_l(f, t): K x F x T."""
+        Wg, H = self._factors(idx)
+        zc = self.n_common
+        return torch.bmm(Wg[:, :, :zc], H[:, :zc, :])
+
+    def masks(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior of the common components, sum_{z in C} P_l(z|f,t): K x F x T in [0, 1]."""
+        Wg, H = self._factors(idx)
+        zc = self.n_common
+        full = torch.bmm(Wg, H)
+        common = torch.bmm(Wg[:, :, :zc], H[:, :zc, :])
+        tiny = TINY[full.dtype]
+        return torch.where(full > tiny, common / full.clamp_min(tiny), torch.zeros_like(full))
+
+    def log_likelihood(self, idx: torch.Tensor | None = None) -> float:
+        """sum_{l,f,t} V_l log P_l (the multinomial log-likelihood up to a constant)."""
+        V = self.V if idx is None else self.V[idx]
+        P = self.model(idx)
+        pos = V > 0
+        return float((V[pos] * torch.log(P[pos].clamp_min(TINY[P.dtype]))).sum())
+
+    # ------------------------------------------------------------------ EM
+    def step(self, idx: torch.Tensor | None = None) -> None:
+        """One EM iteration over recordings idx (all when None)."""
+        V = self.V if idx is None else self.V[idx]
+        Wg, H = self._factors(idx)
+        tiny = TINY[V.dtype]
+        P = torch.bmm(Wg, H)
+        Q = torch.where(V > 0, V / P.clamp_min(tiny), torch.zeros_like(V))
+        del P
+        sw = Wg * torch.bmm(Q, H.transpose(1, 2))  # K x F x Z: sum_t V P(z|f,t)
+        sh = H * torch.bmm(Wg.transpose(1, 2), Q)  # K x Z x T: sum_f V P(z|f,t)
+        del Q
+        zc = self.n_common
+        counts = sw.sum(1)  # K x Z
+        stat_wc = sw[:, :, :zc].sum(0)
+        if self.source_prior is not None:
+            a = self.source_prior.weight_at(self.iteration)
+            if a:
+                stat_wc = stat_wc + a * self.source_prior.bases.to(stat_wc)
+        self.Wc = normalise(stat_wc, 0)
+        self.Hc = normalise(sh[:, :zc, :].sum(0), 1)
+        stat_wi = sw[:, :, zc:]
+        if self.zq:
+            a = self.interference_prior.weight_at(self.iteration)
+            if a:
+                stat_wi = stat_wi.clone()
+                stat_wi[:, :, : self.zq] += a * self.interference_prior.bases.to(stat_wi)
+        new_wi, new_hi, new_g = normalise(stat_wi, 1), normalise(sh[:, zc:, :], 2), normalise(counts, 1)
+        if idx is None:
+            self.Wi, self.Hi, self.g = new_wi, new_hi, new_g
+        else:
+            self.Wi[idx], self.Hi[idx], self.g[idx] = new_wi, new_hi, new_g
+        self.iteration += 1
+
+    # ------------------------------------------------------------------ the source estimate
+    def source_magnitude(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """2016's source estimate: mean over recordings idx of V_l x mask_l (F x T, V's units)."""
+        V = self.V if idx is None else self.V[idx]
+        return (V * self.masks(idx)).mean(0) * self.scale
+
+
+# ---------------------------------------------------------------------- neighbour search
+def cross_entropy(Vhat_flat: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """-sum V̂_l log Ŝ for every row of Vhat_flat (rows: normalised spectrograms, flattened)."""
+    s = source.reshape(-1)
+    s = s / s.sum().clamp_min(TINY[s.dtype])
+    logs = torch.log(s.clamp_min(TINY[s.dtype] if s.dtype == torch.float64 else 1e-30))
+    return -(Vhat_flat @ logs)
+
+
+def select_exhaustive(Vhat_flat: torch.Tensor, source: torch.Tensor, k: int) -> torch.Tensor:
+    """The k recordings of lowest cross-entropy to the source estimate (indices, sorted)."""
+    ce = cross_entropy(Vhat_flat, source)
+    return torch.sort(torch.topk(ce, k, largest=False).indices).values
+
+
+POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int32)
+
+
+class WTAHash:
+    """Winner-take-all hashing (Yagnik et al. 2011) of nonnegative vectors of length D.
+
+    Q draws, each of M random positions; the code of a draw is the one-hot M-bit index of the
+    largest value among them. Codes of Q draws are packed in bytes; similarity of two vectors
+    is popcount(code_a AND code_b): the number of draws whose winners agree."""
+
+    def __init__(self, dim: int, draws: int = 1024, m: int = 2, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
+        if m < 2:
+            raise ValueError("WTA hashing needs m >= 2 positions per draw")
+        gen = torch.Generator().manual_seed(seed)
+        self.positions = torch.randint(0, dim, (draws, m), generator=gen).to(device)
+        self.draws, self.m = draws, m
+        self.popcount = POPCOUNT.to(device)
+
+    def codes(self, X: torch.Tensor) -> torch.Tensor:
+        """Packed codes (N x ceil(Q*M/8) uint8) of rows of X (N x D), or of one vector (D)."""
+        X = X.reshape(-1, X.shape[-1]) if X.ndim > 1 else X[None]
+        winners = X[:, self.positions].argmax(dim=2)  # N x Q
+        bits = torch.nn.functional.one_hot(winners, self.m).reshape(X.shape[0], -1).to(torch.uint8)
+        pad = (-bits.shape[1]) % 8
+        if pad:
+            bits = torch.nn.functional.pad(bits, (0, pad))
+        weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=X.device)
+        return (bits.reshape(X.shape[0], -1, 8) * weights).sum(2, dtype=torch.int32).to(torch.uint8)
+
+    def similarity(self, codes: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """popcount(codes AND query) per row."""
+        return self.popcount[(codes & query.reshape(1, -1)).long()].sum(1)
+
+
+def select_two_stage(Vhat_flat: torch.Tensor, codes: torch.Tensor, hasher: WTAHash,
+                     source: torch.Tensor, k: int) -> torch.Tensor:
+    """Top min(3k, L) recordings by hash similarity to the source's code, then the k of lowest
+    exact cross-entropy among them (indices, sorted)."""
+    L = Vhat_flat.shape[0]
+    sim = hasher.similarity(codes, hasher.codes(source.reshape(-1)))
+    cand = torch.topk(sim, min(3 * k, L)).indices
+    ce = cross_entropy(Vhat_flat[cand], source)
+    return torch.sort(cand[torch.topk(ce, k, largest=False).indices]).values
