@@ -187,12 +187,12 @@ class PLCSSystem(CrowdSystem):
         **COMMON,
         "n_common": 100,  # used without a source prior; with one, its bases are the common set
         "n_individual": 50,
-        "iterations": 100,
+        "iterations": 50,  # see the README: fixed count (no early stopping), chosen on 2013 scenes
         "priors": "both",  # none | init (prior bases as initialisation only) | source | both
         "n_prior_source": 100,
         "n_prior_interference": 50,
         "prior_weight": 1000.0,  # a_0 in counts (the mean bin of V holds 1)
-        "prior_decay": 0.1,  # a_i = a_0 exp(-decay i)
+        "prior_decay": 0.02,  # a_i = a_0 exp(-decay i)
         "prior_iterations": 100,
         "neighbours": None,  # None: all recordings; int K or a fraction of L (0 < K < 1)
         "search": "exhaustive",  # or "hash": WTA codes, then exact cross-entropy on 3K

@@ -1,0 +1,159 @@
+"""Neighbourhood PLCS (Kim & Smaragdis 2016) against full PLCS on a massive scene.
+
+Generates (or reads) a `crowd-enhancement --preset massive` scene: L sensors in a 50 x 50 m
+room, 30 sources, 10 s at 16 kHz; STFT 1024 (Hann) hop 256 (75% overlap) as the paper; 50 shared
+and 10 individual components. In one process, on the same spectrograms and the same
+initialisation, it times and scores:
+
+- full PLCS (every recording in every EM iteration) and neighbourhood PLCS with K = a fraction
+  of L (exhaustive or two-stage hashing search, refreshed every iteration): seconds per
+  iteration (median, search included) and the BSSEval v4 SDR of the reconstruction against the
+  target talker after chosen iterations;
+- the neighbour searches alone on one source estimate: exhaustive cross-entropy over all L
+  against WTA hash codes (popcount of AND) then exact cross-entropy on the top 3K; the recall
+  of the exhaustive neighbours and the time ratio.
+
+    python benchmarks/plcs_neighbourhood.py [--sensors 1000] [--fraction 0.1] [--iterations 30]
+        [--scene DIR] [--device cpu|cuda] [--dtype float32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def make_scene(sensors: int, seconds: float, folder: Path) -> Path:
+    out = folder / f"massive-{sensors}"
+    if not (out / "manifest.json").exists():
+        subprocess.run([sys.executable, "-m", "harness.cli", "suites", "make", "crowd-enhancement",
+                        "--preset", "massive", "--items", "1", "--seconds", str(seconds), "-O",
+                        f"sensors={sensors}", "--out", str(out), "-q"], check=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sensors", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--fraction", type=float, nargs="+", default=[0.1, 0.05])
+    ap.add_argument("--iterations", type=int, default=30)
+    ap.add_argument("--checkpoints", type=int, nargs="+", default=[1, 3, 5, 10, 20, 30])
+    ap.add_argument("--scene", type=Path, default=None, help="an existing massive scene folder")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--hash-draws", type=int, default=1024)
+    args = ap.parse_args()
+
+    from harness.audio import Audio
+    from harness.metrics.bsseval import bsseval_v4
+    from harness.suites import load_suite
+    from systems.base import get_system
+    from systems.plcs.model import WTAHash, select_exhaustive, select_two_stage
+
+    torch.set_num_threads(torch.get_num_threads())
+    folder = args.scene or make_scene(args.sensors, args.seconds, Path(tempfile.gettempdir()))
+    item = load_suite(folder).items[0]
+    src = item.reference("source").mono().astype(np.float64)
+    print(f"scene {folder}: {len(item.inputs)} recordings x {args.seconds:g} s at "
+          f"{item.references['source'].rate} Hz; device {args.device}, {args.dtype}, "
+          f"{torch.get_num_threads()} threads")
+
+    base = dict(n_fft=1024, hop=256, n_common=50, n_individual=10, priors="none", align=False,
+                dtype=args.dtype, iterations=args.iterations)
+    probe = get_system("plcs", **base)
+    probe.prepare(args.device)
+    t0 = time.perf_counter()
+    x, rate, n = probe.aligned(item)
+    X = probe.stft(x)
+    del x
+    print(f"spectrograms {tuple(X.shape)} in {time.perf_counter() - t0:.1f} s")
+
+    def run(label: str, **params) -> dict:
+        system = get_system("plcs", **base, **params)
+        system.prepare(args.device)
+        times: list[float] = []
+        sdrs: dict[int, float] = {}
+        last = [time.perf_counter()]
+
+        def on_iteration(i, m, idx):
+            sync(args.device)
+            now = time.perf_counter()
+            times.append(now - last[0])
+            if i + 1 in args.checkpoints:
+                y = system.reconstruct(m, X, idx, n)
+                sdrs[i + 1] = float(bsseval_v4([Audio(src[None], rate)], [Audio(y[None], rate)])["sdr"][0])
+            sync(args.device)
+            last[0] = time.perf_counter()
+
+        system.fit(X, None, None, on_iteration=on_iteration)
+        per_iter = statistics.median(times)
+        print(f"{label:34s} {per_iter:7.3f} s/iteration  SDR " +
+              "  ".join(f"it{k}: {v:5.2f}" for k, v in sorted(sdrs.items())), flush=True)
+        return {"per_iter": per_iter, "sdr": sdrs}
+
+    results = {"full": run("full PLCS")}
+    L = X.shape[0]
+    for frac in args.fraction:
+        k = max(1, int(round(frac * L)))
+        for search in ("exhaustive", "hash"):
+            results[(frac, search)] = run(f"neighbours K={k} ({frac:.0%}), {search}",
+                                          neighbours=k, search=search,
+                                          hash_draws=args.hash_draws)
+    full = results["full"]
+    print()
+    for key, r in results.items():
+        if key == "full":
+            continue
+        best_n, best_f = max(r["sdr"].values()), max(full["sdr"].values())
+        last_it = max(r["sdr"])
+        print(f"K={key[0]:.0%} {key[1]:10s}: {full['per_iter'] / r['per_iter']:5.1f}x faster per "
+              f"iteration; SDR at it{last_it} {r['sdr'][last_it]:.2f} vs full {full['sdr'][last_it]:.2f} dB; "
+              f"best {best_n:.2f} vs {best_f:.2f} dB")
+
+    # ---- the neighbour searches alone, on one source estimate
+    V = X.abs()
+    Vhat = (V / V.sum((1, 2), keepdim=True).clamp_min(1e-30)).reshape(L, -1)
+    del V
+    m, _ = get_system("plcs", **base).fit(X, None, None, iterations=3)
+    source = m.source_magnitude().reshape(-1)
+    hasher = WTAHash(Vhat.shape[1], args.hash_draws, 2, 0, Vhat.device)
+    t0 = time.perf_counter()
+    codes = hasher.codes(Vhat)
+    sync(args.device)
+    t_codes = time.perf_counter() - t0
+    print(f"\nWTA codes of {L} recordings ({args.hash_draws} draws, M=2): {t_codes:.3f} s (once)")
+    for frac in args.fraction:
+        k = max(1, int(round(frac * L)))
+        te, th = [], []
+        for _ in range(5):
+            sync(args.device)
+            t0 = time.perf_counter()
+            ex = select_exhaustive(Vhat, source, k)
+            sync(args.device)
+            te.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            hs = select_two_stage(Vhat, codes, hasher, source, k)
+            sync(args.device)
+            th.append(time.perf_counter() - t0)
+        recall = len(set(ex.tolist()) & set(hs.tolist())) / k
+        print(f"K={k} ({frac:.0%}): exhaustive {statistics.median(te) * 1e3:.1f} ms, two-stage "
+              f"{statistics.median(th) * 1e3:.1f} ms ({statistics.median(te) / statistics.median(th):.1f}x "
+              f"faster), recall of the exhaustive neighbours {recall:.0%}")
+
+
+if __name__ == "__main__":
+    main()
