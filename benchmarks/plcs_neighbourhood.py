@@ -41,7 +41,8 @@ def make_scene(sensors: int, seconds: float, folder: Path) -> Path:
     if not (out / "manifest.json").exists():
         subprocess.run([sys.executable, "-m", "harness.cli", "suites", "make", "crowd-enhancement",
                         "--preset", "massive", "--items", "1", "--seconds", str(seconds), "-O",
-                        f"sensors={sensors}", "--out", str(out), "-q"], check=True)
+                        f"sensors={sensors}", "-O", "priors=true", "--out", str(out), "-q"],
+                       check=True)
     return out
 
 
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--hash-draws", type=int, default=1024)
+    ap.add_argument("--no-prior", action="store_true", help="PLCS without the source prior")
     args = ap.parse_args()
 
     from harness.audio import Audio
@@ -72,15 +74,19 @@ def main() -> None:
           f"{item.references['source'].rate} Hz; device {args.device}, {args.dtype}, "
           f"{torch.get_num_threads()} threads")
 
-    base = dict(n_fft=1024, hop=256, n_common=50, n_individual=10, priors="none", align=False,
-                dtype=args.dtype, iterations=args.iterations)
+    # 2016 settings: 50 shared components (a source prior's 50 bases, learned by PLCA on 30 s of
+    # other speech) and 10 individual ones; the prior's weight decays.
+    prior_mode = "source" if "prior_source" in item.inputs and not args.no_prior else "none"
+    base = dict(n_fft=1024, hop=256, n_common=50, n_individual=10, priors=prior_mode,
+                n_prior_source=50, align=False, dtype=args.dtype, iterations=args.iterations)
     probe = get_system("plcs", **base)
     probe.prepare(args.device)
     t0 = time.perf_counter()
     x, rate, n = probe.aligned(item)
     X = probe.stft(x)
     del x
-    print(f"spectrograms {tuple(X.shape)} in {time.perf_counter() - t0:.1f} s")
+    sp, _ = probe.priors(item, rate)
+    print(f"spectrograms {tuple(X.shape)} and priors ({prior_mode}) in {time.perf_counter() - t0:.1f} s")
 
     def run(label: str, **params) -> dict:
         system = get_system("plcs", **base, **params)
@@ -99,7 +105,7 @@ def main() -> None:
             sync(args.device)
             last[0] = time.perf_counter()
 
-        system.fit(X, None, None, on_iteration=on_iteration)
+        system.fit(X, sp, None, on_iteration=on_iteration)
         per_iter = statistics.median(times)
         print(f"{label:34s} {per_iter:7.3f} s/iteration  SDR " +
               "  ".join(f"it{k}: {v:5.2f}" for k, v in sorted(sdrs.items())), flush=True)
@@ -128,7 +134,7 @@ def main() -> None:
     V = X.abs()
     Vhat = (V / V.sum((1, 2), keepdim=True).clamp_min(1e-30)).reshape(L, -1)
     del V
-    m, _ = get_system("plcs", **base).fit(X, None, None, iterations=3)
+    m, _ = get_system("plcs", **base).fit(X, sp, None, iterations=3)
     source = m.source_magnitude().reshape(-1)
     hasher = WTAHash(Vhat.shape[1], args.hash_draws, 2, 0, Vhat.device)
     t0 = time.perf_counter()

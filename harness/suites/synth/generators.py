@@ -464,6 +464,10 @@ def make_crowd_massive(root: Path, items: int, seconds: float, seed: int, opts: 
         gpath.write_text(json.dumps(geometry))
         target_sir = 10 * np.log10(gains[:, 0] ** 2 * np.sum(S_q[0] ** 2)
                                    / ((gains[:, 1:] ** 2) @ np.sum(S_q[1:] ** 2, axis=1)))
+        if opts.get("priors"):  # a generic speech prior (2016: bases from 20 other talkers)
+            prior_rng = np.random.default_rng(np.random.SeedSequence([seed, 2016, i]))
+            prior = _prior_speech(prior_rng, 30.0, rate, voices)
+            inputs["prior_source"] = w(f"{iid}/prior_source", dg.to_loudness(prior, rate, -23.0), rate)
         out.append(Item(iid, "crowd-enhancement", root, inputs, refs, {
             "preset": "massive", "source_kind": "speech", "sensors": sensors, "room_m": size,
             "talkers": talkers, "noises": noises, "target_boost_db": boost,
@@ -471,7 +475,7 @@ def make_crowd_massive(root: Path, items: int, seconds: float, seed: int, opts: 
             "sensor_sir_db": {"min": _r(target_sir.min(), 2), "median": _r(np.median(target_sir), 2),
                               "max": _r(target_sir.max(), 2)},
             "recordings": [{"role": r, "offset_s": 0.0, "offset_samples": 0, "rate": rate}
-                           for r in inputs],
+                           for r in inputs if r.startswith("rec")],
         }))
         tick()
     return out, {"preset": "massive", "sensors": sensors, "room_m": size, "talkers": talkers,
