@@ -25,14 +25,11 @@ from harness.errors import SuiteError
 from harness.listener import EARS, audiogram
 from harness.metrics import Score, evaluate
 from harness.metrics.base import INVALID
-from harness.metrics.haaqi import HAAQI_PRE_EQUALISED, cad1_song_seed
+from harness.metrics.haaqi import HAAQI_PRE_EQUALISED, HAAQI_RATE, cad1_song_seed
 from harness.protocols.base import OutputSpec, TaskProtocol, resampled_frames
+from harness.protocols.music_remix import EAR_CHANNEL, REMIX_RATE, STEMS
 from harness.suites.types import Item
 
-STEMS = ("vocals", "drums", "bass", "other")
-HAAQI_RATE = 24000
-REMIX_RATE = 32000
-EAR_CHANNEL = {"left": 0, "right": 1}
 NALR_TAPS = 220  # pyclarity's NALR length at 44.1 kHz in the Cadenza recipes
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from harness.audio import Audio, resample
+from harness.protocols.crowd_enhancement import recording_roles as recordings
 from harness.suites.types import Item
 
-
-def recordings(item: Item) -> list[str]:
-    return sorted(r for r in item.inputs if r.startswith("rec"))
+__all__ = ["align", "as_audio", "estimate_lag", "load_on_rate", "recordings", "true_lags"]
 
 
 def load_on_rate(item: Item, roles: list[str], rate: int) -> list[np.ndarray]:
