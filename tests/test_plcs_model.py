@@ -12,6 +12,7 @@ from systems.plcs.model import (
     WTAHash,
     cross_entropy,
     plca,
+    popcount64,
     select_exhaustive,
     select_two_stage,
 )
@@ -129,11 +130,27 @@ def test_plca_with_fixed_bases_keeps_them():
 def test_wta_similarity_counts_agreeing_draws():
     gen = torch.Generator().manual_seed(0)
     X = torch.rand(20, 500, generator=gen)
-    h = WTAHash(500, draws=300, m=3, seed=1)
+    h = WTAHash((25, 20), draws=300, m=3, seed=1, pool=(1, 1), whiten=False)
     codes = h.codes(X)
     winners = X[:, h.positions].argmax(2)  # independent count: draws whose winners agree
     expected = (winners == winners[7]).sum(1).to(torch.int64)
     assert torch.equal(h.similarity(codes, codes[7]).to(torch.int64), expected)
+
+
+def test_popcount_counts_bits_of_any_int64():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(-2**63, 2**63 - 1, (2000,), generator=gen, dtype=torch.int64)
+    x[:3] = torch.tensor([-1, 0, -2**63])
+    expected = [bin(v & (2**64 - 1)).count("1") for v in x.tolist()]
+    assert popcount64(x).tolist() == expected
+
+
+def test_wta_features_pool_then_divide_each_band_by_its_mean():
+    X = torch.arange(1.0, 1.0 + 4 * 6, dtype=torch.float64).reshape(4, 6) ** 2
+    h = WTAHash((4, 6), pool=(2, 3))
+    blocks = torch.tensor([[X[a:a + 2, b:b + 3].mean() for b in (0, 3)] for a in (0, 2)])
+    expected = blocks / blocks.mean(1, keepdim=True)
+    assert torch.allclose(h.features(X.reshape(-1))[0], expected.reshape(-1))
 
 
 def test_two_stage_search_equals_exhaustive_when_every_recording_is_a_candidate():
@@ -141,7 +158,7 @@ def test_two_stage_search_equals_exhaustive_when_every_recording_is_a_candidate(
     V = torch.rand(12, 30, 20, generator=gen, dtype=torch.float64)
     Vhat = (V / V.sum((1, 2), keepdim=True)).reshape(12, -1)
     src = V[3] + 0.1 * torch.rand(30, 20, generator=gen, dtype=torch.float64)
-    h = WTAHash(600, draws=256, m=2)
+    h = WTAHash((30, 20), draws=256, m=2, pool=(4, 4))
     both = select_two_stage(Vhat, h.codes(Vhat), h, src, 4), select_exhaustive(Vhat, src, 4)
     assert torch.equal(*both)  # 3k = 12 = L: the exact stage sees every recording
     ce = cross_entropy(Vhat, src)

@@ -231,39 +231,85 @@ def select_exhaustive(Vhat_flat: torch.Tensor, source: torch.Tensor, k: int) -> 
     return torch.sort(torch.topk(ce, k, largest=False).indices).values
 
 
-POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int32)
+M1, M2, M4, H01 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101
+
+
+def popcount64(x: torch.Tensor) -> torch.Tensor:
+    """Set bits of every int64 (SWAR; the masks clear what arithmetic shifts drag in)."""
+    x = x - ((x >> 1) & M1)
+    x = (x & M2) + ((x >> 2) & M2)
+    x = (x + (x >> 4)) & M4
+    return (x * H01) >> 56
 
 
 class WTAHash:
-    """Winner-take-all hashing (Yagnik et al. 2011) of nonnegative vectors of length D.
+    """Winner-take-all hashing (Yagnik et al. 2011) of nonnegative F x T spectrograms.
 
     Q draws, each of M random positions; the code of a draw is the one-hot M-bit index of the
-    largest value among them. Codes of Q draws are packed in bytes; similarity of two vectors
-    is popcount(code_a AND code_b): the number of draws whose winners agree."""
+    largest value among them. Codes of Q draws are packed into 64-bit words; the similarity of two
+    spectrograms is popcount(code_a AND code_b): the number of draws whose winners agree.
 
-    def __init__(self, dim: int, draws: int = 1024, m: int = 2, seed: int = 0,
-                 device: str | torch.device = "cpu") -> None:
+    Draws read a feature map rather than raw bins (`features`): the spectrogram average-pooled over
+    `pool` = (frequency, time) blocks, each band then divided by its mean over time. On raw bins
+    most random pairs compare two near-silent bins, or a low and a high band, so the codes
+    measure spectral tilt and noise rather than where the source is; pooled, per-band-normalised
+    maps rank the recordings as the exact cross-entropy does (benchmarks/plcs_neighbourhood.py:
+    recall of the exhaustive neighbours). pool=(1, 1), whiten=False hashes the raw bins."""
+
+    def __init__(self, shape: tuple[int, int], draws: int = 1024, m: int = 4, seed: int = 0,
+                 device: str | torch.device = "cpu", pool: tuple[int, int] = (32, 32),
+                 whiten: bool = True) -> None:
         if m < 2:
             raise ValueError("WTA hashing needs m >= 2 positions per draw")
+        self.shape, self.pool, self.whiten = (int(shape[0]), int(shape[1])), tuple(pool), whiten
+        dim = math.ceil(self.shape[0] / pool[0]) * math.ceil(self.shape[1] / pool[1])
         gen = torch.Generator().manual_seed(seed)
         self.positions = torch.randint(0, dim, (draws, m), generator=gen).to(device)
-        self.draws, self.m = draws, m
-        self.popcount = POPCOUNT.to(device)
+        self.draws, self.m, self.dim = draws, m, dim
 
-    def codes(self, X: torch.Tensor) -> torch.Tensor:
-        """Packed codes (N x ceil(Q*M/8) uint8) of rows of X (N x D), or of one vector (D)."""
-        X = X.reshape(-1, X.shape[-1]) if X.ndim > 1 else X[None]
-        winners = X[:, self.positions].argmax(dim=2)  # N x Q
-        bits = torch.nn.functional.one_hot(winners, self.m).reshape(X.shape[0], -1).to(torch.uint8)
-        pad = (-bits.shape[1]) % 8
+    def features(self, X: torch.Tensor) -> torch.Tensor:
+        """N x dim feature rows of spectrograms given as N x (F*T) rows (or one F*T vector)."""
+        F, T = self.shape
+        X = X.reshape(-1, 1, F, T)
+        if self.pool != (1, 1):
+            X = torch.nn.functional.avg_pool2d(X, self.pool, ceil_mode=True)
+        if self.whiten:
+            X = X / X.mean(3, keepdim=True).clamp_min(TINY[X.dtype])
+        return X.reshape(X.shape[0], -1)
+
+    def codes(self, X: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """Packed codes (N x ceil(Q*M/64) int64) of spectrogram rows (N x F*T), or of one."""
+        X = X.reshape(-1, self.shape[0] * self.shape[1])
+        return torch.cat([self._codes(self.features(X[a: a + chunk]))
+                          for a in range(0, X.shape[0], chunk)])
+
+    def _codes(self, feats: torch.Tensor) -> torch.Tensor:
+        winners = feats[:, self.positions].argmax(dim=2)  # N x Q
+        bits = torch.nn.functional.one_hot(winners, self.m).reshape(feats.shape[0], -1)
+        pad = (-bits.shape[1]) % 64
         if pad:
             bits = torch.nn.functional.pad(bits, (0, pad))
-        weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=X.device)
-        return (bits.reshape(X.shape[0], -1, 8) * weights).sum(2, dtype=torch.int32).to(torch.uint8)
+        bits = bits.reshape(feats.shape[0], -1, 64).to(torch.int64)
+        weights = torch.ones(64, dtype=torch.int64, device=feats.device) << torch.arange(
+            64, device=feats.device)  # bit j of a word (1 << 63 wraps to the sign bit)
+        return (bits * weights).sum(2)
 
     def similarity(self, codes: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """popcount(codes AND query) per row."""
-        return self.popcount[(codes & query.reshape(1, -1)).long()].sum(1)
+        return popcount64(codes & query.reshape(1, -1)).sum(1)
+
+
+def exact_cross_entropy(Vhat_flat: torch.Tensor, rows: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """cross_entropy of the chosen rows only, without copying them out: on the CPU, one dot per
+    row on numpy views (a gather of 3K rows would cost as much as reading them); elsewhere a
+    gather then one matrix-vector product."""
+    s = source.reshape(-1)
+    s = s / s.sum().clamp_min(TINY[s.dtype])
+    logs = torch.log(s.clamp_min(TINY[s.dtype] if s.dtype == torch.float64 else 1e-30))
+    if Vhat_flat.device.type != "cpu":
+        return -(Vhat_flat[rows] @ logs)
+    V, lg = Vhat_flat.numpy(), logs.numpy()
+    return -torch.tensor([float(V[r] @ lg) for r in rows.tolist()], dtype=Vhat_flat.dtype)
 
 
 def select_two_stage(Vhat_flat: torch.Tensor, codes: torch.Tensor, hasher: WTAHash,
@@ -272,6 +318,6 @@ def select_two_stage(Vhat_flat: torch.Tensor, codes: torch.Tensor, hasher: WTAHa
     exact cross-entropy among them (indices, sorted)."""
     L = Vhat_flat.shape[0]
     sim = hasher.similarity(codes, hasher.codes(source.reshape(-1)))
-    cand = torch.topk(sim, min(3 * k, L)).indices
-    ce = cross_entropy(Vhat_flat[cand], source)
-    return torch.sort(cand[torch.topk(ce, k, largest=False).indices]).values
+    cand = torch.sort(torch.topk(sim, min(3 * k, L)).indices).values
+    ce = exact_cross_entropy(Vhat_flat, cand, source)
+    return torch.sort(cand[torch.topk(ce, k, largest=False).indices.to(cand.device)]).values

@@ -196,8 +196,10 @@ class PLCSSystem(CrowdSystem):
         "prior_iterations": 100,
         "neighbours": None,  # None: all recordings; int K or a fraction of L (0 < K < 1)
         "search": "exhaustive",  # or "hash": WTA codes, then exact cross-entropy on 3K
-        "hash_draws": 1024,
-        "hash_m": 2,
+        "hash_draws": 1024,  # Q
+        "hash_m": 4,  # M positions per draw
+        "hash_pool": [32, 32],  # codes of the spectrogram pooled over (bins, frames) blocks...
+        "hash_whiten": True,  # ...each band divided by its mean (see model.WTAHash)
         "seed": 0,
     }
 
@@ -208,6 +210,12 @@ class PLCSSystem(CrowdSystem):
             raise ConfigError(f"plcs: priors must be none, init, source or both, got {c['priors']!r}")
         if c["search"] not in ("exhaustive", "hash"):
             raise ConfigError(f"plcs: search must be exhaustive or hash, got {c['search']!r}")
+        pool = c["hash_pool"]
+        if (not isinstance(pool, (list, tuple)) or len(pool) != 2
+                or not all(isinstance(p, int) and p >= 1 for p in pool)):
+            raise ConfigError(f"plcs: hash_pool must be two positive integers (bins, frames), got {pool!r}")
+        if int(c["hash_m"]) < 2 or int(c["hash_draws"]) < 1:
+            raise ConfigError("plcs: hash_m must be >= 2 and hash_draws >= 1")
 
     def neighbour_count(self, L: int) -> int | None:
         k = self.cfg["neighbours"]
@@ -250,7 +258,8 @@ class PLCSSystem(CrowdSystem):
             Vhat = (m.V / m.V.sum((1, 2), keepdim=True).clamp_min(1e-30)).reshape(L, -1)
             hasher = codes = None
             if c["search"] == "hash":
-                hasher = WTAHash(Vhat.shape[1], c["hash_draws"], c["hash_m"], c["seed"], Vhat.device)
+                hasher = WTAHash(tuple(V.shape[1:]), c["hash_draws"], c["hash_m"], c["seed"],
+                                 Vhat.device, pool=tuple(c["hash_pool"]), whiten=c["hash_whiten"])
                 codes = hasher.codes(Vhat)
             source = Vhat.mean(0)  # before any update: the mean normalised spectrogram
         for i in range(iterations or c["iterations"]):
