@@ -45,6 +45,7 @@ def run(
     run_name: Annotated[str, typer.Option(help="A name for the run (default: its id).")] = None,
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML file; any flag above is a key.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    metrics_backend: Annotated[str, typer.Option(help="reference (the field's packages) or fast (torch kernels); default: fast where its parity tests pass (BSSEval), reference elsewhere.")] = None,
 ) -> None:
     """Run systems on suites for a listener panel, score them, store and summarise.
 
@@ -60,7 +61,7 @@ def run(
             "suites": suite, "systems": system, "panel": panel, "listeners": listener,
             "metrics": metric, "jobs": jobs, "device": device,
             "out": str(out_dir) if out_dir else None, "batch_size": batch_size,
-            "run_name": run_name, "quiet": quiet or None,
+            "run_name": run_name, "quiet": quiet or None, "metrics_backend": metrics_backend,
         },
     )
     p = plan(cfg)

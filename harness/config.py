@@ -11,6 +11,8 @@
     batch_size = 4
     run_name = ""                # default: the run id (a hash of what determines the numbers)
     quiet = false
+    metrics_backend = "default"  # default (fast where parity holds) | reference | fast, or a
+                                 # table: [metrics_backend] sdr = "reference"
 
     [system_params.some-system]  # keyword arguments for a system's constructor
     option = 1
@@ -47,6 +49,7 @@ class RunConfig:
     run_name: str = ""
     quiet: bool = False
     system_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics_backend: Any = "default"  # default | reference | fast | {family or metric = backend}
 
     def validate(self) -> RunConfig:
         if not self.suites:
@@ -57,6 +60,9 @@ class RunConfig:
             raise ConfigError(f"jobs must be at least 1, got {self.jobs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        from harness.metrics.backends import resolve
+
+        resolve(self.metrics_backend)  # raises a ConfigError naming the bad key
         return self
 
 

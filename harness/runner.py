@@ -7,6 +7,7 @@ job's scores are committed in one transaction as soon as they are ready.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -70,6 +71,7 @@ class Plan:
     jobs: list[Job]
     manifest: dict[str, Any]
     skipped: list[str]
+    backends: dict[str, str] | None = None  # metric family -> reference | fast
 
 
 @dataclass
@@ -158,7 +160,11 @@ def plan(cfg: RunConfig) -> Plan:
                     jobs.append(
                         Job(job_key(system, item, lid), suite, item, name, li, protocol, metrics)
                     )
+    from harness.metrics import backends as metric_backends
+
+    chosen = metric_backends.resolve(cfg.metrics_backend)
     identity = {
+        "metrics_backend": chosen,
         "suites": per_suite,
         "systems": {n: _identity(s) for n, s in systems.items()},
         "panel": panel.digest(),
@@ -180,10 +186,11 @@ def plan(cfg: RunConfig) -> Plan:
             "metrics": {n: s["seeding"] for n, s in per_suite.items() if "seeding" in s},
             "bootstrap": 0,
         },
+        "metrics_backend": chosen,
         "jobs": len(jobs),
     }
     return Plan(run_id, cfg.run_name or run_id, cfg, device, suites, panel, systems, jobs,
-                manifest, skipped)
+                manifest, skipped, chosen)
 
 
 # ------------------------------------------------------------------ processing and scoring
@@ -204,16 +211,21 @@ def _cache_outputs(cache: Path, outputs: dict[str, Audio]) -> dict[str, str]:
 
 
 def score_job(
-    task: str, item: Item, output_paths: dict[str, str], listener, metrics, memo_dir: str | None = None
+    task: str, item: Item, output_paths: dict[str, str], listener, metrics, memo_dir: str | None = None,
+    metric_backends: dict[str, str] | None = None,
 ) -> list[Score]:
-    """Worker entry point: load a job's outputs and score them under the task protocol."""
+    """Worker entry point: load a job's outputs and score them under the task protocol; every
+    score carries the backend that computed it."""
+    from harness.metrics import backends
     from harness.protocols import base as protocol_base
 
     protocol_base.MEMO_DIR = Path(memo_dir) if memo_dir else None
+    backends.configure(metric_backends)
     protocol = get_protocol(task)
     try:
         outputs = {k: audio_mod.read(p) for k, p in output_paths.items()}
-        return protocol.score(item, outputs, listener, metrics)
+        return [dataclasses.replace(s, backend=backends.label(s.metric))
+                for s in protocol.score(item, outputs, listener, metrics)]
     except Exception as exc:  # never lose a job to a crash in scoring: record why
         reason = f"scoring crashed: {first_line(exc)}"
         log.debug(traceback.format_exc())
@@ -365,11 +377,11 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
                                                    if isinstance(v, Audio)})
                     if pool is None:
                         scores = score_job(job.suite.task, job.item, paths, job.listener,
-                                           job.metrics, str(memo))
+                                           job.metrics, str(memo), p.backends)
                         commit(job, "ok", "", paths, t0, scores)
                     else:
                         fut = pool.submit(score_job, job.suite.task, job.item, paths,
-                                          job.listener, job.metrics, str(memo))
+                                          job.listener, job.metrics, str(memo), p.backends)
                         in_flight[fut] = (job, paths, t0)
                         drain(2 * cfg.jobs)
             drain(0)

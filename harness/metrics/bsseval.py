@@ -57,9 +57,13 @@ def bsseval_v4_frames(
 
 
 def bsseval_v4(
-    references: list[Audio], estimates: list[Audio], window_s: float = 1.0
+    references: list[Audio], estimates: list[Audio], window_s: float = 1.0,
+    backend: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-source median over frames of SDR/ISR/SIR/SAR, capped at DB_CEILING; NaN if no frame."""
+    """Per-source median over frames of SDR/ISR/SIR/SAR, capped at DB_CEILING; NaN if no frame.
+
+    backend: "reference" (museval) or "fast" (harness.metrics.fast.bsseval, torch, float64);
+    None takes the process's current choice (harness.metrics.backends)."""
     rate = references[0].rate
     for i, (r, e) in enumerate(zip(references, estimates, strict=True)):
         if r.rate != rate or e.rate != rate:
@@ -72,7 +76,14 @@ def bsseval_v4(
             raise InvalidInput(f"source {i}: estimate is silent: BSSEval is undefined")
     ref = np.stack([r.samples.T for r in references]).astype(np.float64)
     est = np.stack([e.samples.T for e in estimates]).astype(np.float64)
-    frames = bsseval_v4_frames(ref, est, rate, window_s)
+    from harness.metrics import backends
+
+    if (backend or backends.current("bsseval")) == backends.FAST:
+        from harness.metrics.fast.bsseval import bsseval_v4_frames as fast_frames
+
+        frames = fast_frames(ref, est, rate, window_s)
+    else:
+        frames = bsseval_v4_frames(ref, est, rate, window_s)
     out = {}
     for name, values in frames.items():
         values = np.minimum(np.asarray(values, dtype=np.float64), DB_CEILING)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness.audio import Audio, resample
-from harness.metrics import Score, evaluate, get_metric
+from harness.metrics import Score, backends, evaluate, get_metric
 from harness.metrics.base import FAILED, INVALID, OK, first_line
 from harness.metrics.bsseval import bsseval_v4
 from harness.protocols.base import OutputSpec, TaskProtocol, memoised
@@ -90,7 +90,7 @@ class CrowdEnhancement(TaskProtocol):
             values = [v for v in values if np.isfinite(v)]
             return {"mean": float(np.mean(values)) if values else None, "count": len(values)}
 
-        return memoised([self.version, "input_sdr", item.hash], compute)
+        return memoised([self.version, "input_sdr", backends.current("bsseval"), item.hash], compute)
 
     def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
         if "enhanced" in problems:

@@ -23,7 +23,7 @@ import numpy as np
 
 from harness.audio import Audio, resample
 from harness.listener import EARS
-from harness.metrics import Score, evaluate, get_metric
+from harness.metrics import Score, backends, evaluate, get_metric
 from harness.metrics.base import INVALID, OK, first_line
 from harness.metrics.bsseval import BSS_NAMES, bsseval_v4
 from harness.metrics.haaqi import cad1_song_seed
@@ -110,7 +110,8 @@ class MusicRemix(TaskProtocol):
         ]
         # BSSEval does not depend on the listener: outputs that are identical across listeners
         # (anchors, listener-independent systems) are scored once per content.
-        key = [self.version, "bsseval_v4", item.hash, *(e.sha256() for e in ests)]
+        key = [self.version, "bsseval_v4", backends.current("bsseval"), item.hash,
+               *(e.sha256() for e in ests)]
         try:
             values = memoised(key, lambda: {
                 k: [None if np.isnan(x) else float(x) for x in v]
