@@ -67,7 +67,7 @@ def main() -> None:
     from harness.metrics.bsseval import bsseval_v4
     from harness.suites import load_suite
     from systems.base import get_system
-    from systems.plcs.model import WTAHash, select_exhaustive, select_two_stage
+    from systems.plcs.model import select_exhaustive, select_two_stage
 
     estimates: dict[str, torch.Tensor] = {}  # source estimates the searches are timed on
 
@@ -160,8 +160,7 @@ def main() -> None:
     del V
     probe_hash = get_system("plcs", **base, search="hash", hash_draws=args.hash_draws, hash_m=args.hash_m)
     c = probe_hash.cfg
-    hasher = WTAHash(tuple(X.shape[1:]), c["hash_draws"], c["hash_m"], c["seed"], Vhat.device,
-                     pool=tuple(c["hash_pool"]), whiten=c["hash_whiten"])
+    hasher = probe_hash.hasher(tuple(X.shape[1:]), Vhat.device)
     t0 = time.perf_counter()
     codes = hasher.codes(Vhat)
     sync(args.device)

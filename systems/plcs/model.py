@@ -217,12 +217,16 @@ class PLCS:
 
 
 # ---------------------------------------------------------------------- neighbour search
-def cross_entropy(Vhat_flat: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """-sum V̂_l log Ŝ for every row of Vhat_flat (rows: normalised spectrograms, flattened)."""
+def log_normalised(source: torch.Tensor) -> torch.Tensor:
+    """log Ŝ: the source estimate flattened, normalised to sum 1, floored before the log."""
     s = source.reshape(-1)
     s = s / s.sum().clamp_min(TINY[s.dtype])
-    logs = torch.log(s.clamp_min(TINY[s.dtype] if s.dtype == torch.float64 else 1e-30))
-    return -(Vhat_flat @ logs)
+    return torch.log(s.clamp_min(TINY[s.dtype] if s.dtype == torch.float64 else 1e-30))
+
+
+def cross_entropy(Vhat_flat: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """-sum V̂_l log Ŝ for every row of Vhat_flat (rows: normalised spectrograms, flattened)."""
+    return -(Vhat_flat @ log_normalised(source))
 
 
 def select_exhaustive(Vhat_flat: torch.Tensor, source: torch.Tensor, k: int) -> torch.Tensor:
@@ -303,9 +307,7 @@ def exact_cross_entropy(Vhat_flat: torch.Tensor, rows: torch.Tensor, source: tor
     """cross_entropy of the chosen rows only, without copying them out: on the CPU, one dot per
     row on numpy views (a gather of 3K rows would cost as much as reading them); elsewhere a
     gather then one matrix-vector product."""
-    s = source.reshape(-1)
-    s = s / s.sum().clamp_min(TINY[s.dtype])
-    logs = torch.log(s.clamp_min(TINY[s.dtype] if s.dtype == torch.float64 else 1e-30))
+    logs = log_normalised(source)
     if Vhat_flat.device.type != "cpu":
         return -(Vhat_flat[rows] @ logs)
     V, lg = Vhat_flat.numpy(), logs.numpy()

@@ -244,6 +244,12 @@ class PLCSSystem(CrowdSystem):
                              init_only=c["priors"] == "init"))
         return out[0], out[1]
 
+    def hasher(self, shape: tuple[int, int], device) -> WTAHash:
+        """The WTA hash of this configuration for F x T spectrograms."""
+        c = self.cfg
+        return WTAHash(shape, c["hash_draws"], c["hash_m"], c["seed"], device,
+                       pool=tuple(c["hash_pool"]), whiten=c["hash_whiten"])
+
     def fit(self, X: torch.Tensor, source_prior: Prior | None, interference_prior: Prior | None,
             iterations: int | None = None, on_iteration=None) -> tuple[PLCS, torch.Tensor | None]:
         """EM on the magnitudes of X (L x F x T); returns the model and the last neighbour set."""
@@ -258,8 +264,7 @@ class PLCSSystem(CrowdSystem):
             Vhat = (m.V / m.V.sum((1, 2), keepdim=True).clamp_min(1e-30)).reshape(L, -1)
             hasher = codes = None
             if c["search"] == "hash":
-                hasher = WTAHash(tuple(V.shape[1:]), c["hash_draws"], c["hash_m"], c["seed"],
-                                 Vhat.device, pool=tuple(c["hash_pool"]), whiten=c["hash_whiten"])
+                hasher = self.hasher(tuple(V.shape[1:]), Vhat.device)
                 codes = hasher.codes(Vhat)
             source = Vhat.mean(0)  # before any update: the mean normalised spectrogram
         for i in range(iterations or c["iterations"]):

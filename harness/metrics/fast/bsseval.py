@@ -40,8 +40,6 @@ import math
 import numpy as np
 import torch
 
-NAMES = ("sdr", "isr", "sir", "sar")
-
 
 def _next_pow2(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(n)))
@@ -63,12 +61,17 @@ def _fast_len(n: int) -> int:
 BLOCK = 1 << 15
 
 
+def _block_len(L: int) -> int:
+    """FFT length of the correlation blocks: BLOCK, or more for very long filters."""
+    return max(BLOCK, _next_pow2(4 * L))
+
+
 def _spectra(X: torch.Tensor, L: int, spans: bool) -> torch.Tensor:
     """Block spectra of the rows of X (B x P x N) for `_correlate`: blocks of M = BLOCK - 2L + 2
     samples (spans=False), or the overlapping spans [bM - (L-1), bM + M + L - 1) (spans=True);
     returned frequency-major, B x F x P x nb (blocks) or B x F x nb x P (spans), contiguous."""
     Bt, P, N = X.shape
-    block = max(BLOCK, _next_pow2(4 * L))
+    block = _block_len(L)
     M = block - 2 * L + 2
     nb = max(1, math.ceil(N / M))
     if spans:
@@ -86,9 +89,8 @@ def _correlate(Fu: torch.Tensor, Fv: torch.Tensor, L: int) -> torch.Tensor:
     span of v around it equals the linear one at every wanted lag. Spectra are summed over blocks
     per pair (a small matrix product per frequency) before one inverse FFT, instead of a
     full-length FFT per pair."""
-    block = max(BLOCK, _next_pow2(4 * L))
     cross = torch.matmul(Fu, Fv)  # B x F x P x Q
-    return torch.fft.irfft(cross.permute(0, 2, 3, 1), n=block)[..., : 2 * L - 1]
+    return torch.fft.irfft(cross.permute(0, 2, 3, 1), n=_block_len(L))[..., : 2 * L - 1]
 
 
 def _solve_spd(G: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
@@ -156,7 +158,7 @@ def bsseval_v4_frames(references, estimates, rate: int, window_s: float = 1.0, L
 
     W = int(round(window_s * rate))
     if W < N:
-        T = (N - W + W) // W  # museval's Framing with hop = window
+        T = N // W  # museval's Framing with hop = window: whole frames only
     else:
         T, W = 1, N
     fr = refs[:, :, : T * W].reshape(B, S, T, W, C)
