@@ -21,7 +21,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "pesq": ("pesq", "pesq_nb"),
     "stoi": ("stoi", "estoi"),
 }
-HAS_FAST = {"bsseval"}  # families with a fast kernel whose parity tests pass
+HAS_FAST = {"bsseval", "haaqi"}  # families with a fast kernel whose parity tests pass
 DEFAULTS = {f: (FAST if f in HAS_FAST else REFERENCE) for f in FAMILIES}
 
 _current: dict[str, str] = dict(DEFAULTS)

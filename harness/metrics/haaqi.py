@@ -5,7 +5,8 @@ equalisation=1 HAAQI applies NAL-R for the listener's audiogram to the reference
 HAAQI adds internal noise from numpy's global generator. A call is given either a seed (the
 generator is seeded for that call alone) or a running `np.random.RandomState` (the call draws
 from it and advances it, as the Cadenza recipes do when they seed once per song and score eight
-signals in a row). numpy's global state is restored afterwards either way.
+signals in a row). numpy's global state is restored afterwards either way. The `fast` backend
+(harness.metrics.fast.haaqi, the default) computes the same numbers from the same draws.
 """
 
 from __future__ import annotations
@@ -47,8 +48,20 @@ def haaqi_score(
     advanced); None draws from numpy's global generator as it stands."""
     from clarity.evaluator.haaqi import compute_haaqi
 
+    from harness.metrics import backends
+
     if level1 is None:
         level1 = 65.0 - 20.0 * np.log10(rms(reference))
+    if backends.current("haaqi") == backends.FAST:
+        from harness.metrics.fast.haaqi import AUDIOGRAM_FREQUENCIES, haaqi_v1_batch
+
+        losses = audiogram.resample(AUDIOGRAM_FREQUENCIES).levels
+        if isinstance(seed, np.random.RandomState):
+            rng = seed
+        else:  # a fresh generator for an int; numpy's global one for None, as below
+            rng = np.random.RandomState(seed) if seed is not None else None
+        return haaqi_v1_batch([reference], [estimate], [losses], level1,
+                              equalisation=equalisation, seeds=[rng])[0].score
     state = np.random.get_state()
     try:
         if isinstance(seed, np.random.RandomState):

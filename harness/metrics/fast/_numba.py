@@ -1,0 +1,155 @@
+"""CPU kernels for the sample-by-sample parts of the fast HAAQI: recursive filters and the
+short-lag segment cross-covariances. Each loops over time inside compiled code and runs its rows
+(bands, signals, segments) in parallel threads; the torch versions of the same operations
+(`harness.metrics.fast.haaqi`) serve other devices and are tested against these.
+
+Filters are direct form II transposed, as scipy's `lfilter`, so the results agree with the
+reference's scipy calls to rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def lfilter_rows(b, a, x, y):  # pragma: no cover - compiled
+    """y[r] = lfilter(b[r], a[r], x[r]) for every row r; a[:, 0] == 1, len(b[r]) == len(a[r]).
+    Coefficients and state are float64 whatever x's type: a float32 recursion near a repeated
+    pole at |z| ~ 1 (the gammatone's) can turn unstable."""
+    R, N = x.shape
+    M = a.shape[1]
+    for r in prange(R):
+        z = np.zeros(M)  # state in float64 whatever the data type
+        br = b[r]
+        ar = a[r]
+        for n in range(N):
+            xn = x[r, n]
+            yn = z[0] + br[0] * xn
+            for i in range(M - 2):
+                z[i] = z[i + 1] + br[i + 1] * xn - ar[i + 1] * yn
+            z[M - 2] = br[M - 1] * xn - ar[M - 1] * yn
+            y[r, n] = yn
+
+
+@njit(parallel=True, cache=True)
+def gammatone_rows(x, source, coef, env, bm, want_bm):  # pragma: no cover - compiled
+    """Kates's gammatone band: demodulate x[source[r]] by the recursive oscillator at the band's
+    centre frequency, low-pass the real and imaginary parts with (1 + a1 z^-1 + a5 z^-2) /
+    (1 - a z^-1)^4, and take the envelope (and, if want_bm, the remodulated basilar-membrane
+    motion). coef[r] = cos(w), sin(w), a1, a2, a3, a4, a5, gain with Kates's a1..a5 (a1 = 4a,
+    a2 = -6a^2, a3 = 4a^3, a4 = -a^4, a5 = 4a^2)."""
+    R = coef.shape[0]
+    N = x.shape[1]
+    for r in prange(R):
+        xr = x[source[r]]
+        c = coef[r]
+        cos_w, sin_w, a1, a2, a3, a4, a5, gain = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+        zero = 0.0  # float64 state whatever the data type (see lfilter_rows)
+        p0 = zero
+        p1 = zero
+        p2 = zero
+        p3 = zero
+        q0 = zero
+        q1 = zero
+        q2 = zero
+        q3 = zero
+        cold = 1.0
+        sold = zero
+        for n in range(N):
+            if n > 0:
+                arg = cold * cos_w + sold * sin_w
+                sold = sold * cos_w - cold * sin_w
+                cold = arg
+            ur_in = xr[n] * cold
+            ui_in = xr[n] * sold
+            # denominator [1, -a1, -a2, -a3, -a4], numerator [1, a1, a5, 0, 0]
+            ur = p0 + ur_in
+            p0 = p1 + a1 * ur_in + a1 * ur
+            p1 = p2 + a5 * ur_in + a2 * ur
+            p2 = p3 + a3 * ur
+            p3 = a4 * ur
+            ui = q0 + ui_in
+            q0 = q1 + a1 * ui_in + a1 * ui
+            q1 = q2 + a5 * ui_in + a2 * ui
+            q2 = q3 + a3 * ui
+            q3 = a4 * ui
+            env[r, n] = gain * np.sqrt(ur * ur + ui * ui)
+            if want_bm:
+                bm[r, n] = gain * (ur * cold + ui * sold)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, maxlag, nseg,
+                       cov, msx, msy):  # pragma: no cover - compiled
+    """Kates's bm_covary tiles: per row k and segment s (hop = len(window) / 2; the first and
+    last are half windows), the zero-mean windowed segments' normalised cross-covariance, the
+    maximum over lags -maxlag..maxlag of |R_xy(l) / R_ww(l)| / sqrt(ms_x ms_y), and the mean
+    squares (normalised by the window power)."""
+    K = x.shape[0]
+    W = window.shape[0]
+    h = W // 2
+    small = 1e-30
+    for idx in prange(K * nseg):
+        k = idx // nseg
+        s = idx % nseg
+        if s == 0:
+            start, L, w0, corr, norm = 0, h, h, half_corr, half_norm
+        elif s == nseg - 1:
+            start, L, w0, corr, norm = s * h, h, 0, half_corr, half_norm
+        else:
+            start, L, w0, corr, norm = s * h, W, 0, win_corr, win_norm
+        xs = np.empty(L, x.dtype)
+        ys = np.empty(L, x.dtype)
+        for n in range(L):
+            xs[n] = x[k, start + n] * window[w0 + n]
+            ys[n] = y[k, start + n] * window[w0 + n]
+        xs -= xs.mean()
+        ys -= ys.mean()
+        mx = (xs * xs).sum() * norm
+        my = (ys * ys).sum() * norm
+        best = 0.0
+        for j in range(2 * maxlag + 1):
+            lag = j - maxlag
+            acc = 0.0
+            lo = max(0, -lag)
+            hi = min(L, L - lag)
+            for n in range(lo, hi):
+                acc += xs[n + lag] * ys[n]
+            v = abs(acc * corr[j])
+            if v > best:
+                best = v
+        if mx > small and my > small:
+            c = best / np.sqrt(mx * my)
+            cov[k, s] = min(max(c, 0.0), 1.0)
+        else:
+            cov[k, s] = 0.0
+        msx[k, s] = mx
+        msy[k, s] = my
+
+
+@njit(parallel=True, cache=True)
+def ihc_adaptation_rows(db, out, r_1, r_2, r_3, c_1, c_2, rate):  # pragma: no cover - compiled
+    """Kates's inner-hair-cell rapid and short-term adaptation: the two-capacitor equivalent
+    circuit driven by the dB SL envelope, one row at a time (before the clip at 0 dB)."""
+    R, N = db.shape
+    inv = 1 / rate
+    a11 = r_1 + r_2 + r_1 * r_2 * (c_1 / inv)
+    a12 = -r_1
+    a21 = -r_3
+    a22 = r_2 + r_3 + r_2 * r_3 * (c_2 / inv)
+    denom = 1 / ((a11 * a22) - (a21 * a12))
+    r_1_inv = 1 / r_1
+    p1 = r_1 * r_2 * (c_1 / inv)
+    p2 = r_2 * r_3 * (c_2 / inv)
+    for r in prange(R):
+        v_1 = 0.0
+        v_2 = 0.0
+        for n in range(N):
+            v_0 = db[r, n]
+            b_1 = v_0 * r_2 + p1 * v_1
+            b_2 = p2 * v_2
+            v_1 = denom * (a22 * b_1 - a12 * b_2)
+            v_2 = denom * (-a21 * b_1 + a11 * b_2)
+            out[r, n] = (v_0 - v_1) * r_1_inv

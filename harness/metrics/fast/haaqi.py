@@ -1,0 +1,539 @@
+"""HAAQI v1 (Kates & Arehart 2015/2016), fast: the same algorithm and numbers as pyclarity's
+`haaqi_v1`, vectorised over auditory bands and segments and scored for a batch of
+(reference, processed, audiogram) items in one call.
+
+The model, item by item (24 kHz signals; pyclarity is the reference in the tests):
+
+1. Input alignment: the processed signal is shifted by the lag of the maximum |cross-covariance|
+   with the reference, less 2 ms, and both are cut to the span where |reference| exceeds 0.001
+   of its peak. With equalisation=1 the reference gets the listener's NAL-R (pyclarity's `NALR`,
+   140 taps).
+2. Middle ear (1-pole low-pass at 5 kHz, 2-pole high-pass at 350 Hz), then 32 gammatone bands
+   (ERB-spaced, 80 Hz to 8 kHz). A control pass at the widest (100 dB loss) bandwidths sets each
+   band's bandwidth from its level (50 to 100 dB SPL between the listener's minimum and the
+   maximum); the main pass gives each band's envelope and basilar-membrane (BM) motion.
+3. Outer hair cells: dynamic-range compression driven by the control envelope (gain low-passed
+   at 800 Hz), the processed envelope and BM aligned to the reference's (lags up to 100 ms),
+   conversion to dB above the inner-hair-cell threshold, and the IHC rapid/short-term
+   adaptation circuit. Gaussian noise 10 dB below threshold is added to the BM motion, and the
+   bands' group delays are compensated.
+4. Features: the envelopes smoothed in 8 ms half-overlapping Hann segments give a mel-cepstrum
+   (6 coefficients) whose modulation-filtered (8 bands to 125 Hz) correlations give the
+   high-modulation cepstral correlation; the BM motion in 16 ms segments gives the maximum
+   normalised cross-covariance within 1 ms per (band, segment), averaged with IHC
+   synchronisation weights (BM sync 5); the long-term band levels give the loudness and
+   normalised-spectrum differences.
+5. HAAQI = 0.336 N + 0.001 L + 0.501 N^2 + 0.161 L^2, N = 0.754 cep^3 + 0.246 bmsync5,
+   L = 0.329 dloud + 0.671 dnorm.
+
+Internal noise follows the reference's seeding exactly: each item draws from its own numpy
+RandomState (or numpy's global generator) in pyclarity's order and amounts: the reference's BM
+noise (32 x n), the processed signal's, then the two mel-cepstrum draws (32 x segments above
+threshold, scaled by add_noise = 0 but drawn all the same). Items sharing a RandomState consume
+it in batch order, as consecutive pyclarity calls would. Drawing is the slowest part left
+(numpy's legacy Gaussian, single-threaded), so it runs in a worker thread alongside the model.
+
+On the CPU the sample-by-sample recursions (filters, IHC circuit, segment covariances) run in
+compiled kernels (`_numba`), written to the same direct-form-II-transposed arithmetic as scipy's
+`lfilter`; the rest is torch. float64 (default) matches pyclarity to rounding; float32 is
+accepted within 0.01.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.signal import butter, firwin, group_delay
+
+from harness.metrics.fast import _numba
+from harness.metrics.fast.bsseval import _spectra
+
+RATE = 24000
+NCHAN = 32
+AUDIOGRAM_FREQUENCIES = np.array([250, 500, 1000, 2000, 4000, 6000])
+EAR_Q = 9.26449
+MIN_BW = 24.7
+SMALL = 1e-30
+THRESHOLD_DB = 2.5  # silence threshold, dB above auditory threshold
+ALIGN_RANGE_MS = 100  # envelope alignment search range
+IHC_NOISE_DB = -10.0  # BM noise level re: auditory threshold
+NALR_TAPS = 140
+
+
+def centre_frequencies(nchan: int = NCHAN, low: float = 80.0, high: float = 8000.0) -> np.ndarray:
+    """Gammatone centre frequencies, equally spaced on the ERB scale (Slaney's TR #35), ascending."""
+    c = EAR_Q * MIN_BW
+    k = np.arange(1, nchan)
+    cf = -c + np.exp(k * (-np.log(high + c) + np.log(low + c)) / (nchan - 1)) * (high + c)
+    return np.flip(np.concatenate([[high], cf]))
+
+
+@dataclass(frozen=True)
+class Ear:
+    """Cochlear parameters per band for one audiogram (Kates's apportioning of the loss
+    between outer and inner hair cells, after Moore et al. 1999)."""
+
+    attn_ohc: np.ndarray
+    bw_min: np.ndarray
+    low_knee: np.ndarray
+    ratio: np.ndarray
+    attn_ihc: np.ndarray
+
+    @classmethod
+    def from_loss(cls, loss: np.ndarray, cf: np.ndarray) -> Ear:
+        loss = np.asarray(loss, dtype=np.float64)
+        f = np.concatenate([[cf[0]], AUDIOGRAM_FREQUENCIES, [cf[-1]]])
+        v = np.concatenate([[loss[0]], loss, [loss[-1]]])
+        band_loss = np.maximum(np.interp(cf, f, v), 0)
+        n = len(cf)
+        ratio = 1.25 + 2.25 * np.arange(n) / (n - 1)  # 1.25:1 at 80 Hz to 3.5:1 at 8 kHz
+        theoretical = 1.25 * 70 * (1 - 1 / ratio)
+        ohc = 0.8 * band_loss
+        ihc = 0.2 * band_loss
+        over = band_loss >= theoretical
+        ohc[over] = 0.8 * theoretical[over]
+        ihc[over] = 0.2 * theoretical[over] + (band_loss[over] - theoretical[over])
+        bw = 1 + ohc / 50.0 + 2.0 * (ohc / 50.0) ** 6
+        knee = ohc + 30
+        upamp = 30 + 70 / ratio
+        ratio = (100 - knee) / (upamp + ohc - knee)
+        return cls(ohc, bw, knee, ratio, ihc)
+
+
+def gammatone_coefficients(bw: np.ndarray, cf: np.ndarray) -> np.ndarray:
+    """Per band: cos w, sin w, a1..a5 and gain of Kates's 4th-order gammatone (rows x 8)."""
+    erb = MIN_BW + cf / EAR_Q
+    tpt = 2 * np.pi / RATE
+    a = np.exp(-(bw * tpt * erb * 1.019))
+    a1, a2, a3, a4, a5 = 4.0 * a, -6.0 * a * a, 4.0 * a * a * a, -a * a * a * a, 4.0 * a * a
+    gain = 2.0 * (1 - a1 - a2 - a3 - a4) / (1 + a1 + a5)
+    w = tpt * cf
+    return np.stack([np.cos(w), np.sin(w), a1, a2, a3, a4, a5, gain], axis=-1)
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Full linear cross-correlation c[k] = sum_n x[n + k - (N - 1)] y[n] (scipy's `correlate`
+    'full' ordering), by FFT."""
+    n = len(x)
+    from harness.metrics.fast.bsseval import _fast_len
+
+    size = _fast_len(2 * n - 1)
+    X = torch.fft.rfft(torch.from_numpy(x), n=size)
+    Y = torch.fft.rfft(torch.from_numpy(y), n=size)
+    c = torch.fft.irfft(X * Y.conj(), n=size).numpy()
+    return np.concatenate([c[size - (n - 1):], c[:n]])
+
+
+def align_inputs(reference: np.ndarray, processed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kates's bulk alignment and silence trimming (pyclarity's `input_align`)."""
+    n = min(len(reference), len(processed))
+    c = _correlation(reference[:n] - reference[:n].mean(), processed[:n] - processed[:n].mean())
+    delay = n - int(np.argmax(np.abs(c))) - 1
+    delay = int(np.rint(delay - 2 * RATE / 1000.0))
+    m = len(processed)
+    if delay > 0:
+        processed = np.concatenate((processed[delay:m], np.zeros(delay)))
+    else:
+        processed = np.concatenate((np.zeros(-delay), processed[: m + delay]))
+    mag = np.abs(reference)
+    above = np.nonzero(mag > 0.001 * mag.max())[0]
+    first, last = above[0], min(above[-1], m)
+    return reference[first:last + 1], processed[first:last + 1]
+
+
+def _nalr(reference: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    from clarity.enhancer.nalr import NALR
+    from clarity.utils.audiogram import Audiogram
+
+    enhancer = NALR(NALR_TAPS, RATE)
+    fir, _ = enhancer.build(Audiogram(levels=np.asarray(loss), frequencies=AUDIOGRAM_FREQUENCIES))
+    return enhancer.apply(fir, reference)[NALR_TAPS:NALR_TAPS + len(reference)]
+
+
+# ------------------------------------------------------------------------------------ filters
+
+
+def _lfilter(b: np.ndarray, a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The same IIR filter (b, a) along every row of x."""
+    x = np.ascontiguousarray(x)
+    R = x.shape[0]
+    b = np.broadcast_to(np.asarray(b, np.float64) / a[0], (R, len(a))).copy()
+    a = np.broadcast_to(np.asarray(a, np.float64) / a[0], (R, len(a))).copy()
+    y = np.empty_like(x)
+    _numba.lfilter_rows(b, a, x, y)
+    return y
+
+
+def _gammatone(x: np.ndarray, coef: np.ndarray, want_bm: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Envelopes (and BM motion) of the bands: x is sides x N, coef sides x bands x 8."""
+    S, K = coef.shape[:2]
+    N = x.shape[1]
+    source = np.repeat(np.arange(S), K)
+    env = np.empty((S * K, N), x.dtype)
+    bm = np.empty((S * K, N) if want_bm else (1, 1), x.dtype)
+    _numba.gammatone_rows(x, source, np.ascontiguousarray(coef.reshape(S * K, 8), np.float64),
+                          env, bm, want_bm)
+    return env.reshape(S, K, N), (bm.reshape(S, K, N) if want_bm else None)
+
+
+def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int) -> np.ndarray:
+    """Per row, the delay d in [-lags, lags - 1] maximising R(d) = sum_n ref[n - d] out[n]
+    (the largest d among equal maxima, as numpy's argmax over pyclarity's lag window)."""
+    L = lags + 1
+    Fu = _spectra(ref[None], L, spans=False)  # 1 x F x P x blocks (conjugated)
+    Fv = _spectra(out[None], L, spans=True)  # 1 x F x blocks x P
+    cross = torch.einsum("bfpk,bfkp->bpf", Fu, Fv)
+    from harness.metrics.fast.bsseval import _block_len
+
+    r = torch.fft.irfft(cross, n=_block_len(L))[0, :, : 2 * L - 1]  # lag d at index d + L - 1
+    window = r[:, 0:2 * lags].flip(-1)  # d = lags - 1 down to -lags, pyclarity's order
+    loc = torch.argmax(window, dim=-1).numpy()
+    return lags - 1 - loc
+
+
+def _shift(x: np.ndarray, delay: int) -> np.ndarray:
+    """x advanced by `delay` samples (delayed when negative), zero-filled, same length."""
+    n = len(x)
+    if delay > 0:
+        return np.concatenate((x[delay:n], np.zeros(delay, x.dtype)))
+    return np.concatenate((np.zeros(-delay, x.dtype), x[: n + delay]))
+
+
+def _group_delays(bw: np.ndarray, cf: np.ndarray) -> np.ndarray:
+    """Samples of delay that line every band up with the slowest one."""
+    erb = MIN_BW + cf / EAR_Q
+    tpt = 2 * np.pi / RATE
+    a = np.exp(-(tpt * 1.019 * bw * erb))
+    gd = np.empty(len(cf))
+    for k in range(len(cf)):
+        ak = a[k]
+        num = [1.0, 4.0 * ak, 4.0 * ak * ak]
+        den = [1.0, -4.0 * ak, 6.0 * ak * ak, -4.0 * ak * ak * ak, ak * ak * ak * ak]
+        gd[k] = group_delay((num, den), w=1)[1][0]
+    gd = np.rint(gd).astype(int)
+    gd = gd - gd.min()
+    return gd.max() - gd
+
+
+def _levels_to_sl(rms, control_rms, ear: Ear, level1: float) -> np.ndarray:
+    """Long-term band levels in dB SL after the OHC gain and IHC loss."""
+    control_db = level1 + 20 * np.log10(np.maximum(control_rms, SMALL))
+    control_db = np.maximum(np.minimum(control_db, 100), ear.low_knee)
+    gain = -ear.attn_ohc - (control_db - ear.low_knee) * (1 - 1 / ear.ratio)
+    level = np.maximum(level1 + 20 * np.log10(np.maximum(rms, SMALL)), 0)
+    return np.maximum(level + gain - ear.attn_ihc, 0)
+
+
+# ----------------------------------------------------------------------------------- features
+
+
+def _hann(n: int) -> np.ndarray:
+    return np.hanning(n)
+
+
+def smooth_envelopes(env: torch.Tensor, segment_ms: float = 8) -> torch.Tensor:
+    """Kates's env_smooth: Hann-weighted means over half-overlapping segments (the first and
+    last halves weighted by half windows), rows x segments."""
+    W = int(np.around(segment_ms * (0.001 * RATE)))
+    W += W % 2
+    h = W // 2
+    win = torch.from_numpy(_hann(W)).to(env)
+    N = env.shape[-1]
+    nseg = int(1 + np.floor(N / W) + np.floor((N - W / 2) / W))
+    first = env[:, :h] @ win[h:] / win[h:].sum()
+    middle = env[:, h:].unfold(-1, W, h)[:, : nseg - 2] @ win / win.sum()
+    s = (nseg - 1) * h
+    last = env[:, s:s + h] @ win[:h] / win[h:].sum()
+    return torch.cat([first[:, None], middle, last[:, None]], dim=1)
+
+
+def _modulation_filters(segment_ms: float = 8) -> tuple[np.ndarray, int]:
+    """The 9 modulation-band FIR filters (Hann-windowed, to 125 Hz at 250 Hz envelope rate)."""
+    edges = [4.0, 8.0, 12.5, 20.0, 32.0, 50.0, 80.0]
+    nyq = 0.5 * 1000.0 / (0.5 * segment_ms)
+    nfir = int(2 * np.floor(np.around(128 * (nyq / 125)) / 2))
+    bands = [firwin(nfir + 1, edges[0] / nyq, window="hann", pass_zero="lowpass")]
+    bands += [firwin(nfir + 1, [edges[m - 1] / nyq, edges[m] / nyq], window="hann",
+                     pass_zero="bandpass") for m in range(1, len(edges))]
+    bands.append(firwin(nfir + 1, edges[-1] / nyq, window="hann", pass_zero="highpass"))
+    return np.stack(bands), nfir
+
+
+def above_threshold(smooth_ref: torch.Tensor) -> torch.Tensor:
+    """Segments whose mean specific loudness exceeds the silence threshold."""
+    level = 20 * torch.log10(torch.sum(10 ** (smooth_ref / 20), 0) / smooth_ref.shape[0])
+    return torch.nonzero(level > THRESHOLD_DB)[:, 0]
+
+
+def cepstral_correlation_high(ref: torch.Tensor, proc: torch.Tensor, index: torch.Tensor) -> float:
+    """melcor9's high-modulation (bands 5-8) mel-cepstrum correlation, from the smoothed dB
+    envelopes (bands x segments) at the segments above threshold."""
+    nb = ref.shape[0]
+    if len(index) <= 1:
+        return 0.0
+    k = np.arange(nb)
+    basis = np.cos(np.outer(k, np.arange(6)) * np.pi / (nb - 1))
+    cepm = torch.from_numpy(basis / np.linalg.norm(basis, axis=0, keepdims=True)).to(ref)
+    cr = cepm.T @ ref[:, index]
+    cp = cepm.T @ proc[:, index]
+    cr = cr - cr.mean(1, keepdim=True)
+    cp = cp - cp.mean(1, keepdim=True)
+    b, nfir = _modulation_filters()
+    w = torch.from_numpy(b[:, ::-1].copy()).to(ref)[:, None, :]  # 9 x 1 x taps, flipped
+    both = torch.cat([cr, cp])[:, None, :]  # 12 x 1 x S
+    f = torch.nn.functional.conv1d(both, w, padding=nfir // 2)  # 12 x 9 x S
+    f = f - f.mean(-1, keepdim=True)
+    x, y = f[:6].transpose(0, 1), f[6:].transpose(0, 1)  # 9 x 6 x S
+    xs, ys = (x * x).sum(-1), (y * y).sum(-1)
+    xy = (x * y).sum(-1)
+    ok = (xs >= SMALL) & (ys >= SMALL)
+    cov = torch.where(ok, xy.abs() / torch.sqrt(torch.where(ok, xs * ys, 1.0)), 0.0)
+    return float(cov[4:8, 1:].sum() / (4 * 5))
+
+
+def spectrum_differences(ref_sl: np.ndarray, proc_sl: np.ndarray) -> tuple[float, float]:
+    """Standard deviations (times the band count) of the loudness-normalised spectra's
+    difference and of their relative difference."""
+    n = len(ref_sl)
+    x = 10 ** (ref_sl / 20)
+    y = 10 ** (proc_sl / 20)
+    x = x / x.sum()
+    y = y / y.sum()
+    return n * np.std(x - y), n * np.std((x - y) / (x + y))
+
+
+def bm_covariances(ref_bm: np.ndarray, proc_bm: np.ndarray, segment_ms: float = 16
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Kates's bm_covary: per band and segment, the max normalised cross-covariance within
+    +-1 ms and the reference's mean square (times 2)."""
+    maxlag = int(np.around(1.0 * (0.001 * RATE)))
+    W = int(np.around(segment_ms * (0.001 * RATE)))
+    W += W % 2
+    h = W // 2
+    win = _hann(W)
+
+    def inv_corr(w):
+        c = np.correlate(w, w, "full")
+        return 1 / c[len(w) - 1 - maxlag: maxlag + len(w)]
+
+    K, N = ref_bm.shape
+    nseg = int(1 + np.floor(N / W) + np.floor((N - W / 2) / W))
+    dt = ref_bm.dtype
+    cov = np.empty((K, nseg), dt)
+    msx = np.empty((K, nseg), dt)
+    msy = np.empty((K, nseg), dt)
+    _numba.segment_covariance(np.ascontiguousarray(ref_bm), np.ascontiguousarray(proc_bm),
+                              win.astype(dt), inv_corr(win[h:]).astype(dt),
+                              inv_corr(win).astype(dt), dt.type(1 / np.sum(win[h:] ** 2)),
+                              dt.type(1 / np.sum(win ** 2)), maxlag, nseg, cov, msx, msy)
+    return cov, 2.0 * msx
+
+
+def bm_sync(cov: np.ndarray, ms: np.ndarray, cf: np.ndarray) -> float:
+    """ave_covary2's IHC-synchronisation-weighted average covariance, 5th low-pass (order 5 at
+    3.5 kHz): the BM sync 5 term."""
+    rms = np.sqrt(ms)
+    level = 20 * np.log10(np.sum(10 ** (rms / 20), 0) / cov.shape[0])
+    index = np.nonzero(level > THRESHOLD_DB)[0]
+    if len(index) <= 1:
+        return 0.0
+    fsync = np.sqrt(3500.0 ** 10 / (3500.0 ** 10 + cf ** 10))
+    c = cov[:, index]
+    w = np.where(rms[:, index] > THRESHOLD_DB, fsync[:, None], 0.0)
+    return float(np.sum(w * c) / np.sum(w))
+
+
+# -------------------------------------------------------------------------------------- model
+
+
+def _ihc_params(rate: float, delta: float = 2.0):
+    delta = max(delta, 1.0001)
+    r_1 = 1 / delta
+    r_2 = 0.5 * (1 - r_1)
+    r_3 = r_2
+    tau1, tau2 = 0.002, 0.060
+    c_1 = tau1 * (r_1 + r_2) / (r_1 * r_2)
+    c_2 = tau2 / ((r_1 + r_2) * r_3)
+    return r_1, r_2, r_3, c_1, c_2, float(rate)
+
+
+@dataclass
+class HaaqiResult:
+    score: float
+    nonlinear: float
+    linear: float
+    cepstral_high: float
+    bm_sync5: float
+    d_loud: float
+    d_norm: float
+
+
+class _NoiseWorker:
+    """Draws the items' internal noise in pyclarity's order on a worker thread: item b's BM noise
+    (reference, processed), then, once the model reports item b's count of segments above
+    threshold, the two mel-cepstrum draws, then item b + 1."""
+
+    def __init__(self, rngs, lengths, nchan):
+        self.out = [queue.Queue(1) for _ in rngs]
+        self.counts = [queue.Queue(1) for _ in rngs]
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(rngs, lengths, nchan), daemon=True)
+        self.thread.start()
+
+    def _run(self, rngs, lengths, nchan):
+        try:
+            for b, (rs, n) in enumerate(zip(rngs, lengths, strict=True)):
+                self.out[b].put((rs.standard_normal((nchan, n)), rs.standard_normal((nchan, n))))
+                count = self.counts[b].get()
+                if count > 1:
+                    rs.standard_normal((nchan, count))
+                    rs.standard_normal((nchan, count))
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+            self.error = exc
+            for q in self.out:
+                if q.empty():
+                    q.put(None)
+
+    def noise(self, b):
+        got = self.out[b].get()
+        if got is None:
+            raise self.error
+        return got
+
+
+def _rng(seed):
+    if seed is None:
+        return np.random.mtrand._rand
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    return np.random.RandomState(seed)
+
+
+def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int = 1,
+                   seeds=None, dtype=torch.float64) -> list[HaaqiResult]:
+    """HAAQI v1 of each (reference, processed, loss, level1) item, all at 24 kHz.
+
+    references, processeds: sequences of 1-D arrays (a pair trimmed to its shorter length);
+    losses: per item the hearing loss in dB HL at 250, 500, 1000, 2000, 4000 and 6000 Hz;
+    level1: per item the dB SPL of a signal of RMS 1 (a scalar for all);
+    equalisation: 1 = apply NAL-R to the reference, 2 = the reference already has it;
+    seeds: per item an int (a fresh RandomState), a RandomState (drawn from and advanced; items
+    sharing one consume it in order) or None (numpy's global generator); one value for all."""
+    B = len(references)
+    if equalisation not in (1, 2):
+        raise ValueError("equalisation must be 1 (add NAL-R) or 2 (reference has NAL-R)")
+    level1 = np.broadcast_to(np.asarray(level1, dtype=np.float64), (B,))
+    if seeds is None or isinstance(seeds, (int, np.integer, np.random.RandomState)):
+        shared = _rng(seeds)
+        rngs = [shared] * B
+    else:
+        rngs = [_rng(s) for s in seeds]
+    npdt = np.float64 if dtype == torch.float64 else np.float32
+    cf = centre_frequencies()
+    bw_max = Ear.from_loss(np.full(6, 100.0), cf).bw_min
+    control_coef = gammatone_coefficients(bw_max, cf)
+
+    items = []
+    for b in range(B):
+        x = np.asarray(references[b], dtype=np.float64).ravel()
+        y = np.asarray(processeds[b], dtype=np.float64).ravel()
+        n = min(len(x), len(y))
+        x, y = align_inputs(x[:n], y[:n])
+        if equalisation == 1:
+            x = _nalr(x, losses[b])
+        items.append((x, y))
+    worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN)
+    return [_one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]), cf, bw_max,
+                 control_coef, npdt, dtype, worker, b) for b, (x, y) in enumerate(items)]
+
+
+def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, dtype, worker, b) -> HaaqiResult:
+    ear = Ear.from_loss(loss, cf)
+    N = len(x)
+    lp = butter(1, 5000 / (0.5 * RATE))
+    hp = butter(2, 350 / (0.5 * RATE), "high")
+    xy = np.stack([x, y]).astype(npdt)
+    mid = _lfilter(*hp, _lfilter(*lp, xy))
+
+    # control pass at the widest bandwidths, then the level-dependent bandwidths
+    control, _ = _gammatone(mid, np.stack([control_coef, control_coef]), want_bm=False)
+    ctl = torch.from_numpy(control)
+    control_rms = torch.sqrt(torch.mean(ctl.double() ** 2, -1)).numpy()  # sides x bands
+    with np.errstate(divide="ignore"):  # a silent band: -inf dB, the narrowest bandwidth
+        control_db = 20 * np.log10(control_rms) + level1
+    frac = np.clip((control_db - 50) / 50, 0, 1)
+    bw = ear.bw_min + frac * (bw_max - ear.bw_min)
+    bw = np.where(control_db < 50, ear.bw_min, np.where(control_db > 100, bw_max, bw))
+    coef = np.stack([gammatone_coefficients(bw[s], cf) for s in range(2)])
+    env, bm = _gammatone(mid, coef, want_bm=True)
+    E, M = torch.from_numpy(env), torch.from_numpy(bm)
+    env_rms = torch.sqrt(torch.mean(E.double() ** 2, -1)).numpy()
+
+    # OHC compression driven by the control envelope, gain low-passed at 800 Hz
+    knee = torch.from_numpy(ear.low_knee).to(dtype)[None, :, None]
+    slope = torch.from_numpy(1 - 1 / ear.ratio).to(dtype)[None, :, None]
+    attn = torch.from_numpy(ear.attn_ohc).to(dtype)[None, :, None]
+    logenv = level1 + 20 * torch.log10(torch.clamp(ctl, min=SMALL))
+    logenv = torch.maximum(torch.clamp(logenv, max=100), knee)
+    gain = 10 ** ((-attn - (logenv - knee) * slope) / 20)
+    gain = torch.from_numpy(_lfilter(*butter(1, 800 / (0.5 * RATE)),
+                                     gain.reshape(2 * NCHAN, N).numpy())).reshape(2, NCHAN, N)
+    E *= gain
+    M *= gain
+    del gain, logenv, ctl, control
+
+    # align the processed envelope and BM motion to the reference's, band by band
+    lags = min(int(np.rint(0.001 * ALIGN_RANGE_MS * RATE)), N)
+    d_env = _align_lags(E[0], E[1], lags)
+    d_bm = _align_lags(M[0], M[1], lags)
+    for k in range(NCHAN):
+        env[1, k] = _shift(env[1, k], int(d_env[k]))
+        bm[1, k] = _shift(bm[1, k], int(d_bm[k]))
+
+    # dB SL envelopes, BM motion scaled alike, IHC adaptation
+    ihc = torch.from_numpy(ear.attn_ihc).to(dtype)[None, :, None]
+    db = torch.clamp(level1 - ihc + 20 * torch.log10(E + SMALL), min=0)
+    M *= (db + SMALL) / (E + SMALL)
+    dbn = db.reshape(2 * NCHAN, N).contiguous().numpy()
+    adapted = np.empty_like(dbn)
+    _numba.ihc_adaptation_rows(dbn, adapted, *_ihc_params(RATE))
+    A = torch.clamp(torch.from_numpy(adapted).reshape(2, NCHAN, N), min=0)
+    M *= (A + SMALL) / (db + SMALL)
+    del db, dbn, E, env
+
+    # envelope features need no noise: report the segment count to the noise worker early
+    delays = _group_delays(bw[0], cf)
+    A = A.numpy()
+    for s in range(2):
+        for k in range(NCHAN):
+            A[s, k] = _shift(A[s, k], -int(delays[k]))
+    At = torch.from_numpy(A)
+    smooth = [smooth_envelopes(At[s]) for s in range(2)]
+    index = above_threshold(smooth[0])
+    worker.counts[b].put(len(index))
+    cep_high = cepstral_correlation_high(smooth[0], smooth[1], index)
+
+    noise_ref, noise_proc = worker.noise(b)
+    noise_gain = 10 ** ((IHC_NOISE_DB - level1) / 20)
+    bm[0] += (noise_gain * noise_ref).astype(npdt)
+    bm[1] += (noise_gain * noise_proc).astype(npdt)
+    for s in range(2):
+        for k in range(NCHAN):
+            bm[s, k] = _shift(bm[s, k], -int(delays[k]))
+    cov, ms = bm_covariances(bm[0], bm[1])
+    sync5 = bm_sync(cov.astype(np.float64), ms.astype(np.float64), cf)
+
+    ref_sl = _levels_to_sl(env_rms[0], control_rms[0], ear, level1)
+    proc_sl = _levels_to_sl(env_rms[1], control_rms[1], ear, level1)
+    dloud, dnorm = spectrum_differences(ref_sl, proc_sl)
+    d_loud = min(max(1.0 - dloud / 2.5, 0.0), 1.0)
+    d_norm = min(max(1.0 - dnorm / 25, 0.0), 1.0)
+    nonlinear = 0.754 * cep_high ** 3 + 0.246 * sync5
+    linear = 0.329 * d_loud + 0.671 * d_norm
+    score = 0.336 * nonlinear + 0.001 * linear + 0.501 * nonlinear ** 2 + 0.161 * linear ** 2
+    return HaaqiResult(float(score), float(nonlinear), float(linear), float(cep_high),
+                       float(sync5), d_loud, d_norm)
