@@ -116,7 +116,8 @@ def test_backend_switch_scores_the_same_within_tolerance():
 
 def test_backend_resolution():
     assert backends.resolve(None)["bsseval"] == "fast"  # parity holds: fast by default
-    assert backends.resolve(None)["haaqi"] == "reference"
+    assert backends.resolve(None)["haaqi"] == "fast"
+    assert backends.resolve({"haaqi": "reference"})["haaqi"] == "reference"
     assert backends.resolve("reference")["bsseval"] == "reference"
     assert backends.resolve({"sdr": "reference"})["bsseval"] == "reference"
     assert backends.resolve("fast")["pesq"] == "reference"  # no fast PESQ: stays reference

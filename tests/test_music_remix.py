@@ -84,6 +84,7 @@ def test_haaqi_is_seeded_as_the_cad1_recipe(music_item):
             level1 = 65 - 20 * np.log10(np.sqrt(np.mean(ref**2)))
             theirs = compute_haaqi(outputs[f"{ear}_{s}"].mono().astype(np.float64), ref, 24000,
                                    24000, haaqi_audiogram(ag), 1, level1)
-            assert ours[(ear, s)] == pytest.approx(theirs, abs=1e-12), (ear, s)
+            # the default (fast) HAAQI backend: pyclarity's numbers to rounding, same draws
+            assert ours[(ear, s)] == pytest.approx(theirs, abs=1e-9), (ear, s)
     # The right ear (N4) hears less than the left (N2): HAAQI follows the ear's own audiogram.
     assert np.mean([ours[("left", s)] for s in refs]) > np.mean([ours[("right", s)] for s in refs])

@@ -80,7 +80,7 @@ def gammatone_rows(x, source, coef, env, bm, want_bm):  # pragma: no cover - com
                 bm[r, n] = gain * (ur * cold + ui * sold)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True)
 def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, maxlag, nseg,
                        cov, msx, msy):  # pragma: no cover - compiled
     """Kates's bm_covary tiles: per row k and segment s (hop = len(window) / 2; the first and
@@ -100,24 +100,30 @@ def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, m
             start, L, w0, corr, norm = s * h, h, 0, half_corr, half_norm
         else:
             start, L, w0, corr, norm = s * h, W, 0, win_corr, win_norm
-        xs = np.empty(L, x.dtype)
-        ys = np.empty(L, x.dtype)
+        xs = np.zeros(L + 2 * maxlag)  # zero-padded by maxlag on both sides
+        ys = np.empty(L)
         for n in range(L):
-            xs[n] = x[k, start + n] * window[w0 + n]
+            xs[maxlag + n] = x[k, start + n] * window[w0 + n]
             ys[n] = y[k, start + n] * window[w0 + n]
-        xs -= xs.mean()
-        ys -= ys.mean()
-        mx = (xs * xs).sum() * norm
-        my = (ys * ys).sum() * norm
+        mean_x = xs.sum() / L
+        mean_y = ys.sum() / L
+        mx = 0.0
+        my = 0.0
+        for n in range(L):
+            xs[maxlag + n] -= mean_x
+            ys[n] -= mean_y
+            mx += xs[maxlag + n] * xs[maxlag + n]
+            my += ys[n] * ys[n]
+        mx *= norm
+        my *= norm
+        acc = np.zeros(2 * maxlag + 1)
+        for n in range(L):  # acc[j] = sum_n x[n + j - maxlag] y[n]: an axpy per sample
+            yn = ys[n]
+            for j in range(2 * maxlag + 1):
+                acc[j] += xs[n + j] * yn
         best = 0.0
         for j in range(2 * maxlag + 1):
-            lag = j - maxlag
-            acc = 0.0
-            lo = max(0, -lag)
-            hi = min(L, L - lag)
-            for n in range(lo, hi):
-                acc += xs[n + lag] * ys[n]
-            v = abs(acc * corr[j])
+            v = abs(acc[j] * corr[j])
             if v > best:
                 best = v
         if mx > small and my > small:
@@ -130,10 +136,32 @@ def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, m
 
 
 @njit(parallel=True, cache=True)
-def ihc_adaptation_rows(db, out, r_1, r_2, r_3, c_1, c_2, rate):  # pragma: no cover - compiled
-    """Kates's inner-hair-cell rapid and short-term adaptation: the two-capacitor equivalent
-    circuit driven by the dB SL envelope, one row at a time (before the clip at 0 dB)."""
-    R, N = db.shape
+def compress_rows(control, env, bm, knee, slope, attn, level1, b0, b1, a1):  # pragma: no cover
+    """Outer-hair-cell compression in place: per row (band) the gain in dB from the control
+    envelope's level clipped to [knee, 100] dB SPL, made linear, low-passed by the first-order
+    filter (b0 + b1 z^-1) / (1 + a1 z^-1), applied to the envelope and the BM motion."""
+    R, N = env.shape
+    for r in prange(R):
+        z = 0.0
+        for n in range(N):
+            level = level1 + 20 * np.log10(max(control[r, n], 1e-30))
+            level = max(min(level, 100.0), knee[r])
+            g = 10 ** ((-attn[r] - (level - knee[r]) * slope[r]) / 20)
+            y = z + b0 * g
+            z = b1 * g - a1 * y
+            env[r, n] *= y
+            bm[r, n] *= y
+
+
+@njit(parallel=True, cache=True)
+def sl_adaptation_rows(env, bm, out, attn_ihc, level1, r_1, r_2, r_3, c_1, c_2,
+                       rate):  # pragma: no cover - compiled
+    """Per row: the envelope in dB SL (clipped at 0) with the BM motion scaled alike, then the
+    IHC rapid and short-term adaptation (Kates's two-capacitor equivalent circuit) on it,
+    clipped at 0, with the BM motion scaled by the adaptation's gain. Writes the adapted dB
+    envelope to out and the BM motion in place."""
+    R, N = env.shape
+    small = 1e-30
     inv = 1 / rate
     a11 = r_1 + r_2 + r_1 * r_2 * (c_1 / inv)
     a12 = -r_1
@@ -147,9 +175,12 @@ def ihc_adaptation_rows(db, out, r_1, r_2, r_3, c_1, c_2, rate):  # pragma: no c
         v_1 = 0.0
         v_2 = 0.0
         for n in range(N):
-            v_0 = db[r, n]
+            e = env[r, n]
+            v_0 = max(level1 - attn_ihc[r] + 20 * np.log10(e + small), 0.0)
             b_1 = v_0 * r_2 + p1 * v_1
             b_2 = p2 * v_2
             v_1 = denom * (a22 * b_1 - a12 * b_2)
             v_2 = denom * (-a21 * b_1 + a11 * b_2)
-            out[r, n] = (v_0 - v_1) * r_1_inv
+            a = max((v_0 - v_1) * r_1_inv, 0.0)
+            bm[r, n] = ((a + small) / (v_0 + small)) * (((v_0 + small) / (e + small)) * bm[r, n])
+            out[r, n] = a

@@ -41,6 +41,7 @@ accepted within 0.01.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from dataclasses import dataclass
@@ -186,13 +187,18 @@ def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int) -> np.ndarray:
     L = lags + 1
     Fu = _spectra(ref[None], L, spans=False)  # 1 x F x P x blocks (conjugated)
     Fv = _spectra(out[None], L, spans=True)  # 1 x F x blocks x P
-    cross = torch.einsum("bfpk,bfkp->bpf", Fu, Fv)
+    cross = (Fu * Fv.transpose(-1, -2)).sum(-1).transpose(-1, -2)  # 1 x P x F
     from harness.metrics.fast.bsseval import _block_len
 
     r = torch.fft.irfft(cross, n=_block_len(L))[0, :, : 2 * L - 1]  # lag d at index d + L - 1
     window = r[:, 0:2 * lags].flip(-1)  # d = lags - 1 down to -lags, pyclarity's order
     loc = torch.argmax(window, dim=-1).numpy()
     return lags - 1 - loc
+
+
+def _rms(x: torch.Tensor) -> np.ndarray:
+    """Root mean square along the last axis, accumulated in float64, without a squared copy."""
+    return (torch.linalg.vector_norm(x, dim=-1, dtype=torch.float64) / math.sqrt(x.shape[-1])).numpy()
 
 
 def _shift(x: np.ndarray, delay: int) -> np.ndarray:
@@ -462,7 +468,7 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, dtype, worker, b) -
     # control pass at the widest bandwidths, then the level-dependent bandwidths
     control, _ = _gammatone(mid, np.stack([control_coef, control_coef]), want_bm=False)
     ctl = torch.from_numpy(control)
-    control_rms = torch.sqrt(torch.mean(ctl.double() ** 2, -1)).numpy()  # sides x bands
+    control_rms = _rms(ctl)  # sides x bands
     with np.errstate(divide="ignore"):  # a silent band: -inf dB, the narrowest bandwidth
         control_db = 20 * np.log10(control_rms) + level1
     frac = np.clip((control_db - 50) / 50, 0, 1)
@@ -471,20 +477,16 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, dtype, worker, b) -
     coef = np.stack([gammatone_coefficients(bw[s], cf) for s in range(2)])
     env, bm = _gammatone(mid, coef, want_bm=True)
     E, M = torch.from_numpy(env), torch.from_numpy(bm)
-    env_rms = torch.sqrt(torch.mean(E.double() ** 2, -1)).numpy()
+    env_rms = _rms(E)
 
     # OHC compression driven by the control envelope, gain low-passed at 800 Hz
-    knee = torch.from_numpy(ear.low_knee).to(dtype)[None, :, None]
-    slope = torch.from_numpy(1 - 1 / ear.ratio).to(dtype)[None, :, None]
-    attn = torch.from_numpy(ear.attn_ohc).to(dtype)[None, :, None]
-    logenv = level1 + 20 * torch.log10(torch.clamp(ctl, min=SMALL))
-    logenv = torch.maximum(torch.clamp(logenv, max=100), knee)
-    gain = 10 ** ((-attn - (logenv - knee) * slope) / 20)
-    gain = torch.from_numpy(_lfilter(*butter(1, 800 / (0.5 * RATE)),
-                                     gain.reshape(2 * NCHAN, N).numpy())).reshape(2, NCHAN, N)
-    E *= gain
-    M *= gain
-    del gain, logenv, ctl, control
+    lp_b, lp_a = butter(1, 800 / (0.5 * RATE))
+    rows = 2 * NCHAN
+    _numba.compress_rows(control.reshape(rows, N), env.reshape(rows, N), bm.reshape(rows, N),
+                         np.tile(ear.low_knee, 2), np.tile(1 - 1 / ear.ratio, 2),
+                         np.tile(ear.attn_ohc, 2), level1, lp_b[0] / lp_a[0], lp_b[1] / lp_a[0],
+                         lp_a[1] / lp_a[0])
+    del control, ctl
 
     # align the processed envelope and BM motion to the reference's, band by band
     lags = min(int(np.rint(0.001 * ALIGN_RANGE_MS * RATE)), N)
@@ -495,23 +497,17 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, dtype, worker, b) -
         bm[1, k] = _shift(bm[1, k], int(d_bm[k]))
 
     # dB SL envelopes, BM motion scaled alike, IHC adaptation
-    ihc = torch.from_numpy(ear.attn_ihc).to(dtype)[None, :, None]
-    db = torch.clamp(level1 - ihc + 20 * torch.log10(E + SMALL), min=0)
-    M *= (db + SMALL) / (E + SMALL)
-    dbn = db.reshape(2 * NCHAN, N).contiguous().numpy()
-    adapted = np.empty_like(dbn)
-    _numba.ihc_adaptation_rows(dbn, adapted, *_ihc_params(RATE))
-    A = torch.clamp(torch.from_numpy(adapted).reshape(2, NCHAN, N), min=0)
-    M *= (A + SMALL) / (db + SMALL)
-    del db, dbn, E, env
+    adapted = np.empty_like(env)
+    _numba.sl_adaptation_rows(env.reshape(rows, N), bm.reshape(rows, N), adapted.reshape(rows, N),
+                              np.tile(ear.attn_ihc, 2), level1, *_ihc_params(RATE))
+    del env, E, M
 
     # envelope features need no noise: report the segment count to the noise worker early
     delays = _group_delays(bw[0], cf)
-    A = A.numpy()
     for s in range(2):
         for k in range(NCHAN):
-            A[s, k] = _shift(A[s, k], -int(delays[k]))
-    At = torch.from_numpy(A)
+            adapted[s, k] = _shift(adapted[s, k], -int(delays[k]))
+    At = torch.from_numpy(adapted)
     smooth = [smooth_envelopes(At[s]) for s in range(2)]
     index = above_threshold(smooth[0])
     worker.counts[b].put(len(index))
