@@ -51,7 +51,7 @@ import torch
 from scipy.signal import butter, firwin, group_delay
 
 from harness.metrics.fast import _numba
-from harness.metrics.fast.bsseval import _spectra
+from harness.metrics.fast.bsseval import _block_len, _fast_len, _spectra
 
 RATE = 24000
 NCHAN = 32
@@ -120,8 +120,6 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Full linear cross-correlation c[k] = sum_n x[n + k - (N - 1)] y[n] (scipy's `correlate`
     'full' ordering), by FFT."""
     n = len(x)
-    from harness.metrics.fast.bsseval import _fast_len
-
     size = _fast_len(2 * n - 1)
     X = torch.fft.rfft(torch.from_numpy(x), n=size)
     Y = torch.fft.rfft(torch.from_numpy(y), n=size)
@@ -188,8 +186,6 @@ def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int) -> np.ndarray:
     Fu = _spectra(ref[None], L, spans=False)  # 1 x F x P x blocks (conjugated)
     Fv = _spectra(out[None], L, spans=True)  # 1 x F x blocks x P
     cross = (Fu * Fv.transpose(-1, -2)).sum(-1).transpose(-1, -2)  # 1 x P x F
-    from harness.metrics.fast.bsseval import _block_len
-
     r = torch.fft.irfft(cross, n=_block_len(L))[0, :, : 2 * L - 1]  # lag d at index d + L - 1
     window = r[:, 0:2 * lags].flip(-1)  # d = lags - 1 down to -lags, pyclarity's order
     loc = torch.argmax(window, dim=-1).numpy()
@@ -225,6 +221,13 @@ def _group_delays(bw: np.ndarray, cf: np.ndarray) -> np.ndarray:
     return gd.max() - gd
 
 
+def _delay_bands(x: np.ndarray, delays: np.ndarray) -> None:
+    """Delay band k of every side of x (sides x bands x N) by delays[k] samples, in place."""
+    for side in x:
+        for k, d in enumerate(delays):
+            side[k] = _shift(side[k], -int(d))
+
+
 def _levels_to_sl(rms, control_rms, ear: Ear, level1: float) -> np.ndarray:
     """Long-term band levels in dB SL after the OHC gain and IHC loss."""
     control_db = level1 + 20 * np.log10(np.maximum(control_rms, SMALL))
@@ -237,17 +240,13 @@ def _levels_to_sl(rms, control_rms, ear: Ear, level1: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------- features
 
 
-def _hann(n: int) -> np.ndarray:
-    return np.hanning(n)
-
-
 def smooth_envelopes(env: torch.Tensor, segment_ms: float = 8) -> torch.Tensor:
     """Kates's env_smooth: Hann-weighted means over half-overlapping segments (the first and
     last halves weighted by half windows), rows x segments."""
     W = int(np.around(segment_ms * (0.001 * RATE)))
     W += W % 2
     h = W // 2
-    win = torch.from_numpy(_hann(W)).to(env)
+    win = torch.from_numpy(np.hanning(W)).to(env)
     N = env.shape[-1]
     nseg = int(1 + np.floor(N / W) + np.floor((N - W / 2) / W))
     first = env[:, :h] @ win[h:] / win[h:].sum()
@@ -320,7 +319,7 @@ def bm_covariances(ref_bm: np.ndarray, proc_bm: np.ndarray, segment_ms: float = 
     W = int(np.around(segment_ms * (0.001 * RATE)))
     W += W % 2
     h = W // 2
-    win = _hann(W)
+    win = np.hanning(W)
 
     def inv_corr(w):
         c = np.correlate(w, w, "full")
@@ -454,10 +453,10 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
         items.append((x, y))
     worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN)
     return [_one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]), cf, bw_max,
-                 control_coef, npdt, dtype, worker, b) for b, (x, y) in enumerate(items)]
+                 control_coef, npdt, worker, b) for b, (x, y) in enumerate(items)]
 
 
-def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, dtype, worker, b) -> HaaqiResult:
+def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b) -> HaaqiResult:
     ear = Ear.from_loss(loss, cf)
     N = len(x)
     lp = butter(1, 5000 / (0.5 * RATE))
@@ -504,9 +503,7 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, dtype, worker, b) -
 
     # envelope features need no noise: report the segment count to the noise worker early
     delays = _group_delays(bw[0], cf)
-    for s in range(2):
-        for k in range(NCHAN):
-            adapted[s, k] = _shift(adapted[s, k], -int(delays[k]))
+    _delay_bands(adapted, delays)
     At = torch.from_numpy(adapted)
     smooth = [smooth_envelopes(At[s]) for s in range(2)]
     index = above_threshold(smooth[0])
@@ -517,9 +514,7 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, dtype, worker, b) -
     noise_gain = 10 ** ((IHC_NOISE_DB - level1) / 20)
     bm[0] += (noise_gain * noise_ref).astype(npdt)
     bm[1] += (noise_gain * noise_proc).astype(npdt)
-    for s in range(2):
-        for k in range(NCHAN):
-            bm[s, k] = _shift(bm[s, k], -int(delays[k]))
+    _delay_bands(bm, delays)
     cov, ms = bm_covariances(bm[0], bm[1])
     sync5 = bm_sync(cov.astype(np.float64), ms.astype(np.float64), cf)
 
