@@ -118,8 +118,12 @@ def job_key(system: Any, item: Item, listener_id: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def plan(cfg: RunConfig) -> Plan:
-    """Resolve suites, systems, panel and metrics; expand into jobs; derive the run id."""
+def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
+    """Resolve suites, systems, panel and metrics; expand into jobs; derive the run id.
+
+    `prebuilt` maps system names of `cfg.systems` to system objects built by the caller (the
+    submission replay of `harness score`) instead of the registry.
+    """
     from systems.base import system_from_spec
 
     device = resolve_device(cfg.device)
@@ -128,7 +132,11 @@ def plan(cfg: RunConfig) -> Plan:
     if len(set(names)) != len(names):
         raise ConfigError(f"a suite is named twice: {', '.join(names)}")
     panel = resolve_panel(cfg.panel, cfg.listeners or None)
-    systems = {n: system_from_spec(n, cfg.system_params) for n in cfg.systems}
+    prebuilt = prebuilt or {}
+    systems = {
+        n: prebuilt[n] if n in prebuilt else system_from_spec(n, cfg.system_params)
+        for n in cfg.systems
+    }
     jobs: list[Job] = []
     skipped: list[str] = []
     per_suite: dict[str, Any] = {}

@@ -7,7 +7,8 @@ from importlib.metadata import entry_points
 import pytest
 from conftest import run_cli
 
-COMMANDS = ["run", "summary", "suites", "systems", "metrics", "listeners", "runs", "export"]
+COMMANDS = ["run", "summary", "suites", "systems", "metrics", "listeners", "runs", "export", "compare",
+            "score", "pack"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -1,0 +1,450 @@
+"""Challenge submissions: the naming convention, safe unpacking, validation, and the system that
+replays a submission's files so the ordinary runner scores them.
+
+A submission is a folder, or a zip / tar archive, of processed audio named after the suite's
+convention (`expected_files`). Archives are untrusted: entries are checked before anything is
+written (no absolute paths, no `..`, no links or devices, bounded file count, total size and
+compression ratio) and extracted by streaming with the same bounds enforced on the bytes
+actually read, into a work folder the caller names; nothing is written anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from harness.audio import Audio
+from harness.errors import HarnessError
+from harness.listener import Panel
+from harness.protocols import get_protocol
+from harness.protocols.base import OutputSpec
+from harness.suites import Item, Suite
+from systems.base import BaseSystem
+
+AUDIO_EXTS = (".flac", ".wav")
+# PCM of 16 bits or more, or float: what a challenge accepts. 8-bit and compressed formats are not.
+SUBTYPES = {"PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}
+FORMATS = {".flac": {"FLAC"}, ".wav": {"WAV", "WAVEX"}}
+
+
+class SubmissionError(HarnessError):
+    """A submission cannot be read or is refused as a whole (bad archive, unsafe entry)."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    item: Item
+    listener_id: str | None
+    output: str
+    spec: OutputSpec
+
+
+def stem_path(task: str, item_id: str, listener_id: str | None, output: str, single: bool) -> str:
+    """The path (without extension) of one output in a submission.
+
+    Listener tasks follow Cadenza CAD1: `<listener>/<item>/<listener>_<item>_<output>`.
+    Other tasks: `<item>` when the task has one output, else `<item>/<item>_<output>`.
+    """
+    if listener_id is not None:
+        return f"{listener_id}/{item_id}/{listener_id}_{item_id}_{output}"
+    if single:
+        return item_id
+    return f"{item_id}/{item_id}_{output}"
+
+
+def expected_files(suite: Suite, panel: Panel | None) -> dict[str, Expected]:
+    """Extension-less relative path -> what must be there, for every (item, listener, output)."""
+    protocol = get_protocol(suite.task)
+    listeners = [li.id for li in panel.listeners] if (protocol.uses_listener and panel) else [None]
+    out: dict[str, Expected] = {}
+    for item in suite.items:
+        spec = protocol.output_spec(item)
+        for lid in listeners:
+            for name, s in spec.items():
+                out[stem_path(suite.task, item.id, lid, name, len(spec) == 1)] = Expected(
+                    item, lid, name, s
+                )
+    return out
+
+
+# ------------------------------------------------------------------------- archives
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_files: int
+    max_bytes: int  # total uncompressed
+    max_ratio: float = 200.0  # uncompressed / compressed, per entry and over the archive
+
+
+def limits_for(expected: dict[str, Expected], max_ratio: float = 200.0) -> Limits:
+    """Bounds a valid submission cannot exceed: twice the expected file count (plus slack) and
+    the expected audio stored as 64-bit floats (plus 16 MB for headers and metadata)."""
+    need = sum(e.spec.frames * e.spec.channels * 8 for e in expected.values())
+    return Limits(max_files=2 * len(expected) + 64, max_bytes=need + (16 << 20), max_ratio=max_ratio)
+
+
+def _safe_name(name: str, archive: Path) -> PurePosixPath | None:
+    """The entry's relative path, or raise for anything that could escape the work folder."""
+    if "\x00" in name or "\\" in name:
+        raise SubmissionError(f"{archive}: entry {name!r} has a backslash or NUL in its name")
+    p = PurePosixPath(name)
+    if p.is_absolute() or (p.parts and p.parts[0].endswith(":")):
+        raise SubmissionError(f"{archive}: entry {name!r} is an absolute path (refused)")
+    if any(part == ".." for part in p.parts):
+        raise SubmissionError(
+            f"{archive}: entry {name!r} points outside the archive (path traversal, refused)"
+        )
+    parts = [x for x in p.parts if x not in ("", ".")]
+    return PurePosixPath(*parts) if parts else None
+
+
+def _copy_bounded(src, dst: Path, declared: int, budget: list[int], archive: Path, name: str) -> None:
+    """Stream an entry to dst, refusing more bytes than declared or than the budget left."""
+    written = 0
+    with open(dst, "xb") as f:
+        while True:
+            chunk = src.read(1 << 20)
+            if not chunk:
+                break
+            written += len(chunk)
+            if written > declared:
+                raise SubmissionError(
+                    f"{archive}: entry {name!r} holds more bytes than its header says (refused)"
+                )
+            if written > budget[0]:
+                raise SubmissionError(f"{archive}: uncompressed size exceeds the limit (refused as a bomb)")
+            f.write(chunk)
+    budget[0] -= written
+
+
+def _check_totals(archive: Path, count: int, total: int, limits: Limits) -> None:
+    if count > limits.max_files:
+        raise SubmissionError(f"{archive}: {count} entries, more than the limit of {limits.max_files}")
+    if total > limits.max_bytes:
+        raise SubmissionError(
+            f"{archive}: {total} bytes uncompressed, more than the limit of {limits.max_bytes} "
+            "(refused as a bomb)"
+        )
+    size = max(archive.stat().st_size, 1)
+    if total / size > limits.max_ratio:
+        raise SubmissionError(
+            f"{archive}: compression ratio {total / size:.0f}:1 exceeds {limits.max_ratio:.0f}:1 "
+            "(refused as a bomb)"
+        )
+
+
+def extract(archive: Path, dest: Path, limits: Limits) -> Path:
+    """Extract a zip or tar archive into dest (created; must not exist) and return it."""
+    archive = Path(archive)
+    if zipfile.is_zipfile(archive):
+        kind = "zip"
+    else:
+        try:
+            is_tar = tarfile.is_tarfile(archive)
+        except OSError as exc:
+            raise SubmissionError(f"{archive}: cannot read ({exc})") from None
+        if not is_tar:
+            raise SubmissionError(f"{archive}: neither a folder nor a zip or tar archive")
+        kind = "tar"
+    dest.mkdir(parents=True, exist_ok=False)
+    budget = [limits.max_bytes]
+    try:
+        if kind == "zip":
+            _extract_zip(archive, dest, limits, budget)
+        else:
+            _extract_tar(archive, dest, limits, budget)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return dest
+
+
+def _target(dest: Path, rel: PurePosixPath, archive: Path, name: str) -> Path:
+    out = dest.joinpath(*rel.parts)
+    root = dest.resolve()
+    if not out.resolve().is_relative_to(root):  # belt and braces after the name checks
+        raise SubmissionError(f"{archive}: entry {name!r} resolves outside the work folder (refused)")
+    return out
+
+
+def _extract_zip(archive: Path, dest: Path, limits: Limits, budget: list[int]) -> None:
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SubmissionError(f"{archive}: bad zip archive ({exc})") from None
+    with zf:
+        infos = zf.infolist()
+        total = 0
+        for info in infos:
+            rel = _safe_name(info.filename, archive)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise SubmissionError(f"{archive}: entry {info.filename!r} is a symbolic link (refused)")
+            kind = stat.S_IFMT(mode)  # 0 when the writer recorded permissions only
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                raise SubmissionError(
+                    f"{archive}: entry {info.filename!r} is not a regular file (refused)"
+                )
+            if info.flag_bits & 0x1:
+                raise SubmissionError(f"{archive}: entry {info.filename!r} is encrypted (refused)")
+            if rel is None and not info.is_dir():
+                raise SubmissionError(f"{archive}: entry {info.filename!r} has an empty name")
+            total += info.file_size
+            ratio = info.file_size / max(info.compress_size, 1)
+            if info.file_size > 0 and ratio > limits.max_ratio:
+                raise SubmissionError(
+                    f"{archive}: entry {info.filename!r} expands {ratio:.0f}:1, "
+                    f"over the limit of {limits.max_ratio:.0f}:1 (refused as a bomb)"
+                )
+        _check_totals(archive, len(infos), total, limits)
+        for info in infos:
+            rel = _safe_name(info.filename, archive)
+            if rel is None:
+                continue
+            out = _target(dest, rel, archive, info.filename)
+            if info.is_dir():
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src:
+                    _copy_bounded(src, out, info.file_size, budget, archive, info.filename)
+            except FileExistsError:
+                raise SubmissionError(f"{archive}: entry {info.filename!r} appears twice") from None
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise SubmissionError(f"{archive}: entry {info.filename!r} is corrupt ({exc})") from None
+
+
+def _extract_tar(archive: Path, dest: Path, limits: Limits, budget: list[int]) -> None:
+    try:
+        tf = tarfile.open(archive)
+    except (tarfile.TarError, OSError) as exc:
+        raise SubmissionError(f"{archive}: bad tar archive ({exc})") from None
+    with tf:
+        members = []
+        total = 0
+        try:
+            for m in tf:  # iterates headers only
+                rel = _safe_name(m.name, archive)
+                if m.issym() or m.islnk():
+                    kind = "symbolic" if m.issym() else "hard"
+                    raise SubmissionError(f"{archive}: entry {m.name!r} is a {kind} link (refused)")
+                if not (m.isfile() or m.isdir()):
+                    raise SubmissionError(f"{archive}: entry {m.name!r} is not a regular file (refused)")
+                members.append((m, rel))
+                total += m.size
+                if len(members) > limits.max_files:
+                    raise SubmissionError(f"{archive}: more than {limits.max_files} entries (refused)")
+                if total > limits.max_bytes:
+                    break
+        except tarfile.TarError as exc:
+            raise SubmissionError(f"{archive}: bad tar archive ({exc})") from None
+        _check_totals(archive, len(members), total, limits)
+        for m, rel in members:
+            if rel is None:
+                continue
+            out = _target(dest, rel, archive, m.name)
+            if m.isdir():
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(m)
+            if src is None:
+                raise SubmissionError(f"{archive}: entry {m.name!r} cannot be read")
+            try:
+                _copy_bounded(src, out, m.size, budget, archive, m.name)
+            except FileExistsError:
+                raise SubmissionError(f"{archive}: entry {m.name!r} appears twice") from None
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise SubmissionError(f"{archive}: entry {m.name!r} is corrupt ({exc})") from None
+
+
+# ------------------------------------------------------------------------- validation
+
+
+@dataclass
+class Validation:
+    root: Path
+    expected: int
+    found: dict[str, Path] = field(default_factory=dict)  # stem path -> file
+    problems: list[str] = field(default_factory=list)  # "path: what is wrong"
+    bad: set[str] = field(default_factory=set)  # stem paths present but invalid
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _walk(root: Path) -> tuple[list[str], list[str]]:
+    """Relative file paths under root, and entries that are links or not regular files."""
+    files, odd = [], []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for d in list(dirnames):
+            if os.path.islink(os.path.join(dirpath, d)):
+                odd.append(os.path.relpath(os.path.join(dirpath, d), root))
+                dirnames.remove(d)
+        for f in filenames:
+            full = os.path.join(dirpath, f)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            if stat.S_ISREG(st.st_mode):
+                files.append(rel.replace(os.sep, "/"))
+            else:
+                odd.append(rel)
+    return sorted(files), sorted(odd)
+
+
+def check_file(path: Path, spec: OutputSpec) -> list[str]:
+    """What is wrong with one submitted audio file against its output spec."""
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises several types for unreadable files
+        return [f"not a readable audio file ({str(exc).splitlines()[0][:120]})"]
+    ext = path.suffix.lower()
+    problems = []
+    if info.format not in FORMATS.get(ext, set()):
+        problems.append(f"a {info.format} file named {ext}")
+    if info.subtype not in SUBTYPES:
+        problems.append(f"sample format {info.subtype} (need 16/24/32-bit PCM or float)")
+    if info.samplerate != spec.rate:
+        problems.append(f"rate {info.samplerate} Hz, expected {spec.rate} Hz")
+    if info.channels != spec.channels:
+        problems.append(f"{info.channels} channel(s), expected {spec.channels}")
+    if info.frames != spec.frames:
+        problems.append(f"{info.frames} frames, expected {spec.frames}")
+    if not problems:
+        try:
+            x, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as exc:
+            return [f"cannot decode ({str(exc).splitlines()[0][:120]})"]
+        if x.shape[0] != spec.frames:
+            problems.append(f"decodes to {x.shape[0]} frames, header says {info.frames}")
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            problems.append(f"{bad} non-finite sample(s) (NaN or Inf)")
+    return problems
+
+
+def validate(root: Path, expected: dict[str, Expected], ignore: set[str] = frozenset()) -> Validation:
+    """Every expected file present once, nothing else, each with the right format and content.
+
+    `ignore`: relative paths the harness itself put there (the unpack marker)."""
+    v = Validation(root, len(expected))
+    files, odd = _walk(root)
+    files = [f for f in files if f not in ignore]
+    for o in odd:
+        v.problems.append(f"{o}: a link or special file (refused)")
+    required = {k for k, e in expected.items() if e.spec.required}
+    for rel in files:
+        stem, ext = os.path.splitext(rel)
+        if ext.lower() not in AUDIO_EXTS or stem not in expected:
+            v.problems.append(f"{rel}: unexpected file (not in the suite's naming convention)")
+            continue
+        if stem in v.found:
+            v.problems.append(f"{rel}: a second file for {stem} (also {v.found[stem].name})")
+            v.bad.add(stem)
+            continue
+        v.found[stem] = root / rel
+    for stem in sorted(required - set(v.found)):
+        v.problems.append(f"{stem}.flac: missing")
+    for stem, path in sorted(v.found.items()):
+        if stem in v.bad:
+            continue
+        for p in check_file(path, expected[stem].spec):
+            v.problems.append(f"{path.relative_to(root)}: {p}")
+            v.bad.add(stem)
+    return v
+
+
+def digest(root: Path) -> str:
+    """Content hash of a submission folder (paths and bytes), independent of where it lies."""
+    h = hashlib.sha256()
+    files, _ = _walk(root)
+    for rel in (f for f in files if f != ".unpacked"):
+        h.update(rel.encode() + b"\0")
+        with open(root / rel, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------- the replay system
+
+
+class SubmissionSystem(BaseSystem):
+    """Replays a submission's files as a system's outputs (`harness score` builds it).
+
+    Files that validation refused (with --partial) are left out, so their jobs are scored
+    `invalid` by the protocol with the file named; files that are fine load as they are.
+    """
+
+    name = "submission"
+    task = "*"
+    version = "1"
+    variant_param = "label"
+    description = "A submitted folder of processed audio (built by `harness score`)"
+
+    def __init__(self, root: str = "", digest: str = "", skip: list[str] | None = None,
+                 label: str = "", **params: Any) -> None:
+        super().__init__(root=root, digest=digest, skip=sorted(skip or []), label=label, **params)
+        self.root = Path(root)
+        self.skip = set(skip or [])
+
+    def identity(self) -> str:
+        blob = f"submission|{self.version}|{self.params['digest']}|{sorted(self.skip)}"
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def process(self, items: list[Item], listener: Any | None) -> list[dict[str, Audio]]:
+        outs = []
+        lid = listener.id if listener is not None else None
+        for item in items:
+            spec = get_protocol(item.task).output_spec(item)
+            found: dict[str, Audio] = {}
+            for name in spec:
+                stem = stem_path(item.task, item.id, lid, name, len(spec) == 1)
+                if stem in self.skip:
+                    continue
+                for ext in AUDIO_EXTS:
+                    path = self.root / f"{stem}{ext}"
+                    if path.is_file():
+                        x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+                        found[name] = Audio(x.T, rate)
+                        break
+            outs.append(found)
+        return outs
+
+
+def write_submission(entries: list[tuple[Item, str | None, dict[str, Audio]]], dest: Path,
+                     fmt: str = "flac") -> int:
+    """Write (item, listener id, outputs) entries as a submission folder; returns the file count.
+
+    flac: 24-bit PCM (the form challenges ask for: samples are clipped to [-1, 1) and quantised
+    to 24 bits); wav: 32-bit float (exactly the system's samples).
+    """
+    if fmt not in ("flac", "wav"):
+        raise HarnessError(f"unknown submission format {fmt!r} (flac, wav)")
+    n = 0
+    for item, lid, outs in entries:
+        spec = get_protocol(item.task).output_spec(item)
+        for name, a in outs.items():
+            stem = stem_path(item.task, item.id, lid, name, len(spec) == 1)
+            path = dest / f"{stem}.{fmt}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if fmt == "flac":
+                sf.write(str(path), np.clip(a.samples.T, -1.0, 1.0 - 2.0**-23), a.rate,
+                         format="FLAC", subtype="PCM_24")
+            else:
+                sf.write(str(path), a.samples.T, a.rate, format="WAV", subtype="FLOAT")
+            n += 1
+    return n
