@@ -650,6 +650,45 @@ def pack(
     err.print(f"wrote {n} files of {system} on {suite} to {dest}")
 
 
+@app.command()
+def report(
+    runs_: Annotated[list[str], typer.Argument(metavar="RUN...", help=RUN_HELP + " Several runs are merged (a system in more than one is labelled system@run).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md (with a folder of PNG figures), html (one self-contained file with audio) or latex.")] = "html",
+    dest: Annotated[Path, typer.Option("--out", "-o", help="Output file (default: report.<ext>).")] = None,
+    baseline: Annotated[str, typer.Option(help="System the others are compared with (default: unprocessed if present).")] = None,
+    audio_items: Annotated[int, typer.Option(help="Items per suite with audio players and spectrograms (HTML).")] = 2,
+    title: Annotated[str, typer.Option(help="Report title.")] = None,
+    store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
+) -> None:
+    """Comparative report of stored runs.
+
+    Per suite and metric: systems with mean and 95% CI (units not ok beside it); each system's
+    paired difference to the baseline with its CI, Holm-adjusted Wilcoxon p and d_z; breakdowns
+    by listener severity band and degradation metadata (SNR, RT60, device, bandwidth ratio,
+    noise); figures (distribution per system, metric against SNR, listener x system HAAQI
+    heatmap); audio and spectrograms of a few items (HTML); the run manifests.
+    """
+    from harness import compare as cmp
+    from harness.errors import ConfigError
+    from harness.report.build import build
+    from harness.report.render import RENDERERS
+
+    if fmt not in RENDERERS:
+        raise ConfigError(f"unknown report format {fmt!r} (md, html, latex)")
+    ext = {"md": "md", "html": "html", "latex": "tex"}[fmt]
+    dest = dest or Path(f"report.{ext}")
+    loaded = [cmp.load_run(r, store) for r in runs_]
+    if len({r.run_id for r in loaded}) != len(loaded):
+        raise ConfigError("a run is given twice")
+    rep = build(loaded, baseline=baseline, audio_items=audio_items if fmt == "html" else 0,
+                title=title)
+    for w in rep.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    files = RENDERERS[fmt](rep, dest)
+    size = sum(f.stat().st_size for f in files)
+    err.print(f"wrote {dest} ({len(files)} file(s), {size / 1e6:.1f} MB)")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
