@@ -8,7 +8,7 @@ import pytest
 from conftest import run_cli
 
 COMMANDS = ["run", "summary", "suites", "systems", "metrics", "listeners", "runs", "export", "compare",
-            "score", "pack", "report"]
+            "score", "pack", "report", "leaderboard"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -4,16 +4,19 @@ a screenshot is kept in test-artifacts/)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT, run_cli
 
 from harness.compare import load_run
+from harness.leaderboard import rank
 from harness.report.build import build
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -127,3 +130,53 @@ def test_html_report_renders_in_headless_chromium(runs, tmp_path):
 
     img = mpimg.imread(shot)
     assert np.unique(img.reshape(-1, img.shape[-1])[:, :3].round(2), axis=0).shape[0] > 50
+
+
+def _units(name: str, values: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"name": name, "suite": "s", "task": "speech-enhancement",
+                         "item_id": [f"i{k:02d}" for k in range(values.size)], "listener_id": "-",
+                         "metric": "snr", "value": values, "status": "ok"})
+
+
+def test_rank_groups_tie_reruns_and_separate_a_1_db_drop():
+    rng = np.random.default_rng(11)
+    truth = rng.normal(10, 6, 50)
+    units = pd.concat([
+        _units("best", truth + rng.normal(0, 1.5, 50)),
+        _units("rerun", truth + rng.normal(0, 1.5, 50)),  # the same system, another noisy rerun
+        _units("worse", truth - 1.0 + rng.normal(0, 1.5, 50)),
+        _units("broken", np.full(50, np.nan)),
+    ], ignore_index=True)
+    units.loc[units.name == "broken", "status"] = "failed"
+    t = rank(units, "snr")
+    groups = dict(zip(t.name, t["rank"], strict=True))
+    assert groups["best"] == groups["rerun"] == 1 and groups["worse"] == 2
+    assert groups["broken"] == 0 and t[t.name == "broken"].n_not_ok.item() == 50  # unranked, counted
+    assert list(t.name)[:2] in (["best", "rerun"], ["rerun", "best"])
+
+
+def test_leaderboard_cli_ranks_builds_and_refuses(runs, tmp_path):
+    _, refs = runs
+    db = str(tmp_path / "lb.sqlite")
+    speech = refs[0]
+    for name, system in (("anchor-low", "unprocessed"), ("anchor-high", "oracle"), ("again", "oracle")):
+        res = run_cli("leaderboard", "add", speech, "--name", name, "--system", system, "--db", db)
+        assert res.returncode == 0, res.stderr
+    res = run_cli("leaderboard", "add", speech, "--name", "again", "--system", "oracle", "--db", db)
+    assert res.returncode == 2 and "an entry 'again' exists" in res.stderr
+    res = run_cli("leaderboard", "show", "--db", db, "--metric", "snr")
+    assert res.returncode == 0, res.stderr
+    rows = [ln for ln in res.stdout.splitlines() if "anchor" in ln or "again" in ln]
+    # Identical scores share rank 1 (every paired difference is 0: p = 1).
+    ranks = {ln.split("│")[2].strip(): ln.split("│")[1].strip() for ln in rows}
+    assert ranks["anchor-high"] == ranks["again"] == "1"
+    site = tmp_path / "site"
+    res = run_cli("leaderboard", "build", "--out", str(site), "--db", db)
+    assert res.returncode == 0, res.stderr
+    data = json.loads((site / "leaderboard.json").read_text())
+    ranking = data["suites"]["speech-enhancement-quick"]["ranking"]
+    assert data["suites"]["speech-enhancement-quick"]["metric"] == "pesq"
+    assert {r["name"]: r["rank"] for r in ranking}["again"] == 1
+    assert "<table>" in (site / "index.html").read_text()
+    res = run_cli("leaderboard", "show", "--db", str(tmp_path / "none.sqlite"))
+    assert res.returncode == 2 and "no leaderboard here" in res.stderr
