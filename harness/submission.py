@@ -178,6 +178,29 @@ def _target(dest: Path, rel: PurePosixPath, archive: Path, name: str) -> Path:
     return out
 
 
+def _write_entry(dest: Path, name: str, is_dir: bool, size: int, opener, budget: list[int],
+                 archive: Path) -> None:
+    """Create one checked entry under dest: a folder, or a file streamed within the bounds."""
+    rel = _safe_name(name, archive)
+    if rel is None:
+        return
+    out = _target(dest, rel, archive, name)
+    if is_dir:
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        src = opener()
+        if src is None:
+            raise SubmissionError(f"{archive}: entry {name!r} cannot be read")
+        with src:
+            _copy_bounded(src, out, size, budget, archive, name)
+    except FileExistsError:
+        raise SubmissionError(f"{archive}: entry {name!r} appears twice") from None
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
+        raise SubmissionError(f"{archive}: entry {name!r} is corrupt ({exc})") from None
+
+
 def _extract_zip(archive: Path, dest: Path, limits: Limits, budget: list[int]) -> None:
     try:
         zf = zipfile.ZipFile(archive)
@@ -209,21 +232,8 @@ def _extract_zip(archive: Path, dest: Path, limits: Limits, budget: list[int]) -
                 )
         _check_totals(archive, len(infos), total, limits)
         for info in infos:
-            rel = _safe_name(info.filename, archive)
-            if rel is None:
-                continue
-            out = _target(dest, rel, archive, info.filename)
-            if info.is_dir():
-                out.mkdir(parents=True, exist_ok=True)
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(info) as src:
-                    _copy_bounded(src, out, info.file_size, budget, archive, info.filename)
-            except FileExistsError:
-                raise SubmissionError(f"{archive}: entry {info.filename!r} appears twice") from None
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise SubmissionError(f"{archive}: entry {info.filename!r} is corrupt ({exc})") from None
+            _write_entry(dest, info.filename, info.is_dir(), info.file_size,
+                         lambda info=info: zf.open(info), budget, archive)
 
 
 def _extract_tar(archive: Path, dest: Path, limits: Limits, budget: list[int]) -> None:
@@ -251,23 +261,9 @@ def _extract_tar(archive: Path, dest: Path, limits: Limits, budget: list[int]) -
         except tarfile.TarError as exc:
             raise SubmissionError(f"{archive}: bad tar archive ({exc})") from None
         _check_totals(archive, len(members), total, limits)
-        for m, rel in members:
-            if rel is None:
-                continue
-            out = _target(dest, rel, archive, m.name)
-            if m.isdir():
-                out.mkdir(parents=True, exist_ok=True)
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(m)
-            if src is None:
-                raise SubmissionError(f"{archive}: entry {m.name!r} cannot be read")
-            try:
-                _copy_bounded(src, out, m.size, budget, archive, m.name)
-            except FileExistsError:
-                raise SubmissionError(f"{archive}: entry {m.name!r} appears twice") from None
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                raise SubmissionError(f"{archive}: entry {m.name!r} is corrupt ({exc})") from None
+        for m, _ in members:
+            _write_entry(dest, m.name, m.isdir(), m.size, lambda m=m: tf.extractfile(m), budget,
+                         archive)
 
 
 # ------------------------------------------------------------------------- validation

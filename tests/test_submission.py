@@ -267,3 +267,19 @@ def test_compare_refuses_different_suites_or_panels(work, tmp_path):
     assert res.returncode == 0 and "compared anyway" in res.stderr
     res = run_cli("compare", str(tmp_path / "m1"), str(tmp_path / "m2"), "--fail-on", "nonsense:1")
     assert res.returncode == 2 and "unknown metric 'nonsense'" in res.stderr
+
+
+def test_differences_name_protocol_suite_hash_and_panel():
+    from harness.compare import RunData, differences
+
+    def run(protocol, suite_hash, audiogram):
+        manifest = {"suites": {"s": {"protocol": protocol, "hash": suite_hash}},
+                    "panel": {"name": "p", "listeners": {"L1": audiogram}}}
+        return RunData(Path("x"), "id", "n", manifest, None, None)
+
+    base = run("cad1-task1/2", "a" * 64, [10, 20])
+    assert differences(base, run("cad1-task1/2", "a" * 64, [10, 20])) == []
+    found = differences(base, run("cad1-task1/1", "b" * 64, [10, 30]))
+    assert found == ["suite s: protocol cad1-task1/2 vs cad1-task1/1",
+                     "suite s: suite hash aaaaaaaaaaaa vs bbbbbbbbbbbb",
+                     "panels differ (p vs p: audiograms of L1)"]
