@@ -615,7 +615,6 @@ def pack(
     from harness import compare as cmp
     from harness import submission as sub
     from harness.errors import ConfigError
-    from harness.suites import resolve_suite
 
     run = cmp.load_run(run_ref, store)
     jobs_df = run.jobs
@@ -632,18 +631,11 @@ def pack(
         system = cands[0]
     if dest.exists():
         raise ConfigError(f"{dest}: already exists (pack writes a fresh folder)")
-    specs = run.manifest.get("config", {}).get("suites", [])
-    spec = next((s for s in specs if resolve_suite(s).name == suite), suite)
-    items = {it.id: it for it in resolve_suite(spec).items}
+    items = run.suite_items(suite)
     entries = []
     for r in jobs_df[(jobs_df.suite == suite) & (jobs_df.system == system)].itertuples():
         paths = _json.loads(r.outputs)
-        outs = {}
-        for name_, path in paths.items():
-            pth = Path(path)
-            if not pth.exists() and "cache" in pth.parts:  # a store moved since the run
-                pth = run.folder.joinpath(*pth.parts[pth.parts.index("cache"):])
-            outs[name_] = audio_mod.read(pth)
+        outs = {k: audio_mod.read(run.output_path(v)) for k, v in paths.items()}
         lid = None if r.listener_id == "-" else r.listener_id
         entries.append((items[r.item_id], lid, outs))
     n = sub.write_submission(entries, dest, fmt)

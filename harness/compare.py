@@ -45,6 +45,22 @@ class RunData:
     def systems(self) -> list[str]:
         return list(dict.fromkeys(self.units.system)) if not self.units.empty else []
 
+    def output_path(self, stored: str) -> Path:
+        """A job output's file: the stored path, or the same file under this store's folder when
+        the store has moved since the run (outputs live in <store>/cache/)."""
+        p = Path(stored)
+        if not p.exists() and "cache" in p.parts:
+            p = self.folder.joinpath(*p.parts[p.parts.index("cache"):])
+        return p
+
+    def suite_items(self, name: str) -> dict[str, Any]:
+        """Item id -> Item of the suite `name` as the run's config named it (built-in or path)."""
+        from harness.suites import resolve_suite
+
+        specs = self.manifest.get("config", {}).get("suites", [])
+        spec = next((s for s in specs if resolve_suite(s).name == name), name)
+        return {it.id: it for it in resolve_suite(spec).items}
+
 
 def parse_run_ref(spec: str, store: Path = DEFAULT_STORE) -> tuple[Path, str]:
     """FOLDER@RUN, a store FOLDER (its latest run), or RUN in `store`."""

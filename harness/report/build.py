@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from harness.errors import ConfigError
 from harness.listener import panel_from_digest, severity
 from harness.metrics import get_metric
 from harness.stats import bootstrap_ci, holm, paired
-from harness.suites import Item, resolve_suite
+from harness.suites import Item
 
 SEVERITY_ORDER = ["NOTHING", "MILD", "MODERATE", "SEVERE"]
 
@@ -277,9 +276,7 @@ def _audio_examples(runs: list[RunData], units: pd.DataFrame, suite: str, items:
                     paths = {"remix": paths["remix"]}
                 sigs, rate = {}, None
                 for k, pth in paths.items():
-                    p = Path(pth)
-                    if not p.exists() and "cache" in p.parts:  # a store moved since the run
-                        p = r.folder.joinpath(*p.parts[p.parts.index("cache"):])
+                    p = r.output_path(pth)
                     if p.exists():
                         a = audio_mod.read(p)
                         sigs[k], rate = a.samples, a.rate
@@ -365,9 +362,8 @@ def build(runs: list[RunData], baseline: str | None = None, audio_items: int = 2
                     sec.breakdowns[f"{metric} by listener severity band (mean (units))"] = t
         items = {}
         try:
-            spec = next((s for m in manifests.values() for s in m.get("config", {}).get("suites", [])
-                         if resolve_suite(s).name == suite), suite)
-            items = {it.id: it for it in resolve_suite(spec).items}
+            owner = next(r for r in runs if suite in set(r.units.suite))
+            items = owner.suite_items(suite)
         except Exception as exc:  # noqa: BLE001 - a suite no longer on disk only loses breakdowns
             warnings.append(f"suite {suite}: its files are not available ({exc}); "
                             "no metadata breakdowns or audio")
