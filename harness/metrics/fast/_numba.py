@@ -136,17 +136,15 @@ def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, m
 
 
 @njit(parallel=True, cache=True)
-def compress_rows(control, env, bm, knee, slope, attn, level1, b0, b1, a1):  # pragma: no cover
-    """Outer-hair-cell compression in place: per row (band) the gain in dB from the control
-    envelope's level clipped to [knee, 100] dB SPL, made linear, low-passed by the first-order
-    filter (b0 + b1 z^-1) / (1 + a1 z^-1), applied to the envelope and the BM motion."""
+def lowpass_gain_rows(gain, env, bm, b0, b1, a1):  # pragma: no cover - compiled
+    """Outer-hair-cell compression, the recursive part: per row, the linear gain low-passed by
+    the first-order filter (b0 + b1 z^-1) / (1 + a1 z^-1) multiplies the envelope and the BM
+    motion in place (the gain itself comes from `haaqi._ohc_gain`, vectorised)."""
     R, N = env.shape
     for r in prange(R):
         z = 0.0
         for n in range(N):
-            level = level1 + 20 * np.log10(max(control[r, n], 1e-30))
-            level = max(min(level, 100.0), knee[r])
-            g = 10 ** ((-attn[r] - (level - knee[r]) * slope[r]) / 20)
+            g = gain[r, n]
             y = z + b0 * g
             z = b1 * g - a1 * y
             env[r, n] *= y
@@ -154,12 +152,11 @@ def compress_rows(control, env, bm, knee, slope, attn, level1, b0, b1, a1):  # p
 
 
 @njit(parallel=True, cache=True)
-def sl_adaptation_rows(env, bm, out, attn_ihc, level1, r_1, r_2, r_3, c_1, c_2,
-                       rate):  # pragma: no cover - compiled
-    """Per row: the envelope in dB SL (clipped at 0) with the BM motion scaled alike, then the
-    IHC rapid and short-term adaptation (Kates's two-capacitor equivalent circuit) on it,
-    clipped at 0, with the BM motion scaled by the adaptation's gain. Writes the adapted dB
-    envelope to out and the BM motion in place."""
+def ihc_adaptation_rows(env, bm, out, r_1, r_2, r_3, c_1, c_2, rate):  # pragma: no cover
+    """Per row, out holding the envelope in dB SL (clipped at 0, from `haaqi._db_sl`) on entry:
+    the IHC rapid and short-term adaptation (Kates's two-capacitor equivalent circuit), clipped
+    at 0, written to out; the BM motion scaled in place as the envelope was (to dB SL, then by
+    the adaptation's gain)."""
     R, N = env.shape
     small = 1e-30
     inv = 1 / rate
@@ -176,7 +173,7 @@ def sl_adaptation_rows(env, bm, out, attn_ihc, level1, r_1, r_2, r_3, c_1, c_2,
         v_2 = 0.0
         for n in range(N):
             e = env[r, n]
-            v_0 = max(level1 - attn_ihc[r] + 20 * np.log10(e + small), 0.0)
+            v_0 = out[r, n]
             b_1 = v_0 * r_2 + p1 * v_1
             b_2 = p2 * v_2
             v_1 = denom * (a22 * b_1 - a12 * b_2)

@@ -51,7 +51,7 @@ import torch
 from scipy.signal import butter, firwin, group_delay
 
 from harness.metrics.fast import _numba
-from harness.metrics.fast.bsseval import _block_len, _fast_len, _spectra
+from harness.metrics.fast.bsseval import _fast_len
 
 RATE = 24000
 NCHAN = 32
@@ -179,17 +179,41 @@ def _gammatone(x: np.ndarray, coef: np.ndarray, want_bm: bool) -> tuple[np.ndarr
     return env.reshape(S, K, N), (bm.reshape(S, K, N) if want_bm else None)
 
 
-def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int) -> np.ndarray:
+def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int, chunk: int = 4) -> np.ndarray:
     """Per row, the delay d in [-lags, lags - 1] maximising R(d) = sum_n ref[n - d] out[n]
-    (the largest d among equal maxima, as numpy's argmax over pyclarity's lag window)."""
-    L = lags + 1
-    Fu = _spectra(ref[None], L, spans=False)  # 1 x F x P x blocks (conjugated)
-    Fv = _spectra(out[None], L, spans=True)  # 1 x F x blocks x P
-    cross = (Fu * Fv.transpose(-1, -2)).sum(-1).transpose(-1, -2)  # 1 x P x F
-    r = torch.fft.irfft(cross, n=_block_len(L))[0, :, : 2 * L - 1]  # lag d at index d + L - 1
-    window = r[:, 0:2 * lags].flip(-1)  # d = lags - 1 down to -lags, pyclarity's order
-    loc = torch.argmax(window, dim=-1).numpy()
-    return lags - 1 - loc
+    (the largest d among equal maxima, as numpy's argmax over pyclarity's lag window).
+
+    One FFT of length >= N + lags per row (so the wanted lags do not wrap), a few rows at a
+    time to keep the spectra small."""
+    K, N = ref.shape
+    n = _fast_len(N + lags)
+    best = []
+    for k in range(0, K, chunk):
+        spec = torch.fft.rfft(out[k:k + chunk], n=n)
+        spec.mul_(torch.fft.rfft(ref[k:k + chunk], n=n).conj_physical())
+        r = torch.fft.irfft(spec, n=n)  # r[d mod n] = R(d)
+        del spec
+        # d = lags - 1 down to -lags, pyclarity's order
+        window = torch.cat((r[:, :lags].flip(-1), r[:, n - lags:].flip(-1)), dim=-1)
+        best.append(torch.argmax(window, dim=-1))
+    return lags - 1 - torch.cat(best).numpy()
+
+
+def _ohc_gain(control: torch.Tensor, knee, slope, attn, level1: float) -> torch.Tensor:
+    """The outer hair cells' linear gain per sample from the control envelope (rows x N,
+    overwritten): its level in dB SPL clipped to [knee, 100] sets a gain of
+    -attn - (level - knee) * slope dB per band (vectorised; the low-pass is `_numba`'s)."""
+    col = lambda v: torch.as_tensor(np.asarray(v), dtype=control.dtype)[:, None]  # noqa: E731
+    g = control.clamp_min_(1e-30).log10_().mul_(20).add_(level1).clamp_(max=100.0)
+    torch.maximum(g, col(knee), out=g)
+    return g.sub_(col(knee)).mul_(col(slope)).add_(col(attn)).mul_(-math.log(10) / 20).exp_()
+
+
+def _db_sl(env: torch.Tensor, attn_ihc, level1: float, out: torch.Tensor) -> None:
+    """The envelopes in dB above the inner-hair-cell threshold, clipped at 0, into out."""
+    col = torch.as_tensor(level1 - np.asarray(attn_ihc), dtype=env.dtype)[:, None]
+    torch.add(env, SMALL, out=out)
+    out.log10_().mul_(20).add_(col).clamp_min_(0.0)
 
 
 def _rms(x: torch.Tensor) -> np.ndarray:
@@ -481,11 +505,11 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b) -> Haaqi
     # OHC compression driven by the control envelope, gain low-passed at 800 Hz
     lp_b, lp_a = butter(1, 800 / (0.5 * RATE))
     rows = 2 * NCHAN
-    _numba.compress_rows(control.reshape(rows, N), env.reshape(rows, N), bm.reshape(rows, N),
-                         np.tile(ear.low_knee, 2), np.tile(1 - 1 / ear.ratio, 2),
-                         np.tile(ear.attn_ohc, 2), level1, lp_b[0] / lp_a[0], lp_b[1] / lp_a[0],
-                         lp_a[1] / lp_a[0])
-    del control, ctl
+    gain = _ohc_gain(ctl.reshape(rows, N), np.tile(ear.low_knee, 2), np.tile(1 - 1 / ear.ratio, 2),
+                     np.tile(ear.attn_ohc, 2), level1)
+    _numba.lowpass_gain_rows(gain.numpy(), env.reshape(rows, N), bm.reshape(rows, N),
+                             lp_b[0] / lp_a[0], lp_b[1] / lp_a[0], lp_a[1] / lp_a[0])
+    del control, ctl, gain
 
     # align the processed envelope and BM motion to the reference's, band by band
     lags = min(int(np.rint(0.001 * ALIGN_RANGE_MS * RATE)), N)
@@ -497,8 +521,10 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b) -> Haaqi
 
     # dB SL envelopes, BM motion scaled alike, IHC adaptation
     adapted = np.empty_like(env)
-    _numba.sl_adaptation_rows(env.reshape(rows, N), bm.reshape(rows, N), adapted.reshape(rows, N),
-                              np.tile(ear.attn_ihc, 2), level1, *_ihc_params(RATE))
+    _db_sl(E.reshape(rows, N), np.tile(ear.attn_ihc, 2), level1,
+           torch.from_numpy(adapted.reshape(rows, N)))
+    _numba.ihc_adaptation_rows(env.reshape(rows, N), bm.reshape(rows, N), adapted.reshape(rows, N),
+                               *_ihc_params(RATE))
     del env, E, M
 
     # envelope features need no noise: report the segment count to the noise worker early
