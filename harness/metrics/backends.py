@@ -3,7 +3,8 @@
 
 A family is a set of metrics computed together: `bsseval` covers sdr, isr, sir, sar and the
 crowd task's sdr_improvement. `fast` is the default only for families whose parity tests
-against the reference pass (tests/test_fast_bsseval.py); asking for `fast` where no fast kernel
+against the reference pass (tests/test_fast_bsseval.py, test_fast_haaqi.py,
+test_fast_speech_metrics.py); asking for `fast` where no fast kernel
 exists keeps the reference and says so in the run manifest.
 """
 
@@ -21,7 +22,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "pesq": ("pesq", "pesq_nb"),
     "stoi": ("stoi", "estoi"),
 }
-HAS_FAST = {"bsseval", "haaqi"}  # families with a fast kernel whose parity tests pass
+HAS_FAST = {"bsseval", "haaqi", "stoi"}  # families with a fast kernel whose parity tests pass
 DEFAULTS = {f: (FAST if f in HAS_FAST else REFERENCE) for f in FAMILIES}
 
 _current: dict[str, str] = dict(DEFAULTS)

@@ -1,4 +1,6 @@
-"""STOI and extended STOI through pystoi (which resamples to 10 kHz internally).
+"""STOI and extended STOI: pystoi (`reference` backend) or harness.metrics.fast.stoi (`fast`, the
+default: the same algorithm in torch, equal to pystoi within 1e-12 in tests/test_fast_speech_metrics.py).
+Both resample to 10 kHz internally.
 
 pystoi returns 0.0 for silent input and 1e-5 (with a warning) when fewer than 30 frames survive
 its silence removal; both are reported as invalid/failed here instead of as numbers.
@@ -13,8 +15,20 @@ from harness.errors import InvalidInput, MetricFailed
 from harness.metrics.base import FunctionMetric
 
 
-def stoi_score(estimate, reference, rate: int, extended: bool) -> float:
+def stoi_score(estimate, reference, rate: int, extended: bool, backend: str | None = None) -> float:
+    """STOI (or ESTOI) of a mono estimate against a mono reference at `rate` Hz; `backend`
+    None takes the process's current choice (harness.metrics.backends)."""
     from pystoi import stoi
+
+    from harness.metrics import backends
+
+    if (backend or backends.current("stoi")) == backends.FAST:
+        from harness.metrics.fast.stoi import TooShort, stoi_scores
+
+        (value,) = stoi_scores([reference], [estimate], rate, extended=extended)
+        if isinstance(value, TooShort):
+            raise MetricFailed("too little speech for STOI (under 30 frames after silence removal)")
+        return value
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
