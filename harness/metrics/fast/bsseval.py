@@ -102,31 +102,111 @@ def _solve_spd(G: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
                         for b in range(G.shape[0])])
 
 
+def block_levinson(Rp: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    """Solve T X = D for symmetric positive definite block-Toeplitz T, T[i, j] = R(i - j) with
+    R(-k) = R(k)^T, in O(L^2 P^3) instead of Cholesky's O(L^3 P^3).
+
+    Rp: Bt x L x P x P, the blocks R(0..L-1); D: Bt x L x P x Q, the right-hand side's block
+    rows. Returns X as Bt x L x P x Q.
+
+    The multichannel Levinson recursion (Whittle; Akaike 1973): with T_n a_n = e_0 V_n
+    (a_n[0] = I) and T_n b_n = e_{n-1} W_n (b_n[n-1] = I),
+    a_{n+1} = [a_n; 0] - [0; b_n] W_n^-1 Delta_n, b_{n+1} = [0; b_n] - [a_n; 0] V_n^-1 Nabla_n,
+    where Delta_n = sum_j R(n - j) a_n[j] and Nabla_n = sum_j R(-j - 1) b_n[j]; V and W are
+    updated alike, and the solution x_{n+1} = [x_n; 0] + b_{n+1} W_{n+1}^-1 (d_n - gamma_n),
+    gamma_n = sum_j R(n - j) x_n[j]. b_n is kept right-aligned in its buffer so that
+    [0; b_n] is a view."""
+    Bt, L, P, _ = Rp.shape
+    Q = D.shape[-1]
+    dt, dev = Rp.dtype, Rp.device
+    # [R(L-1), ..., R(1)] side by side (step n uses the last n blocks), [R(-1), ..., R(1-L)]
+    r_pos = Rp[:, 1:].flip(1).permute(0, 2, 1, 3).reshape(Bt, P, (L - 1) * P)
+    r_neg = Rp[:, 1:].transpose(-1, -2).permute(0, 2, 1, 3).reshape(Bt, P, (L - 1) * P)
+    a = torch.zeros(Bt, L, P, P, dtype=dt, device=dev)
+    b = torch.zeros(Bt, L, P, P, dtype=dt, device=dev)  # b_n[j] at b[:, L - n + j]
+    x = torch.zeros(Bt, L, P, Q, dtype=dt, device=dev)
+    eye = torch.eye(P, dtype=dt, device=dev)
+    a[:, 0] = eye
+    b[:, L - 1] = eye
+    V = Rp[:, 0].clone()
+    W = Rp[:, 0].clone()
+    W_inv = torch.linalg.inv_ex(W)[0]
+    x[:, 0] = W_inv @ D[:, 0]
+    for n in range(1, L):
+        row = r_pos[:, :, (L - 1 - n) * P:]
+        delta = row @ a[:, :n].reshape(Bt, n * P, P)
+        gamma = row @ x[:, :n].reshape(Bt, n * P, Q)
+        bn = b[:, L - n:]
+        nabla = r_neg[:, :, : n * P] @ bn.reshape(Bt, n * P, P)
+        k_a = W_inv @ delta
+        k_b = torch.linalg.inv_ex(V)[0] @ nabla
+        b_update = a[:, :n] @ k_b[:, None]
+        a[:, 1:n + 1] -= bn @ k_a[:, None]
+        b[:, L - n - 1:L - 1] -= b_update
+        V = V - nabla @ k_a
+        W = W - delta @ k_b
+        W_inv = torch.linalg.inv_ex(W)[0]
+        x[:, :n + 1] += b[:, L - n - 1:] @ (W_inv @ (D[:, n] - gamma))[:, None]
+    return x
+
+
+def _toeplitz_residual(Rfull: torch.Tensor, X: torch.Tensor, D: torch.Tensor, rows: int = 16) -> float:
+    """Largest relative residual |T X - D| / |D| over a few block rows (T from Rfull, the blocks
+    R(-(L-1)..L-1), Bt x (2L-1) x P x P)."""
+    Bt, L, P, Q = X.shape
+    idx = torch.linspace(0, L - 1, min(rows, L), device=X.device).round().long()
+    lag = idx[:, None] - torch.arange(L, device=X.device)[None, :] + (L - 1)  # rows x L
+    blocks = Rfull[:, lag]  # Bt x rows x L x P x P
+    TX = torch.einsum("brlpq,blqk->brpk", blocks, X)
+    num = torch.linalg.vector_norm(TX - D[:, idx], dim=(-2, -1))
+    den = torch.linalg.vector_norm(D[:, idx], dim=(-2, -1)).clamp_min(torch.finfo(X.dtype).tiny)
+    return float((num / den).max())
+
+
 def distortion_filters(refs: torch.Tensor, ests: torch.Tensor, L: int = 512
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Filters of every estimate on all references (C: B x J x X x Cc x L x Co) and on its own
-    source's reference (Cj: B x J x Cc x L x Co), from B x S x N x C references/estimates."""
+    source's reference (Cj: B x J x Cc x L x Co), from B x S x N x C references/estimates.
+
+    museval solves (G + eps I) C = D with G the 512-lag Gram matrix of all references. G is
+    block Toeplitz (blocks of all channel pairs by lag), so it is solved by the block Levinson
+    recursion; a check of the residual on 16 block rows falls back to Cholesky of the full
+    matrix where the recursion lost accuracy (nearly singular G: empty bands)."""
     B, S, N, C = refs.shape
     P = S * C
     sr = refs.permute(0, 1, 3, 2).reshape(B, P, N)  # rows (source, channel)
     se = ests.permute(0, 1, 3, 2).reshape(B, P, N)
     Fs = _spectra(sr, L, spans=False)
-    R = _correlate(Fs, _spectra(sr, L, spans=True), L)  # B x P x P x (2L - 1)
-    a = torch.arange(L, device=refs.device)
-    lag = (a[:, None] - a[None, :]) + (L - 1)  # index of a - b
-    G = R[:, :, :, lag].permute(0, 1, 3, 2, 4).reshape(B, P * L, P * L)
+    R = _correlate(Fs, _spectra(sr, L, spans=True), L)  # B x P x P x (2L - 1): R_pq(k) at k + L - 1
     # D[(x,c,a), (j,o)] = R_{s_xc, e_jo}(a), a = 0..L-1
-    D = _correlate(Fs, _spectra(se, L, spans=True), L)[..., L - 1:].permute(0, 1, 3, 2).reshape(B, P * L, P)
+    Dc = _correlate(Fs, _spectra(se, L, spans=True), L)[..., L - 1:]  # B x P x Q x L
     eps = torch.finfo(torch.float64).eps  # museval adds eps * I in float64
-    Gd = G.reshape(B, S, C * L, S, C * L).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2).clone()
-    G.diagonal(dim1=1, dim2=2).add_(eps)
-    Call = _solve_spd(G, D).reshape(B, S, C, L, S, C)  # x, c, a, j, o
+    Rfull = R.permute(0, 3, 1, 2).clone()  # B x (2L - 1) x P x P
+    Rfull[:, L - 1].diagonal(dim1=-2, dim2=-1).add_(eps)
+    Dl = Dc.permute(0, 3, 1, 2).contiguous()  # B x L x P x Q
+    X = block_levinson(Rfull[:, L - 1:].contiguous(), Dl)
+    if _toeplitz_residual(Rfull, X, Dl) < 1e-8:
+        Call = X.permute(0, 2, 1, 3).reshape(B, S, C, L, S, C)  # x, c, a, j, o
+    else:
+        a = torch.arange(L, device=refs.device)
+        lag = (a[:, None] - a[None, :]) + (L - 1)  # index of a - b
+        G = R[:, :, :, lag].permute(0, 1, 3, 2, 4).reshape(B, P * L, P * L)
+        G.diagonal(dim1=1, dim2=2).add_(eps)
+        D = Dc.permute(0, 1, 3, 2).reshape(B, P * L, P)
+        Call = _solve_spd(G, D).reshape(B, S, C, L, S, C)
     Call = Call.permute(0, 4, 1, 2, 3, 5)  # B x J x X x Cc x L x Co
-    # own-source filters: the diagonal block of source j
+    if S == 1:  # one source: its own filters are the filters (museval: SIR = +inf exactly)
+        return Call, Call[:, :, 0]
+    # own-source filters: source j's own channels only (small: C L x C L per source)
     CL = C * L
-    Dd = D.reshape(B, S, CL, S, C).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # B x S x CL x C
-    Gd.diagonal(dim1=2, dim2=3).add_(eps)  # B x S x CL x CL: source j's own block
-    Cj = _solve_spd(Gd.reshape(B * S, CL, CL), Dd.reshape(B * S, CL, C))
+    a = torch.arange(L, device=refs.device)
+    lag = (a[:, None] - a[None, :]) + (L - 1)
+    Rown = R.reshape(B, S, C, S, C, 2 * L - 1).diagonal(dim1=1, dim2=3)  # B x C x C x 2L-1 x S
+    Gd = Rown[:, :, :, lag].permute(0, 5, 1, 3, 2, 4).reshape(B * S, CL, CL).clone()
+    Gd.diagonal(dim1=1, dim2=2).add_(eps)
+    Dd = Dc.reshape(B, S, C, S, C, L).diagonal(dim1=1, dim2=3)  # B x C x C x L x S: (c, o, a, j)
+    Dd = Dd.permute(0, 4, 1, 3, 2).reshape(B * S, CL, C)
+    Cj = _solve_spd(Gd, Dd)
     return Call, Cj.reshape(B, S, C, L, C)
 
 
