@@ -252,11 +252,15 @@ def bsseval_v4_frames(references, estimates, rate: int, window_s: float = 1.0, L
     Hall = torch.fft.rfft(Call, n=n2, dim=4)  # B x J x X x Cc x F x Co
     Hall = Hall.permute(0, 4, 2, 3, 1, 5).reshape(B, F, S * C, S * C)  # B x F x (X Cc) x (J Co)
     Hj = torch.fft.rfft(Cj, n=n2, dim=3).permute(0, 3, 1, 2, 4)  # B x F x J x Cc x Co
-    # per frequency: frames x (source, channel) @ filters; then back to time, frames of M samples
-    Y = torch.matmul(Rf.reshape(B, F, T, S * C), Hall).reshape(B, F, T, S, C)
-    P_all = torch.fft.irfft(Y.permute(0, 3, 2, 4, 1), n=n2)[..., :M]  # B x J x T x Co x M
-    Y = torch.matmul(Rf.permute(0, 1, 3, 2, 4).contiguous(), Hj.contiguous())  # B x F x J x T x Co
-    P_own = torch.fft.irfft(Y.permute(0, 2, 3, 4, 1), n=n2)[..., :M]
+    # own-source filters as a block-diagonal matrix beside the all-source ones: one product per
+    # frequency gives both projections (frames x (source, channel) @ filters)
+    H = Hall.new_zeros((B, F, S * C, 2 * S * C))
+    H[..., : S * C] = Hall
+    for j in range(S):
+        H[..., j * C:(j + 1) * C, S * C + j * C:S * C + (j + 1) * C] = Hj[:, :, j]
+    Y = torch.matmul(Rf.reshape(B, F, T, S * C), H).reshape(B, F, T, 2, S, C)
+    P = torch.fft.irfft(Y.permute(0, 3, 4, 2, 5, 1), n=n2)[..., :M]  # B x 2 x J x T x Co x M
+    P_all, P_own = P[:, 0], P[:, 1]
     # energies over the W + L - 1 samples of each frame; the reference and the estimate are zero
     # after the first W, so their terms are split rather than padded
     s = fr.transpose(-1, -2)  # B x S x T x C x W
