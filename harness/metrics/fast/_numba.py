@@ -1,7 +1,7 @@
 """CPU kernels for the sample-by-sample parts of the fast HAAQI: recursive filters and the
 short-lag segment cross-covariances. Each loops over time inside compiled code and runs its rows
-(bands, signals, segments) in parallel threads; the torch versions of the same operations
-(`harness.metrics.fast.haaqi`) serve other devices and are tested against these.
+(bands, signals, segments) in parallel threads. They are CPU-only: the fast HAAQI has no GPU
+path yet.
 
 Filters are direct form II transposed, as scipy's `lfilter`, so the results agree with the
 reference's scipy calls to rounding.

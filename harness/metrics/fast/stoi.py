@@ -157,13 +157,11 @@ def stoi_batch(references, estimates, rate: int, *, extended: bool = False, devi
     """STOI (or ESTOI) of each (reference, estimate) pair of 1-D arrays at `rate` Hz (a pair is
     trimmed to its shorter length). Raises TooShort for an item with under 30 frames of speech;
     `stoi_scores` reports per item instead."""
-    return [v if not isinstance(v, Exception) else _raise(v)
-            for v in stoi_scores(references, estimates, rate, extended=extended, device=device,
-                                 dtype=dtype)]
-
-
-def _raise(exc: Exception):
-    raise exc
+    values = stoi_scores(references, estimates, rate, extended=extended, device=device, dtype=dtype)
+    for v in values:
+        if isinstance(v, Exception):
+            raise v
+    return values
 
 
 def stoi_scores(references, estimates, rate: int, *, extended: bool = False, device=None,
