@@ -154,6 +154,7 @@ def _zip_with(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]) ->
     return path
 
 
+@pytest.mark.slow  # about 20-30 s: runs in the slow set (CI runs both)
 def test_hostile_archives_are_refused_and_write_nothing_outside(work, tmp_path):
     wav = (work / "sub-wav" / f"{resolve_suite(SUITE).items[0].id}.wav").read_bytes()
     before = snapshot(tmp_path, tmp_path / "out")
@@ -252,6 +253,7 @@ def test_compare_fails_a_degraded_candidate_and_passes_itself(work, tmp_path):
     assert res.returncode == 0 and "no significant regression" in res.stderr
 
 
+@pytest.mark.slow  # about 20-30 s: runs in the slow set (CI runs both)
 def test_compare_refuses_different_suites_or_panels(work, tmp_path):
     res = run_cli("run", "--suite", "music-remix-quick", "--system", "unprocessed", "--listener", "NH",
                   "--metric", "sdr", "--out", str(tmp_path / "m1"), "-q", "-j", "1")
