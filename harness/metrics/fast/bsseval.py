@@ -185,11 +185,11 @@ def distortion_filters(refs: torch.Tensor, ests: torch.Tensor, L: int = 512
     Rfull[:, L - 1].diagonal(dim1=-2, dim2=-1).add_(eps)
     Dl = Dc.permute(0, 3, 1, 2).contiguous()  # B x L x P x Q
     X = block_levinson(Rfull[:, L - 1:].contiguous(), Dl)
+    a = torch.arange(L, device=refs.device)
+    lag = (a[:, None] - a[None, :]) + (L - 1)  # index of lag a - b, for the dense matrices
     if _toeplitz_residual(Rfull, X, Dl) < 1e-8:
         Call = X.permute(0, 2, 1, 3).reshape(B, S, C, L, S, C)  # x, c, a, j, o
     else:
-        a = torch.arange(L, device=refs.device)
-        lag = (a[:, None] - a[None, :]) + (L - 1)  # index of a - b
         G = R[:, :, :, lag].permute(0, 1, 3, 2, 4).reshape(B, P * L, P * L)
         G.diagonal(dim1=1, dim2=2).add_(eps)
         D = Dc.permute(0, 1, 3, 2).reshape(B, P * L, P)
@@ -199,8 +199,6 @@ def distortion_filters(refs: torch.Tensor, ests: torch.Tensor, L: int = 512
         return Call, Call[:, :, 0]
     # own-source filters: source j's own channels only (small: C L x C L per source)
     CL = C * L
-    a = torch.arange(L, device=refs.device)
-    lag = (a[:, None] - a[None, :]) + (L - 1)
     Rown = R.reshape(B, S, C, S, C, 2 * L - 1).diagonal(dim1=1, dim2=3)  # B x C x C x 2L-1 x S
     Gd = Rown[:, :, :, lag].permute(0, 5, 1, 3, 2, 4).reshape(B * S, CL, CL).clone()
     Gd.diagonal(dim1=1, dim2=2).add_(eps)
