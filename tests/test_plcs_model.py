@@ -165,3 +165,17 @@ def test_two_stage_search_equals_exhaustive_when_every_recording_is_a_candidate(
     s = (src / src.sum()).reshape(-1)
     assert torch.allclose(ce[5], -(Vhat[5] * torch.log(s)).sum())
     assert 3 in both[0].tolist()  # the recording the source was made from is a neighbour
+
+
+def test_cross_entropy_of_chosen_rows_follows_the_definition_in_float32():
+    gen = torch.Generator().manual_seed(5)
+    V = torch.rand(9, 40, 30, generator=gen, dtype=torch.float64) ** 4
+    Vhat = V / V.sum((1, 2), keepdim=True)
+    src = torch.rand(40, 30, generator=gen, dtype=torch.float64) ** 4
+    s = src / src.sum()
+    rows = torch.tensor([7, 2, 5])
+    expected = -(Vhat[rows] * torch.log(s)).sum((1, 2))  # float64, by the formula
+    got = cross_entropy(Vhat.reshape(9, -1).float(), src.float(), rows)
+    assert torch.allclose(got.double(), expected, rtol=1e-6)
+    full = cross_entropy(Vhat.reshape(9, -1).float(), src.float())
+    assert torch.equal(full[rows], got)  # the same sums whichever rows are asked for
