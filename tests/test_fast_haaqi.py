@@ -145,3 +145,21 @@ def test_harness_score_backends_agree():
             backends.configure(None)
     assert abs(values["fast"] - values["reference"]) < 1e-9
     assert backends.DEFAULTS["haaqi"] == backends.FAST
+
+
+@pytest.mark.parametrize("n, lags, shift", [(5000, 300, 37), (9000, 240, -120), (700, 300, 0)])
+def test_align_lags_matches_the_direct_cross_correlation(n, lags, shift):
+    from harness.metrics.fast.haaqi import _align_lags
+
+    rng = np.random.default_rng(n)
+    ref = np.abs(rng.standard_normal((3, n))) + 0.5  # envelope-like: positive, a large mean
+    out = np.roll(ref, shift, axis=1) + 0.3 * rng.standard_normal((3, n))
+    out[2] = rng.standard_normal(n)  # a row with no true lag
+    got = _align_lags(torch.from_numpy(ref), torch.from_numpy(out), lags)
+    for k in range(3):
+        # R(d) = sum_n ref[n - d] out[n] by direct sums, d from lags - 1 down to -lags
+        ds = np.arange(lags - 1, -lags - 1, -1)
+        R = [np.dot(ref[k, max(0, -d):n - max(0, d)], out[k, max(0, d):n - max(0, -d)]) for d in ds]
+        assert got[k] == ds[int(np.argmax(R))]
+    if abs(shift) < lags:
+        assert got[0] == shift and got[1] == shift

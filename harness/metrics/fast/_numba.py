@@ -181,3 +181,18 @@ def ihc_adaptation_rows(env, bm, out, r_1, r_2, r_3, c_1, c_2, rate):  # pragma:
             a = max((v_0 - v_1) * r_1_inv, 0.0)
             bm[r, n] = ((a + small) / (v_0 + small)) * (((v_0 + small) / (e + small)) * bm[r, n])
             out[r, n] = a
+
+
+@njit(parallel=True, cache=True)
+def row_rms(x):  # pragma: no cover - compiled
+    """Root mean square of every row of a 2-D array, accumulated in float64 (one pass, no
+    squared or upcast copy)."""
+    R, N = x.shape
+    out = np.empty(R)
+    for r in prange(R):
+        acc = 0.0
+        for n in range(N):
+            v = np.float64(x[r, n])
+            acc += v * v
+        out[r] = np.sqrt(acc / N)
+    return out

@@ -183,42 +183,56 @@ def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int, chunk: int = 4)
     """Per row, the delay d in [-lags, lags - 1] maximising R(d) = sum_n ref[n - d] out[n]
     (the largest d among equal maxima, as numpy's argmax over pyclarity's lag window).
 
-    One FFT of length >= N + lags per row (so the wanted lags do not wrap), a few rows at a
-    time to keep the spectra small."""
+    Overlap-save in the frequency domain: out is cut into blocks of B samples, each correlated
+    with the stretch of ref it can meet (B + 2 lags samples) by FFTs of m = B + 2 lags points,
+    and the block spectra are summed before one inverse FFT. Exact (no wrap-around: a block's
+    products all fall inside its m points), and the short FFTs stay in cache, where one FFT of
+    N + lags points per row streams from memory (0.5-0.7 s against 0.8-1.0 s for 32 rows of
+    30 s)."""
     K, N = ref.shape
-    n = _fast_len(N + lags)
+    m = 1 << max(12, math.ceil(math.log2(12 * lags)))
+    B = m - 2 * lags
+    nb = -(-N // B)
+    pad = torch.nn.functional.pad
     best = []
     for k in range(0, K, chunk):
-        spec = torch.fft.rfft(out[k:k + chunk], n=n)
-        spec.mul_(torch.fft.rfft(ref[k:k + chunk], n=n).conj_physical())
-        r = torch.fft.irfft(spec, n=n)  # r[d mod n] = R(d)
+        blocks = pad(out[k:k + chunk], (0, nb * B - N)).reshape(-1, nb, B)
+        spans = pad(ref[k:k + chunk], (lags, nb * B + lags - N)).unfold(-1, B + 2 * lags, B)
+        spec = torch.fft.rfft(spans, n=m)
+        spec.mul_(torch.fft.rfft(blocks, n=m).conj_physical())
+        c = torch.fft.irfft(spec.sum(1), n=m)  # c[s] = R(lags - s)
         del spec
-        # d = lags - 1 down to -lags, pyclarity's order
-        window = torch.cat((r[:, :lags].flip(-1), r[:, n - lags:].flip(-1)), dim=-1)
-        best.append(torch.argmax(window, dim=-1))
+        best.append(torch.argmax(c[:, 1:2 * lags + 1], dim=-1))  # d = lags - 1 down to -lags
     return lags - 1 - torch.cat(best).numpy()
 
 
 def _ohc_gain(control: torch.Tensor, knee, slope, attn, level1: float) -> torch.Tensor:
     """The outer hair cells' linear gain per sample from the control envelope (rows x N,
-    overwritten): its level in dB SPL clipped to [knee, 100] sets a gain of
-    -attn - (level - knee) * slope dB per band (vectorised; the low-pass is `_numba`'s)."""
-    col = lambda v: torch.as_tensor(np.asarray(v), dtype=control.dtype)[:, None]  # noqa: E731
-    g = control.clamp_min_(1e-30).log10_().mul_(20).add_(level1).clamp_(max=100.0)
-    torch.maximum(g, col(knee), out=g)
-    return g.sub_(col(knee)).mul_(col(slope)).add_(col(attn)).mul_(-math.log(10) / 20).exp_()
+    overwritten): its level L = level1 + 20 log10 x in dB SPL clipped to [knee, 100] sets a gain
+    of -attn - (L - knee) * slope dB per band. In linear terms that is
+    10^(-attn/20) (x_c / x_knee)^(-slope), x_c the envelope clipped to the amplitudes of knee
+    and 100 dB SPL: three passes over the rows (clip, power, scale) where the dB form needs
+    eight. The low-pass is `_numba`'s."""
+    knee, slope, attn = (np.asarray(v, dtype=np.float64) for v in (knee, slope, attn))
+    x_knee = 10.0 ** ((knee - level1) / 20)
+    lo = np.maximum(x_knee, 1e-30)  # the reference floors the envelope at 1e-30 before the log
+    hi = np.maximum(10.0 ** ((100.0 - level1) / 20), lo)  # a knee above 100 dB: a fixed gain
+    col = lambda v: torch.as_tensor(v, dtype=control.dtype)[:, None]  # noqa: E731
+    control.clamp_(min=col(lo), max=col(hi)).pow_(col(-slope))
+    return control.mul_(col(10.0 ** (-attn / 20) * x_knee ** slope))
 
 
 def _db_sl(env: torch.Tensor, attn_ihc, level1: float, out: torch.Tensor) -> None:
     """The envelopes in dB above the inner-hair-cell threshold, clipped at 0, into out."""
     col = torch.as_tensor(level1 - np.asarray(attn_ihc), dtype=env.dtype)[:, None]
     torch.add(env, SMALL, out=out)
-    out.log10_().mul_(20).add_(col).clamp_min_(0.0)
+    torch.add(col, out.log10_(), alpha=20, out=out).clamp_min_(0.0)  # four passes, not five
 
 
 def _rms(x: torch.Tensor) -> np.ndarray:
-    """Root mean square along the last axis, accumulated in float64, without a squared copy."""
-    return (torch.linalg.vector_norm(x, dim=-1, dtype=torch.float64) / math.sqrt(x.shape[-1])).numpy()
+    """Root mean square along the last axis, accumulated in float64, in one compiled pass."""
+    flat = np.ascontiguousarray(x.numpy()).reshape(-1, x.shape[-1])
+    return _numba.row_rms(flat).reshape(x.shape[:-1])
 
 
 def _shift(x: np.ndarray, delay: int) -> np.ndarray:
@@ -538,8 +552,9 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b) -> Haaqi
 
     noise_ref, noise_proc = worker.noise(b)
     noise_gain = 10 ** ((IHC_NOISE_DB - level1) / 20)
-    bm[0] += (noise_gain * noise_ref).astype(npdt)
-    bm[1] += (noise_gain * noise_proc).astype(npdt)
+    for side, noise in enumerate((noise_ref, noise_proc)):  # scaled in place: no temporaries
+        bm[side] += np.multiply(noise, noise_gain, out=noise)
+    del noise_ref, noise_proc
     _delay_bands(bm, delays)
     cov, ms = bm_covariances(bm[0], bm[1])
     sync5 = bm_sync(cov.astype(np.float64), ms.astype(np.float64), cf)
