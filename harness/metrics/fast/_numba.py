@@ -86,7 +86,8 @@ def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, m
     """Kates's bm_covary tiles: per row k and segment s (hop = len(window) / 2; the first and
     last are half windows), the zero-mean windowed segments' normalised cross-covariance, the
     maximum over lags -maxlag..maxlag of |R_xy(l) / R_ww(l)| / sqrt(ms_x ms_y), and the mean
-    squares (normalised by the window power)."""
+    squares (normalised by the window power). Products and lag sums in the data's type (float32
+    runs twice as many lanes), the mean squares in float64."""
     K = x.shape[0]
     W = window.shape[0]
     h = W // 2
@@ -100,8 +101,8 @@ def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, m
             start, L, w0, corr, norm = s * h, h, 0, half_corr, half_norm
         else:
             start, L, w0, corr, norm = s * h, W, 0, win_corr, win_norm
-        xs = np.zeros(L + 2 * maxlag)  # zero-padded by maxlag on both sides
-        ys = np.empty(L)
+        xs = np.zeros(L + 2 * maxlag, x.dtype)  # zero-padded by maxlag on both sides
+        ys = np.empty(L, x.dtype)
         for n in range(L):
             xs[maxlag + n] = x[k, start + n] * window[w0 + n]
             ys[n] = y[k, start + n] * window[w0 + n]
@@ -116,7 +117,7 @@ def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, m
             my += ys[n] * ys[n]
         mx *= norm
         my *= norm
-        acc = np.zeros(2 * maxlag + 1)
+        acc = np.zeros(2 * maxlag + 1, x.dtype)  # the data's type: float32 sums twice as wide
         for n in range(L):  # acc[j] = sum_n x[n + j - maxlag] y[n]: an axpy per sample
             yn = ys[n]
             for j in range(2 * maxlag + 1):
