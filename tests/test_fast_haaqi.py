@@ -163,3 +163,15 @@ def test_align_lags_matches_the_direct_cross_correlation(n, lags, shift):
         assert got[k] == ds[int(np.argmax(R))]
     if abs(shift) < lags:
         assert got[0] == shift and got[1] == shift
+
+
+@pytest.mark.parametrize("seed, sizes", [(0, [7, 1, 32 * 1001]), (12345, [3, 5, 2]), (2**31, [1, 1, 999])])
+def test_compiled_legacy_gaussian_draws_numpys_numbers_and_leaves_the_same_state(seed, sizes):
+    from harness.metrics.fast.haaqi import _standard_normal_into
+
+    ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+    for n in sizes:  # odd sizes leave a cached second normal for the next call
+        got = _standard_normal_into(ours, np.empty(n))
+        assert np.array_equal(got, theirs.standard_normal(n))
+    assert np.array_equal(ours.standard_normal(5), theirs.standard_normal(5))
+    assert ours.randint(0, 2**30, 4).tolist() == theirs.randint(0, 2**30, 4).tolist()

@@ -197,3 +197,82 @@ def row_rms(x):  # pragma: no cover - compiled
             acc += v * v
         out[r] = np.sqrt(acc / N)
     return out
+
+
+# ---------------------------------------------------------------- numpy's legacy Gaussian draws
+# MT19937 (Matsumoto & Nishimura 1998) and the polar method as numpy's RandomState draws them
+# (`legacy_gauss`: two 53-bit doubles per attempt from four 32-bit words, the second normal of
+# a pair kept for the next draw), so the draws match numpy's bit for bit.
+
+@njit(cache=True, nogil=True)
+def _mt_twist(mt):  # pragma: no cover - compiled
+    for i in range(624):
+        y = (mt[i] & np.uint32(0x80000000)) | (mt[(i + 1) % 624] & np.uint32(0x7FFFFFFF))
+        v = mt[(i + 397) % 624] ^ (y >> np.uint32(1))
+        if y & np.uint32(1):
+            v ^= np.uint32(0x9908B0DF)
+        mt[i] = v
+
+
+@njit(cache=True, nogil=True)
+def _mt_temper(mt, out):  # pragma: no cover - compiled
+    for i in range(624):
+        y = mt[i]
+        y ^= y >> np.uint32(11)
+        y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
+        y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
+        y ^= y >> np.uint32(18)
+        out[i] = y
+
+
+@njit(cache=True, nogil=True)
+def legacy_gauss_fill(mt, pos, has_gauss, gauss, out):  # pragma: no cover - compiled
+    """Fill the 1-D out with standard normals from the MT19937 state (mt: 624 uint32, advanced
+    in place; pos), as RandomState.standard_normal would; returns the new (pos, has_gauss,
+    gauss). Releases the GIL."""
+    n = out.shape[0]
+    i = 0
+    if has_gauss and n > 0:
+        out[0] = gauss
+        i = 1
+        has_gauss = False
+        gauss = 0.0
+    words = np.empty(624, np.uint32)
+    _mt_temper(mt, words)
+    u = np.empty(4, np.uint32)
+    x1 = 0.0
+    x2 = 0.0
+    r2 = 0.0
+    while i < n:
+        while True:
+            if pos <= 620:
+                u[0] = words[pos]
+                u[1] = words[pos + 1]
+                u[2] = words[pos + 2]
+                u[3] = words[pos + 3]
+                pos += 4
+            else:
+                for j in range(4):
+                    if pos >= 624:
+                        _mt_twist(mt)
+                        _mt_temper(mt, words)
+                        pos = 0
+                    u[j] = words[pos]
+                    pos += 1
+            d1 = ((u[0] >> np.uint32(5)) * 67108864.0 + (u[1] >> np.uint32(6))) / 9007199254740992.0
+            d2 = ((u[2] >> np.uint32(5)) * 67108864.0 + (u[3] >> np.uint32(6))) / 9007199254740992.0
+            x1 = 2.0 * d1 - 1.0
+            x2 = 2.0 * d2 - 1.0
+            r2 = x1 * x1 + x2 * x2
+            if r2 < 1.0 and r2 != 0.0:
+                break
+        f = np.sqrt(-2.0 * np.log(r2) / r2)
+        out[i] = f * x2
+        i += 1
+        if i < n:
+            out[i] = f * x1
+            i += 1
+        else:
+            has_gauss = True
+            gauss = f * x1
+    return pos, has_gauss, gauss
