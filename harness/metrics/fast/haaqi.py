@@ -189,15 +189,13 @@ class _Workspace:
         return buf[: rows * n].reshape(rows, n)
 
 
-def _gammatone(x: np.ndarray, coef: np.ndarray, want_bm: bool, work: _Workspace | None = None,
+def _gammatone(x: np.ndarray, coef: np.ndarray, want_bm: bool, work: _Workspace,
                names: tuple[str, str] = ("env", "bm")) -> tuple[np.ndarray, np.ndarray]:
     """Envelopes (and BM motion) of the bands: x is sides x N, coef sides x bands x 8; the
-    outputs come from `work` when given."""
+    outputs are `work`'s buffers of those names."""
     S, K = coef.shape[:2]
     N = x.shape[1]
     source = np.repeat(np.arange(S), K)
-    if work is None:
-        work = _Workspace(N, x.dtype)
     env = work.take(names[0], S * K, N)
     bm = work.take(names[1], S * K, N) if want_bm else np.empty((1, 1), x.dtype)
     _numba.gammatone_rows(x, source, np.ascontiguousarray(coef.reshape(S * K, 8), np.float64),
