@@ -179,3 +179,16 @@ def test_cross_entropy_of_chosen_rows_follows_the_definition_in_float32():
     assert torch.allclose(got.double(), expected, rtol=1e-6)
     full = cross_entropy(Vhat.reshape(9, -1).float(), src.float())
     assert torch.equal(full[rows], got)  # the same sums whichever rows are asked for
+
+
+def test_wta_codes_of_pooled_whitened_maps_match_the_torch_features_and_argmax():
+    gen = torch.Generator().manual_seed(2)
+    X = torch.rand(6, 37 * 29, generator=gen) ** 3  # 37 x 29: edge blocks are partial
+    h = WTAHash((37, 29), draws=200, m=4, seed=4, pool=(8, 5))
+    winners = h.features(X)[:, h.positions].argmax(2)  # torch's pooling, whitening and argmax
+    bits = torch.zeros(6, 13 * 64, dtype=torch.int64)  # 200 draws x 4 bits in 13 words
+    bits.scatter_(1, torch.arange(200) * 4 + winners, 1)
+    expected = [[sum(int(b) << j for j, b in enumerate(row[w * 64:(w + 1) * 64].tolist()))
+                 for w in range(13)] for row in bits]
+    got = [[v & (2**64 - 1) for v in row] for row in h.codes(X).tolist()]
+    assert got == expected
