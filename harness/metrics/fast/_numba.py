@@ -80,60 +80,69 @@ def gammatone_rows(x, source, coef, env, bm, want_bm):  # pragma: no cover - com
                 bm[r, n] = gain * (ur * cold + ui * sold)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True)
 def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, maxlag, nseg,
                        cov, msx, msy):  # pragma: no cover - compiled
     """Kates's bm_covary tiles: per row k and segment s (hop = len(window) / 2; the first and
     last are half windows), the zero-mean windowed segments' normalised cross-covariance, the
     maximum over lags -maxlag..maxlag of |R_xy(l) / R_ww(l)| / sqrt(ms_x ms_y), and the mean
-    squares (normalised by the window power). Products and lag sums in the data's type (float32
-    runs twice as many lanes), the mean squares in float64."""
+    squares (normalised by the window power). Rows in parallel, segments in turn through one
+    pair of scratch buffers per row; products and lag sums in the data's type (float32 runs
+    twice as many lanes), the mean squares in float64. Each lag's sum is one dot product
+    vectorised over the segment (sums reassociated: float64 results move by ~1e-15)."""
     K = x.shape[0]
     W = window.shape[0]
     h = W // 2
+    J = 2 * maxlag + 1
     small = 1e-30
-    for idx in prange(K * nseg):
-        k = idx // nseg
-        s = idx % nseg
-        if s == 0:
-            start, L, w0, corr, norm = 0, h, h, half_corr, half_norm
-        elif s == nseg - 1:
-            start, L, w0, corr, norm = s * h, h, 0, half_corr, half_norm
-        else:
-            start, L, w0, corr, norm = s * h, W, 0, win_corr, win_norm
-        xs = np.zeros(L + 2 * maxlag, x.dtype)  # zero-padded by maxlag on both sides
-        ys = np.empty(L, x.dtype)
-        for n in range(L):
-            xs[maxlag + n] = x[k, start + n] * window[w0 + n]
-            ys[n] = y[k, start + n] * window[w0 + n]
-        mean_x = xs.sum() / L
-        mean_y = ys.sum() / L
-        mx = 0.0
-        my = 0.0
-        for n in range(L):
-            xs[maxlag + n] -= mean_x
-            ys[n] -= mean_y
-            mx += xs[maxlag + n] * xs[maxlag + n]
-            my += ys[n] * ys[n]
-        mx *= norm
-        my *= norm
-        acc = np.zeros(2 * maxlag + 1, x.dtype)  # the data's type: float32 sums twice as wide
-        for n in range(L):  # acc[j] = sum_n x[n + j - maxlag] y[n]: an axpy per sample
-            yn = ys[n]
-            for j in range(2 * maxlag + 1):
-                acc[j] += xs[n + j] * yn
-        best = 0.0
-        for j in range(2 * maxlag + 1):
-            v = abs(acc[j] * corr[j])
-            if v > best:
-                best = v
-        if mx > small and my > small:
-            c = best / np.sqrt(mx * my)
-            cov[k, s] = min(max(c, 0.0), 1.0)
-        else:
-            cov[k, s] = 0.0
-        msx[k, s] = mx
-        msy[k, s] = my
+    for k in prange(K):
+        xs = np.zeros(W + 2 * maxlag, x.dtype)  # the segment, zero-padded by maxlag both sides
+        ys = np.empty(W, x.dtype)
+        zero = np.zeros(1, x.dtype)[0]  # a zero of the data's type for the lag sums
+        for s in range(nseg):
+            if s == 0:
+                start, L, w0, corr, norm = 0, h, h, half_corr, half_norm
+            elif s == nseg - 1:
+                start, L, w0, corr, norm = s * h, h, 0, half_corr, half_norm
+            else:
+                start, L, w0, corr, norm = s * h, W, 0, win_corr, win_norm
+            sum_x = 0.0
+            sum_y = 0.0
+            for n in range(L):
+                xv = x[k, start + n] * window[w0 + n]
+                yv = y[k, start + n] * window[w0 + n]
+                xs[maxlag + n] = xv
+                ys[n] = yv
+                sum_x += xv
+                sum_y += yv
+            for n in range(maxlag + L, W + 2 * maxlag):
+                xs[n] = 0.0  # a half segment after a whole one: clear the whole one's tail
+            mean_x = sum_x / L
+            mean_y = sum_y / L
+            mx = 0.0
+            my = 0.0
+            for n in range(L):
+                xs[maxlag + n] -= mean_x
+                ys[n] -= mean_y
+                mx += xs[maxlag + n] * xs[maxlag + n]
+                my += ys[n] * ys[n]
+            mx *= norm
+            my *= norm
+            best = 0.0
+            for j in range(J):  # R_xy(j - maxlag) = sum_n x[n + j - maxlag] y[n]
+                a = zero
+                for n in range(L):
+                    a += xs[n + j] * ys[n]
+                v = abs(a * corr[j])
+                if v > best:
+                    best = v
+            if mx > small and my > small:
+                c = best / np.sqrt(mx * my)
+                cov[k, s] = min(max(c, 0.0), 1.0)
+            else:
+                cov[k, s] = 0.0
+            msx[k, s] = mx
+            msy[k, s] = my
 
 
 @njit(parallel=True, cache=True)
@@ -204,14 +213,31 @@ def row_rms(x):  # pragma: no cover - compiled
 # (`legacy_gauss`: two 53-bit doubles per attempt from four 32-bit words, the second normal of
 # a pair kept for the next draw), so the draws match numpy's bit for bit.
 
+TWO53 = 9007199254740992.0
+
+
 @njit(cache=True, nogil=True)
 def _mt_twist(mt):  # pragma: no cover - compiled
-    for i in range(624):
-        y = (mt[i] & np.uint32(0x80000000)) | (mt[(i + 1) % 624] & np.uint32(0x7FFFFFFF))
-        v = mt[(i + 397) % 624] ^ (y >> np.uint32(1))
+    """The MT19937 recurrence over the 624 words, in three runs with no modulo (i < 227 reads
+    words not yet replaced; 227 <= i < 623 reads i - 227, replaced earlier in this pass; then
+    the last word), so the compiler can vectorise each run."""
+    for i in range(227):
+        y = (mt[i] & np.uint32(0x80000000)) | (mt[i + 1] & np.uint32(0x7FFFFFFF))
+        v = mt[i + 397] ^ (y >> np.uint32(1))
         if y & np.uint32(1):
             v ^= np.uint32(0x9908B0DF)
         mt[i] = v
+    for i in range(227, 623):
+        y = (mt[i] & np.uint32(0x80000000)) | (mt[i + 1] & np.uint32(0x7FFFFFFF))
+        v = mt[i - 227] ^ (y >> np.uint32(1))
+        if y & np.uint32(1):
+            v ^= np.uint32(0x9908B0DF)
+        mt[i] = v
+    y = (mt[623] & np.uint32(0x80000000)) | (mt[0] & np.uint32(0x7FFFFFFF))
+    v = mt[396] ^ (y >> np.uint32(1))
+    if y & np.uint32(1):
+        v ^= np.uint32(0x9908B0DF)
+    mt[623] = v
 
 
 @njit(cache=True, nogil=True)
@@ -228,8 +254,13 @@ def _mt_temper(mt, out):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def legacy_gauss_fill(mt, pos, has_gauss, gauss, out):  # pragma: no cover - compiled
     """Fill the 1-D out with standard normals from the MT19937 state (mt: 624 uint32, advanced
-    in place; pos), as RandomState.standard_normal would; returns the new (pos, has_gauss,
-    gauss). Releases the GIL."""
+    in place; pos), as RandomState.standard_normal would (a float32 out holds them rounded);
+    returns the new (pos, has_gauss, gauss). Releases the GIL.
+
+    In batches of A attempts, A never more than the pairs still wanted, so no batch draws a
+    word the sequential method would not: the batch's 4A words are copied out of the stream,
+    its A candidate points (x1, x2, r2) computed in one branch-free loop, then the accepted
+    ones (0 < r2 < 1) transformed in order with the same libm log as numpy's C code."""
     n = out.shape[0]
     i = 0
     if has_gauss and n > 0:
@@ -239,40 +270,43 @@ def legacy_gauss_fill(mt, pos, has_gauss, gauss, out):  # pragma: no cover - com
         gauss = 0.0
     words = np.empty(624, np.uint32)
     _mt_temper(mt, words)
-    u = np.empty(4, np.uint32)
-    x1 = 0.0
-    x2 = 0.0
-    r2 = 0.0
+    cap = 2048
+    buf = np.empty(4 * cap, np.uint32)
+    xs1 = np.empty(cap)
+    xs2 = np.empty(cap)
+    rs2 = np.empty(cap)
     while i < n:
-        while True:
-            if pos <= 620:
-                u[0] = words[pos]
-                u[1] = words[pos + 1]
-                u[2] = words[pos + 2]
-                u[3] = words[pos + 3]
-                pos += 4
-            else:
-                for j in range(4):
-                    if pos >= 624:
-                        _mt_twist(mt)
-                        _mt_temper(mt, words)
-                        pos = 0
-                    u[j] = words[pos]
-                    pos += 1
-            d1 = ((u[0] >> np.uint32(5)) * 67108864.0 + (u[1] >> np.uint32(6))) / 9007199254740992.0
-            d2 = ((u[2] >> np.uint32(5)) * 67108864.0 + (u[3] >> np.uint32(6))) / 9007199254740992.0
+        A = min(cap, (n - i + 1) // 2)
+        k = 0
+        while k < 4 * A:
+            if pos >= 624:
+                _mt_twist(mt)
+                _mt_temper(mt, words)
+                pos = 0
+            m = min(624 - pos, 4 * A - k)
+            buf[k:k + m] = words[pos:pos + m]
+            k += m
+            pos += m
+        for a in range(A):
+            j = 4 * a
+            # two 53-bit doubles from four words: (a >> 5) 2^26 + (b >> 6), over 2^53
+            d1 = ((buf[j] >> np.uint32(5)) * 67108864.0 + (buf[j + 1] >> np.uint32(6))) / TWO53
+            d2 = ((buf[j + 2] >> np.uint32(5)) * 67108864.0 + (buf[j + 3] >> np.uint32(6))) / TWO53
             x1 = 2.0 * d1 - 1.0
             x2 = 2.0 * d2 - 1.0
-            r2 = x1 * x1 + x2 * x2
+            xs1[a] = x1
+            xs2[a] = x2
+            rs2[a] = x1 * x1 + x2 * x2
+        for a in range(A):
+            r2 = rs2[a]
             if r2 < 1.0 and r2 != 0.0:
-                break
-        f = np.sqrt(-2.0 * np.log(r2) / r2)
-        out[i] = f * x2
-        i += 1
-        if i < n:
-            out[i] = f * x1
-            i += 1
-        else:
-            has_gauss = True
-            gauss = f * x1
+                f = np.sqrt(-2.0 * np.log(r2) / r2)
+                out[i] = f * xs2[a]
+                i += 1
+                if i < n:
+                    out[i] = f * xs1[a]
+                    i += 1
+                else:
+                    has_gauss = True
+                    gauss = f * xs1[a]
     return pos, has_gauss, gauss

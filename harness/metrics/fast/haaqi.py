@@ -440,10 +440,11 @@ class HaaqiResult:
 
 
 def _standard_normal_into(rs: np.random.RandomState, out: np.ndarray) -> np.ndarray:
-    """out (float64, C-contiguous) filled with rs.standard_normal(out.shape)'s very draws, rs
-    advanced as that call would have advanced it; compiled (`_numba.legacy_gauss_fill`, 12 ns a
-    draw against numpy's 16-19 here) and written in place (no fresh pages per item). A
-    RandomState on another bit generator than MT19937 draws through numpy."""
+    """out (C-contiguous) filled with rs.standard_normal(out.shape)'s very draws (rounded if out
+    is float32), rs advanced as that call would have advanced it; compiled
+    (`_numba.legacy_gauss_fill`, about 9 ns a draw against numpy's 16-19 here) and written in
+    place (no fresh pages per item). A RandomState on another bit generator than MT19937 draws
+    through numpy."""
     state = rs.get_state(legacy=False)
     if state["bit_generator"] != "MT19937":
         out[...] = rs.standard_normal(out.shape)
@@ -465,20 +466,21 @@ class _NoiseWorker:
     buffers in turn: item b + 1's is drawn while the model works on item b, after it has
     consumed item b's."""
 
-    def __init__(self, rngs, lengths, nchan):
+    def __init__(self, rngs, lengths, nchan, dtype=np.float64):
         self.out = [queue.Queue(1) for _ in rngs]
         self.counts = [queue.Queue(1) for _ in rngs]
         self.error = None
-        self.thread = threading.Thread(target=self._run, args=(rngs, lengths, nchan), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(rngs, lengths, nchan, dtype),
+                                       daemon=True)
         self.thread.start()
 
-    def _run(self, rngs, lengths, nchan):
+    def _run(self, rngs, lengths, nchan, dtype):
         try:
             n_max = max(lengths, default=0)
             flat = [None, None]
             for b, (rs, n) in enumerate(zip(rngs, lengths, strict=True)):
-                if flat[b % 2] is None:
-                    flat[b % 2] = np.empty(2 * nchan * n_max)
+                if flat[b % 2] is None:  # in the model's dtype: float32 halves the traffic
+                    flat[b % 2] = np.empty(2 * nchan * n_max, dtype)
                 both = flat[b % 2][: 2 * nchan * n].reshape(2, nchan, n)
                 self.out[b].put((_standard_normal_into(rs, both[0]), _standard_normal_into(rs, both[1])))
                 count = self.counts[b].get()
@@ -539,7 +541,7 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
         if equalisation == 1:
             x = _nalr(x, losses[b])
         items.append((x, y))
-    worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN)
+    worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN, npdt)
     work = _Workspace(max((len(x) for x, _ in items), default=0), npdt)
     return [_one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]), cf, bw_max,
                  control_coef, npdt, worker, b, work) for b, (x, y) in enumerate(items)]
