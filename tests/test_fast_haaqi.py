@@ -175,3 +175,29 @@ def test_compiled_legacy_gaussian_draws_numpys_numbers_and_leaves_the_same_state
         assert np.array_equal(got, theirs.standard_normal(n))
     assert np.array_equal(ours.standard_normal(5), theirs.standard_normal(5))
     assert ours.randint(0, 2**30, 4).tolist() == theirs.randint(0, 2**30, 4).tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bm_covariances_form_noise_and_band_delays_as_the_explicit_signals(dtype):
+    """The kernel's on-the-fly x + g n, band k delayed by d_k (zeros first), against the
+    covariances of those signals built with numpy and passed in plain."""
+    from harness.metrics.fast.haaqi import bm_covariances
+
+    rng = np.random.default_rng(7)
+    K, N = 5, 9000
+    x, y = rng.standard_normal((2, K, N)).astype(dtype)
+    y = (0.6 * x + 0.4 * y).astype(dtype)
+    nx, ny = rng.standard_normal((2, K, N)).astype(dtype)
+    gain, delays = 0.3, np.array([0, 3, 17, 600, 1])
+
+    def built(s, n):
+        full = s + dtype(gain) * n
+        return np.stack([np.concatenate((np.zeros(d, dtype), full[k, :N - d]))
+                         for k, d in enumerate(delays)])
+
+    cov, ms = bm_covariances(x, y, noise=(nx, ny), noise_gain=gain, delays=delays)
+    want_cov, want_ms = bm_covariances(built(x, nx), built(y, ny))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(cov, want_cov, rtol=tol, atol=tol)
+    np.testing.assert_allclose(ms, want_ms, rtol=tol, atol=tol)
+    assert np.all(cov[3, :2] == 0)  # segments 0-1 (samples 0-575) of band 3 are the delay's zeros

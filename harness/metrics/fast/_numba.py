@@ -81,15 +81,18 @@ def gammatone_rows(x, source, coef, env, bm, want_bm):  # pragma: no cover - com
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, maxlag, nseg,
-                       cov, msx, msy):  # pragma: no cover - compiled
-    """Kates's bm_covary tiles: per row k and segment s (hop = len(window) / 2; the first and
-    last are half windows), the zero-mean windowed segments' normalised cross-covariance, the
-    maximum over lags -maxlag..maxlag of |R_xy(l) / R_ww(l)| / sqrt(ms_x ms_y), and the mean
-    squares (normalised by the window power). Rows in parallel, segments in turn through one
-    pair of scratch buffers per row; products and lag sums in the data's type (float32 runs
-    twice as many lanes), the mean squares in float64. Each lag's sum is one dot product
-    vectorised over the segment (sums reassociated: float64 results move by ~1e-15)."""
+def segment_covariance(x, y, nx, ny, gain, delays, window, half_corr, win_corr, half_norm,
+                       win_norm, maxlag, nseg, cov, msx, msy):  # pragma: no cover - compiled
+    """Kates's bm_covary tiles of the signals X = x + gain nx and Y = y + gain ny, row k
+    delayed by delays[k] samples (zeros first), formed on the fly (the model's noise and band
+    delays cost no pass of their own): per row k and segment s (hop = len(window) / 2; the
+    first and last are half windows), the zero-mean windowed segments' normalised
+    cross-covariance, the maximum over lags -maxlag..maxlag of |R_xy(l) / R_ww(l)| /
+    sqrt(ms_x ms_y), and the mean squares (normalised by the window power). Rows in parallel,
+    segments in turn through one pair of scratch buffers per row; products and lag sums in the
+    data's type (float32 runs twice as many lanes), the mean squares in float64. Each lag's sum
+    is one dot product vectorised over the segment (sums reassociated: float64 results move by
+    ~1e-15)."""
     K = x.shape[0]
     W = window.shape[0]
     h = W // 2
@@ -99,6 +102,8 @@ def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, m
         xs = np.zeros(W + 2 * maxlag, x.dtype)  # the segment, zero-padded by maxlag both sides
         ys = np.empty(W, x.dtype)
         zero = np.zeros(1, x.dtype)[0]  # a zero of the data's type for the lag sums
+        g = zero + gain
+        d = delays[k]
         for s in range(nseg):
             if s == 0:
                 start, L, w0, corr, norm = 0, h, h, half_corr, half_norm
@@ -109,8 +114,13 @@ def segment_covariance(x, y, window, half_corr, win_corr, half_norm, win_norm, m
             sum_x = 0.0
             sum_y = 0.0
             for n in range(L):
-                xv = x[k, start + n] * window[w0 + n]
-                yv = y[k, start + n] * window[w0 + n]
+                t = start + n - d
+                if t >= 0:
+                    xv = (x[k, t] + g * nx[k, t]) * window[w0 + n]
+                    yv = (y[k, t] + g * ny[k, t]) * window[w0 + n]
+                else:
+                    xv = zero
+                    yv = zero
                 xs[maxlag + n] = xv
                 ys[n] = yv
                 sum_x += xv

@@ -373,10 +373,13 @@ def spectrum_differences(ref_sl: np.ndarray, proc_sl: np.ndarray) -> tuple[float
     return n * np.std(x - y), n * np.std((x - y) / (x + y))
 
 
-def bm_covariances(ref_bm: np.ndarray, proc_bm: np.ndarray, segment_ms: float = 16
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def bm_covariances(ref_bm: np.ndarray, proc_bm: np.ndarray, segment_ms: float = 16, *,
+                   noise: tuple[np.ndarray, np.ndarray] | None = None, noise_gain: float = 0.0,
+                   delays: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Kates's bm_covary: per band and segment, the max normalised cross-covariance within
-    +-1 ms and the reference's mean square (times 2)."""
+    +-1 ms and the reference's mean square (times 2). With noise and delays, those of
+    ref_bm + noise_gain noise[0] and proc_bm + noise_gain noise[1], band k delayed by
+    delays[k] samples, formed inside the kernel (the inputs are left as they are)."""
     maxlag = int(np.around(1.0 * (0.001 * RATE)))
     W = int(np.around(segment_ms * (0.001 * RATE)))
     W += W % 2
@@ -393,7 +396,11 @@ def bm_covariances(ref_bm: np.ndarray, proc_bm: np.ndarray, segment_ms: float = 
     cov = np.empty((K, nseg), dt)
     msx = np.empty((K, nseg), dt)
     msy = np.empty((K, nseg), dt)
-    _numba.segment_covariance(np.ascontiguousarray(ref_bm), np.ascontiguousarray(proc_bm),
+    x, y = np.ascontiguousarray(ref_bm), np.ascontiguousarray(proc_bm)
+    nx, ny = (x, y) if noise is None else (np.ascontiguousarray(v, dt) for v in noise)
+    gain = 0.0 if noise is None else float(noise_gain)
+    delays = np.zeros(K, np.int64) if delays is None else np.asarray(delays, np.int64)
+    _numba.segment_covariance(x, y, nx, ny, gain, delays,
                               win.astype(dt), inv_corr(win[h:]).astype(dt),
                               inv_corr(win).astype(dt), dt.type(1 / np.sum(win[h:] ** 2)),
                               dt.type(1 / np.sum(win ** 2)), maxlag, nseg, cov, msx, msy)
@@ -604,13 +611,9 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b, work) ->
     worker.counts[b].put(len(index))
     cep_high = cepstral_correlation_high(smooth[0], smooth[1], index)
 
-    noise_ref, noise_proc = worker.noise(b)
-    noise_gain = 10 ** ((IHC_NOISE_DB - level1) / 20)
-    for side, noise in enumerate((noise_ref, noise_proc)):  # scaled in place: no temporaries
-        bm[side] += np.multiply(noise, noise_gain, out=noise)
-    del noise_ref, noise_proc
-    _delay_bands(bm, delays)
-    cov, ms = bm_covariances(bm[0], bm[1])
+    # the BM motion plus the internal noise, delayed like the envelopes, formed in the kernel
+    cov, ms = bm_covariances(bm[0], bm[1], noise=worker.noise(b),
+                             noise_gain=10 ** ((IHC_NOISE_DB - level1) / 20), delays=delays)
     sync5 = bm_sync(cov.astype(np.float64), ms.astype(np.float64), cf)
 
     ref_sl = _levels_to_sl(env_rms[0], control_rms[0], ear, level1)
