@@ -44,6 +44,7 @@ rounding; float32 is accepted within 0.01. No GPU path yet: the recursions are C
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
@@ -548,10 +549,33 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
         if equalisation == 1:
             x = _nalr(x, losses[b])
         items.append((x, y))
-    worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN, npdt)
-    work = _Workspace(max((len(x) for x, _ in items), default=0), npdt)
-    return [_one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]), cf, bw_max,
-                 control_coef, npdt, worker, b, work) for b, (x, y) in enumerate(items)]
+    with _small_pages():
+        worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN, npdt)
+        work = _Workspace(max((len(x) for x, _ in items), default=0), npdt)
+        return [_one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]), cf, bw_max,
+                     control_coef, npdt, worker, b, work) for b, (x, y) in enumerate(items)]
+
+
+@contextlib.contextmanager
+def _small_pages():
+    """numpy's large arrays without its transparent-huge-page advice, for the duration.
+
+    numpy advises huge pages for arrays of 4 MB and more; where the kernel's THP defrag setting
+    is `madvise` (this machine's, and a common default) each such fault may compact memory
+    first: a fresh 184 MB array took 0.3-0.55 s to fill against 0.07-0.11 s on small pages,
+    while passes over already-touched arrays ran at the same speed on either. The model's
+    workspace and temporaries are that kind of array (one HAAQI batch of 8 x 30 s: about 1 s
+    less). The setting is numpy's own switch, restored on exit; a numpy without it is left
+    alone."""
+    switch = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    if switch is None:
+        yield
+        return
+    before = switch(False)
+    try:
+        yield
+    finally:
+        switch(before)
 
 
 def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b, work) -> HaaqiResult:
