@@ -201,3 +201,17 @@ def test_bm_covariances_form_noise_and_band_delays_as_the_explicit_signals(dtype
     np.testing.assert_allclose(cov, want_cov, rtol=tol, atol=tol)
     np.testing.assert_allclose(ms, want_ms, rtol=tol, atol=tol)
     assert np.all(cov[3, :2] == 0)  # segments 0-1 (samples 0-575) of band 3 are the delay's zeros
+
+
+def test_shift_rows_advances_and_delays_in_place_with_zeros():
+    from harness.metrics.fast._numba import shift_rows
+
+    x = np.arange(1.0, 1.0 + 6 * 10).reshape(6, 10).astype(np.float32)
+    advance = np.array([0, 3, -3, 10, -12, 9])
+    want = np.zeros_like(x)
+    for r, d in enumerate(advance):  # by index arithmetic: out[n] = x[n + d] where it exists
+        for n in range(10):
+            if 0 <= n + d < 10:
+                want[r, n] = x[r, n + d]
+    shift_rows(x, advance)
+    np.testing.assert_array_equal(x, want)

@@ -204,6 +204,25 @@ def ihc_adaptation_rows(env, bm, out, r_1, r_2, r_3, c_1, c_2, rate):  # pragma:
 
 
 @njit(parallel=True, cache=True)
+def shift_rows(x, advance):  # pragma: no cover - compiled
+    """Row r of x advanced by advance[r] samples in place (delayed when negative), zero-filled:
+    no copy per row."""
+    R, N = x.shape
+    for r in prange(R):
+        d = advance[r]
+        if d > 0:
+            for n in range(N - d):
+                x[r, n] = x[r, n + d]
+            for n in range(max(N - d, 0), N):
+                x[r, n] = 0
+        elif d < 0:
+            for n in range(N - 1, -d - 1, -1):
+                x[r, n] = x[r, n + d]
+            for n in range(min(-d, N)):
+                x[r, n] = 0
+
+
+@njit(parallel=True, cache=True)
 def row_rms(x):  # pragma: no cover - compiled
     """Root mean square of every row of a 2-D array, accumulated in float64 (one pass, no
     squared or upcast copy)."""

@@ -260,14 +260,6 @@ def _rms(x: torch.Tensor) -> np.ndarray:
     return _numba.row_rms(flat).reshape(x.shape[:-1])
 
 
-def _shift(x: np.ndarray, delay: int) -> np.ndarray:
-    """x advanced by `delay` samples (delayed when negative), zero-filled, same length."""
-    n = len(x)
-    if delay > 0:
-        return np.concatenate((x[delay:n], np.zeros(delay, x.dtype)))
-    return np.concatenate((np.zeros(-delay, x.dtype), x[: n + delay]))
-
-
 def _group_delays(bw: np.ndarray, cf: np.ndarray) -> np.ndarray:
     """Samples of delay that line every band up with the slowest one."""
     erb = MIN_BW + cf / EAR_Q
@@ -285,10 +277,10 @@ def _group_delays(bw: np.ndarray, cf: np.ndarray) -> np.ndarray:
 
 
 def _delay_bands(x: np.ndarray, delays: np.ndarray) -> None:
-    """Delay band k of every side of x (sides x bands x N) by delays[k] samples, in place."""
-    for side in x:
-        for k, d in enumerate(delays):
-            side[k] = _shift(side[k], -int(d))
+    """Delay band k of every side of x (sides x bands x N, C-contiguous) by delays[k] samples,
+    in place."""
+    S, K, N = x.shape
+    _numba.shift_rows(x.reshape(S * K, N), -np.tile(np.asarray(delays, np.int64), S))
 
 
 def _levels_to_sl(rms, control_rms, ear: Ear, level1: float) -> np.ndarray:
@@ -614,9 +606,8 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b, work) ->
     lags = min(int(np.rint(0.001 * ALIGN_RANGE_MS * RATE)), N)
     d_env = _align_lags(E[0], E[1], lags)
     d_bm = _align_lags(M[0], M[1], lags)
-    for k in range(NCHAN):
-        env[1, k] = _shift(env[1, k], int(d_env[k]))
-        bm[1, k] = _shift(bm[1, k], int(d_bm[k]))
+    _numba.shift_rows(env[1], d_env.astype(np.int64))
+    _numba.shift_rows(bm[1], d_bm.astype(np.int64))
 
     # dB SL envelopes, BM motion scaled alike, IHC adaptation
     adapted = work.take("control", rows, N).reshape(env.shape)  # the control envelope is spent
