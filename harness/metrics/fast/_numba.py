@@ -34,12 +34,13 @@ def lfilter_rows(b, a, x, y):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def gammatone_rows(x, source, coef, env, bm, want_bm):  # pragma: no cover - compiled
+def gammatone_rows(x, source, coef, env, bm, want_bm, rms):  # pragma: no cover - compiled
     """Kates's gammatone band: demodulate x[source[r]] by the recursive oscillator at the band's
     centre frequency, low-pass the real and imaginary parts with (1 + a1 z^-1 + a5 z^-2) /
     (1 - a z^-1)^4, and take the envelope (and, if want_bm, the remodulated basilar-membrane
     motion). coef[r] = cos(w), sin(w), a1, a2, a3, a4, a5, gain with Kates's a1..a5 (a1 = 4a,
-    a2 = -6a^2, a3 = 4a^3, a4 = -a^4, a5 = 4a^2)."""
+    a2 = -6a^2, a3 = 4a^3, a4 = -a^4, a5 = 4a^2). rms[r] gets the root mean square of the
+    envelope as stored (in env's type), summed in float64 as it is made: no pass of its own."""
     R = coef.shape[0]
     N = x.shape[1]
     for r in prange(R):
@@ -57,6 +58,7 @@ def gammatone_rows(x, source, coef, env, bm, want_bm):  # pragma: no cover - com
         q3 = zero
         cold = 1.0
         sold = zero
+        acc = 0.0
         for n in range(N):
             if n > 0:
                 arg = cold * cos_w + sold * sin_w
@@ -76,8 +78,11 @@ def gammatone_rows(x, source, coef, env, bm, want_bm):  # pragma: no cover - com
             q2 = q3 + a3 * ui
             q3 = a4 * ui
             env[r, n] = gain * np.sqrt(ur * ur + ui * ui)
+            e = np.float64(env[r, n])
+            acc += e * e
             if want_bm:
                 bm[r, n] = gain * (ur * cold + ui * sold)
+        rms[r] = np.sqrt(acc / N)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -220,21 +225,6 @@ def shift_rows(x, advance):  # pragma: no cover - compiled
                 x[r, n] = x[r, n + d]
             for n in range(min(-d, N)):
                 x[r, n] = 0
-
-
-@njit(parallel=True, cache=True)
-def row_rms(x):  # pragma: no cover - compiled
-    """Root mean square of every row of a 2-D array, accumulated in float64 (one pass, no
-    squared or upcast copy)."""
-    R, N = x.shape
-    out = np.empty(R)
-    for r in prange(R):
-        acc = 0.0
-        for n in range(N):
-            v = np.float64(x[r, n])
-            acc += v * v
-        out[r] = np.sqrt(acc / N)
-    return out
 
 
 # ---------------------------------------------------------------- numpy's legacy Gaussian draws

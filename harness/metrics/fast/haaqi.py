@@ -191,17 +191,19 @@ class _Workspace:
 
 
 def _gammatone(x: np.ndarray, coef: np.ndarray, want_bm: bool, work: _Workspace,
-               names: tuple[str, str] = ("env", "bm")) -> tuple[np.ndarray, np.ndarray]:
-    """Envelopes (and BM motion) of the bands: x is sides x N, coef sides x bands x 8; the
-    outputs are `work`'s buffers of those names."""
+               names: tuple[str, str] = ("env", "bm")
+               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Envelopes (and BM motion) of the bands, and the envelopes' RMS (sides x bands): x is
+    sides x N, coef sides x bands x 8; the outputs are `work`'s buffers of those names."""
     S, K = coef.shape[:2]
     N = x.shape[1]
     source = np.repeat(np.arange(S), K)
     env = work.take(names[0], S * K, N)
     bm = work.take(names[1], S * K, N) if want_bm else np.empty((1, 1), x.dtype)
+    rms = np.empty(S * K)
     _numba.gammatone_rows(x, source, np.ascontiguousarray(coef.reshape(S * K, 8), np.float64),
-                          env, bm, want_bm)
-    return env.reshape(S, K, N), (bm.reshape(S, K, N) if want_bm else None)
+                          env, bm, want_bm, rms)
+    return env.reshape(S, K, N), (bm.reshape(S, K, N) if want_bm else None), rms.reshape(S, K)
 
 
 def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int, chunk: int = 1) -> np.ndarray:
@@ -253,12 +255,6 @@ def _db_sl(env: torch.Tensor, attn_ihc, level1: float, out: torch.Tensor) -> Non
     col = torch.as_tensor(level1 - np.asarray(attn_ihc), dtype=env.dtype)[:, None]
     torch.add(env, SMALL, out=out)
     torch.add(col, out.log10_(), alpha=20, out=out).clamp_min_(0.0)  # four passes, not five
-
-
-def _rms(x: torch.Tensor) -> np.ndarray:
-    """Root mean square along the last axis, accumulated in float64, in one compiled pass."""
-    flat = np.ascontiguousarray(x.numpy()).reshape(-1, x.shape[-1])
-    return _numba.row_rms(flat).reshape(x.shape[:-1])
 
 
 def _group_delays(bw: np.ndarray, cf: np.ndarray) -> np.ndarray:
@@ -580,19 +576,17 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b, work) ->
     mid = _lfilter(*hp, _lfilter(*lp, xy))
 
     # control pass at the widest bandwidths, then the level-dependent bandwidths
-    control, _ = _gammatone(mid, np.stack([control_coef, control_coef]), False, work,
-                            ("control", ""))
+    control, _, control_rms = _gammatone(mid, np.stack([control_coef, control_coef]), False,
+                                         work, ("control", ""))
     ctl = torch.from_numpy(control)
-    control_rms = _rms(ctl)  # sides x bands
     with np.errstate(divide="ignore"):  # a silent band: -inf dB, the narrowest bandwidth
         control_db = 20 * np.log10(control_rms) + level1
     frac = np.clip((control_db - 50) / 50, 0, 1)
     bw = ear.bw_min + frac * (bw_max - ear.bw_min)
     bw = np.where(control_db < 50, ear.bw_min, np.where(control_db > 100, bw_max, bw))
     coef = np.stack([gammatone_coefficients(bw[s], cf) for s in range(2)])
-    env, bm = _gammatone(mid, coef, True, work)
+    env, bm, env_rms = _gammatone(mid, coef, True, work)
     E, M = torch.from_numpy(env), torch.from_numpy(bm)
-    env_rms = _rms(E)
 
     # OHC compression driven by the control envelope, gain low-passed at 800 Hz
     lp_b, lp_a = butter(1, 800 / (0.5 * RATE))
