@@ -229,6 +229,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow  # about 50 s: three runs of the CLI; CI runs it with the slow tests
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     full = tmp_path / "full"
     res = run_cli("run", *KILL_ARGS, "--out", str(full))
