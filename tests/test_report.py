@@ -22,6 +22,10 @@ from harness.report.build import build
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+# the tests on two real runs share one fixture that makes them (about 75 s): slow, run in CI
+SLOW = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
@@ -39,6 +43,7 @@ def runs(tmp_path_factory):
     return root, [f"{root / 'store'}@{i}" for i in ids]
 
 
+@SLOW
 def test_report_numbers_match_the_stored_scores(runs):
     root, refs = runs
     rep = build([load_run(r) for r in refs], audio_items=0, figures=False)
@@ -63,6 +68,7 @@ def test_report_numbers_match_the_stored_scores(runs):
     assert any(k.startswith("pesq by RT60 (s)") for k in speech.breakdowns)
 
 
+@SLOW
 def test_markdown_and_latex(runs, tmp_path):
     _, refs = runs
     res = run_cli("report", *refs, "--format", "md", "--out", str(tmp_path / "r.md"))
@@ -90,6 +96,7 @@ def _chromium() -> str | None:
     return None
 
 
+@SLOW
 def test_html_report_renders_in_headless_chromium(runs, tmp_path):
     browser = _chromium()
     if browser is None:
@@ -155,6 +162,7 @@ def test_rank_groups_tie_reruns_and_separate_a_1_db_drop():
     assert list(t.name)[:2] in (["best", "rerun"], ["rerun", "best"])
 
 
+@SLOW
 def test_leaderboard_cli_ranks_builds_and_refuses(runs, tmp_path):
     _, refs = runs
     db = str(tmp_path / "lb.sqlite")
