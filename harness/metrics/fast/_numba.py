@@ -85,6 +85,106 @@ def gammatone_rows(x, source, coef, env, bm, want_bm, rms):  # pragma: no cover 
         rms[r] = np.sqrt(acc / N)
 
 
+BANDS = 32  # the bands gammatone_bands runs side by side (HAAQI's); a constant, so the
+# compiler lays the band loop out in vector registers
+TILE = 1024  # samples per tile of gammatone_bands
+PITCH = TILE + 16  # a tile row's stride: not a multiple of 4 KiB, so its rows do not alias
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _gammatone_tile(x, n0, L, C, state, acc, te, tb):  # pragma: no cover - compiled
+    """Samples n0 .. n0 + L - 1 (n0 >= 1) of gammatone_bands' 32 bands at once. The inner loop
+    runs across the bands, so it is vectorised (each band's recursion is independent); state
+    (10 x 32: the two filters' four delays, then cos and sin of the oscillator) and acc (the
+    envelope's sum of squares) are band-minor, and the tile's envelope te and BM motion tb are
+    band-major with stride PITCH, ready to be copied out row by row. C is 8 x 32: cos w, sin
+    w, a1..a5, gain."""
+    G = BANDS
+    for i in range(L):
+        xn = np.float64(x[n0 + i])
+        for g in range(G):
+            c = state[8 * G + g]
+            s = state[9 * G + g]
+            arg = c * C[g] + s * C[G + g]
+            s = s * C[g] - c * C[G + g]
+            c = arg
+            ur_in = xn * c
+            ui_in = xn * s
+            a1 = C[2 * G + g]
+            a2 = C[3 * G + g]
+            a3 = C[4 * G + g]
+            a4 = C[5 * G + g]
+            a5 = C[6 * G + g]
+            ur = state[g] + ur_in
+            state[g] = state[G + g] + a1 * ur_in + a1 * ur
+            state[G + g] = state[2 * G + g] + a5 * ur_in + a2 * ur
+            state[2 * G + g] = state[3 * G + g] + a3 * ur
+            state[3 * G + g] = a4 * ur
+            ui = state[4 * G + g] + ui_in
+            state[4 * G + g] = state[5 * G + g] + a1 * ui_in + a1 * ui
+            state[5 * G + g] = state[6 * G + g] + a5 * ui_in + a2 * ui
+            state[6 * G + g] = state[7 * G + g] + a3 * ui
+            state[7 * G + g] = a4 * ui
+            state[8 * G + g] = c
+            state[9 * G + g] = s
+            e = te.dtype.type(C[7 * G + g] * np.sqrt(ur * ur + ui * ui))
+            te[g * PITCH + i] = e
+            acc[g] += np.float64(e) * np.float64(e)
+            tb[g * PITCH + i] = C[7 * G + g] * (ur * c + ui * s)
+
+
+@njit(parallel=True, cache=True, boundscheck=False)
+def gammatone_bands(x, coef, env, bm, want_bm, rms):  # pragma: no cover - compiled
+    """gammatone_rows for 32 bands of each signal, the bands side by side: x is S x N, coef
+    S x 32 x 8 (as gammatone_rows'), env and bm (S * 32) x N, rms S * 32; the signals go in
+    parallel. The same arithmetic as gammatone_rows, in the same order, so the results are the
+    same to the bit; the band loop is vectorised (about 1.5-2x less time than row by row,
+    where the copy out of the tiles is most of what is left)."""
+    S, N = x.shape
+    G = BANDS
+    for s in prange(S):
+        xs = x[s]
+        C = np.empty(8 * G)
+        for g in range(G):
+            for j in range(8):
+                C[j * G + g] = coef[s, g, j]
+        state = np.zeros(10 * G)
+        acc = np.zeros(G)
+        te = np.zeros(G * PITCH, env.dtype)
+        tb = np.zeros(G * PITCH, env.dtype)
+        if N > 0:  # sample 0: the oscillator at (1, 0), zero state
+            xn = np.float64(xs[0])
+            for g in range(G):
+                state[G + g] = C[6 * G + g] * xn + C[3 * G + g] * xn
+                state[g] = C[2 * G + g] * xn + C[2 * G + g] * xn
+                state[2 * G + g] = C[4 * G + g] * xn
+                state[3 * G + g] = C[5 * G + g] * xn
+                state[4 * G + g] = C[2 * G + g] * 0.0 + C[2 * G + g] * 0.0
+                state[5 * G + g] = C[6 * G + g] * 0.0 + C[3 * G + g] * 0.0
+                state[6 * G + g] = C[4 * G + g] * 0.0
+                state[7 * G + g] = C[5 * G + g] * 0.0
+                state[8 * G + g] = 1.0
+                e = env.dtype.type(C[7 * G + g] * np.sqrt(xn * xn + 0.0 * 0.0))
+                env[s * G + g, 0] = e
+                acc[g] += np.float64(e) * np.float64(e)
+                if want_bm:
+                    bm[s * G + g, 0] = C[7 * G + g] * (xn * 1.0 + 0.0 * 0.0)
+        for n0 in range(1, N, TILE):
+            L = min(TILE, N - n0)
+            _gammatone_tile(xs, n0, L, C, state, acc, te, tb)
+            for g in range(G):
+                row = env[s * G + g]
+                for i in range(L):
+                    row[n0 + i] = te[g * PITCH + i]
+            if want_bm:
+                for g in range(G):
+                    row = bm[s * G + g]
+                    for i in range(L):
+                        row[n0 + i] = tb[g * PITCH + i]
+        for g in range(G):
+            rms[s * G + g] = np.sqrt(acc[g] / N)
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def segment_covariance(x, y, nx, ny, gain, delays, window, half_corr, win_corr, half_norm,
                        win_norm, maxlag, nseg, cov, msx, msy):  # pragma: no cover - compiled

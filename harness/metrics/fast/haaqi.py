@@ -201,8 +201,11 @@ def _gammatone(x: np.ndarray, coef: np.ndarray, want_bm: bool, work: _Workspace,
     env = work.take(names[0], S * K, N)
     bm = work.take(names[1], S * K, N) if want_bm else np.empty((1, 1), x.dtype)
     rms = np.empty(S * K)
-    _numba.gammatone_rows(x, source, np.ascontiguousarray(coef.reshape(S * K, 8), np.float64),
-                          env, bm, want_bm, rms)
+    if K == _numba.BANDS:  # HAAQI's 32 bands: side by side, vectorised
+        _numba.gammatone_bands(x, np.ascontiguousarray(coef, np.float64), env, bm, want_bm, rms)
+    else:
+        _numba.gammatone_rows(x, source, np.ascontiguousarray(coef.reshape(S * K, 8), np.float64),
+                              env, bm, want_bm, rms)
     return env.reshape(S, K, N), (bm.reshape(S, K, N) if want_bm else None), rms.reshape(S, K)
 
 
