@@ -36,7 +36,7 @@ model.
 
 On the CPU the sample-by-sample recursions (filters, IHC circuit, segment covariances) run in
 compiled kernels (`_numba`), written to the same direct-form-II-transposed arithmetic as scipy's
-`lfilter`; the rest is torch: the lag searches by overlap-save FFT correlation, the compression
+`lfilter` (the gammatone's 32 bands side by side, vectorised across bands); the rest is torch: the lag searches by overlap-save FFT correlation, the compression
 gain and dB conversions as a few whole-array passes. The bands x samples arrays live in a
 workspace reused from item to item (`_Workspace`). float64 (default) matches pyclarity to
 rounding; float32 is accepted within 0.01. No GPU path yet: the recursions are CPU kernels.
@@ -556,13 +556,14 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
 def _small_pages():
     """numpy's large arrays without its transparent-huge-page advice, for the duration.
 
-    numpy advises huge pages for arrays of 4 MB and more; where the kernel's THP defrag setting
-    is `madvise` (this machine's, and a common default) each such fault may compact memory
-    first: a fresh 184 MB array took 0.3-0.55 s to fill against 0.07-0.11 s on small pages,
-    while passes over already-touched arrays ran at the same speed on either. The model's
-    workspace and temporaries are that kind of array (one HAAQI batch of 8 x 30 s: about 1 s
-    less). The setting is numpy's own switch, restored on exit; a numpy without it is left
-    alone."""
+    numpy advises huge pages for arrays of 4 MB and more. What a fresh array costs here depends
+    less on the page size than on whether the virtual machine's host still backs the memory:
+    filling a fresh 184 MB array took 0.35-0.55 s on memory the guest had given back (free page
+    reporting), on either page size, against 0.07-0.09 s on small pages and 0.02 s on huge
+    pages the host still backed (no compaction stall was ever counted). Whole batches ran as
+    fast or slightly faster with the advice off (8 x 30 s float32: 13.0-13.1 s against
+    13.1-13.6 s), so it stays off for the batch. The setting is numpy's own switch, restored on
+    exit; a numpy without it is left alone."""
     switch = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
     if switch is None:
         yield
