@@ -36,8 +36,9 @@ model.
 
 On the CPU the sample-by-sample recursions (filters, IHC circuit, segment covariances) run in
 compiled kernels (`_numba`), written to the same direct-form-II-transposed arithmetic as scipy's
-`lfilter` (the gammatone's 32 bands side by side, vectorised across bands); the rest is torch: the lag searches by overlap-save FFT correlation, the compression
-gain and dB conversions as a few whole-array passes. The bands x samples arrays live in a
+`lfilter` (the gammatone's 32 bands side by side, vectorised across bands); the rest is
+torch: the lag searches by overlap-save FFT correlation, the compression gain and dB
+conversions as a few whole-array passes. The bands x samples arrays live in a
 workspace reused from item to item (`_Workspace`). float64 (default) matches pyclarity to
 rounding; float32 is accepted within 0.01. No GPU path yet: the recursions are CPU kernels.
 """
