@@ -10,7 +10,7 @@ warm-up item (compilation). Prints wall time, the ratio, audio-seconds scored pe
 time), the largest score difference and each backend's peak RSS.
 
     python benchmarks/haaqi_speed.py [--items 8] [--seconds 30] [--dtypes float64 float32]
-        [--skip-reference]
+        [--skip-reference] [--device cpu|cuda] [--engine compiled|torch]
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def signals(items: int, seconds: float, seed: int = 0):
     return out
 
 
-def child(backend: str, items: int, seconds: float) -> dict:
+def child(backend: str, items: int, seconds: float, device: str = "cpu",
+          engine: str | None = None) -> dict:
     data = signals(items, seconds)
     if backend == "reference":
         from clarity.evaluator.haaqi import haaqi_v1
@@ -79,15 +80,23 @@ def child(backend: str, items: int, seconds: float) -> dict:
 
         dtype = getattr(torch, backend)
         ref, proc, loss, level1 = data[0]
-        haaqi_v1_batch([ref[:RATE]], [proc[:RATE]], [loss], level1, seeds=[1], dtype=dtype)
+        opts = {"dtype": dtype, "device": device, "engine": engine}
+        haaqi_v1_batch([ref[:RATE]], [proc[:RATE]], [loss], level1, seeds=[1], **opts)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         got = haaqi_v1_batch([d[0] for d in data], [d[1] for d in data], [d[2] for d in data],
-                             [d[3] for d in data], seeds=[100 + b for b in range(items)],
-                             dtype=dtype)
+                             [d[3] for d in data], seeds=[100 + b for b in range(items)], **opts)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         scores = [g.score for g in got]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"time": dt, "scores": [float(s) for s in scores], "peak_mb": peak}
+    out = {"time": dt, "scores": [float(s) for s in scores], "peak_mb": peak}
+    if backend != "reference" and device.startswith("cuda"):
+        out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return out
 
 
 def main() -> None:
@@ -96,26 +105,35 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--device", default="cpu", help="where the fast model runs (cpu, cuda)")
+    ap.add_argument("--engine", choices=["compiled", "torch"],
+                    help="the fast model's engine (default: compiled on the CPU, torch elsewhere)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.items, args.seconds)))
+        print(json.dumps(child(args.child, args.items, args.seconds, args.device, args.engine)))
         return
     import torch
 
+    where = args.device + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda")
+                           else "")
     print(f"{args.items} items x {args.seconds:g} s at 24 kHz; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads; fast model on {where}, engine "
+          f"{args.engine or ('compiled' if args.device == 'cpu' else 'torch')}")
     results = {}
     backends = ([] if args.skip_reference else ["reference"]) + args.dtypes
     for backend in backends:
+        extra = ["--device", args.device] + (["--engine", args.engine] if args.engine else [])
         out = subprocess.run([sys.executable, __file__, "--child", backend, "--items",
-                              str(args.items), "--seconds", str(args.seconds)],
+                              str(args.items), "--seconds", str(args.seconds), *extra],
                              capture_output=True, text=True, check=True)
         results[backend] = json.loads(out.stdout.strip().splitlines()[-1])
         r = results[backend]
         rate = args.items * args.seconds / r["time"]
         line = (f"{'pyclarity' if backend == 'reference' else 'fast ' + backend:>14}: "
                 f"{r['time']:8.2f} s  {rate:7.2f} audio-s/s  peak RSS {r['peak_mb']:7.0f} MB")
+        if "gpu_peak_mb" in r:
+            line += f"  GPU peak {r['gpu_peak_mb']:.0f} MB"
         if "reference" in results and backend != "reference":
             ref = results["reference"]
             diff = np.max(np.abs(np.subtract(r["scores"], ref["scores"])))

@@ -40,7 +40,13 @@ compiled kernels (`_numba`), written to the same direct-form-II-transposed arith
 torch: the lag searches by overlap-save FFT correlation, the compression gain and dB
 conversions as a few whole-array passes. The bands x samples arrays live in a
 workspace reused from item to item (`_Workspace`). float64 (default) matches pyclarity to
-rounding; float32 is accepted within 0.01. No GPU path yet: the recursions are CPU kernels.
+rounding; float32 is accepted within 0.01.
+
+`haaqi_v1_batch(..., device=, engine=)` picks the engine: "compiled" (the above; CPU only, the
+default there) or "torch" (`haaqi_torch`: the same model in torch operations alone, every
+recursion a block-and-prefix-scan state-space filter; the default on any other device, such as
+CUDA). Both pass the same parity tests against pyclarity; on this CPU the torch engine is
+slower than pyclarity (about 39 s per 30 s item) and is there for GPUs.
 """
 
 from __future__ import annotations
@@ -239,7 +245,7 @@ def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int,
         c = torch.fft.irfft(spec.sum(1), n=m)  # c[s] = R(lags - s)
         del spec
         best.append(torch.argmax(c[:, 1:2 * lags + 1], dim=-1))  # d = lags - 1 down to -lags
-    return lags - 1 - torch.cat(best).numpy()
+    return lags - 1 - torch.cat(best).cpu().numpy()
 
 
 def _ohc_gain(control: torch.Tensor, knee, slope, attn, level1: float) -> torch.Tensor:
@@ -253,14 +259,14 @@ def _ohc_gain(control: torch.Tensor, knee, slope, attn, level1: float) -> torch.
     x_knee = 10.0 ** ((knee - level1) / 20)
     lo = np.maximum(x_knee, 1e-30)  # the reference floors the envelope at 1e-30 before the log
     hi = np.maximum(10.0 ** ((100.0 - level1) / 20), lo)  # a knee above 100 dB: a fixed gain
-    col = lambda v: torch.as_tensor(v, dtype=control.dtype)[:, None]  # noqa: E731
+    col = lambda v: torch.as_tensor(v, dtype=control.dtype, device=control.device)[:, None]  # noqa: E731
     control.clamp_(min=col(lo), max=col(hi)).pow_(col(-slope))
     return control.mul_(col(10.0 ** (-attn / 20) * x_knee ** slope))
 
 
 def _db_sl(env: torch.Tensor, attn_ihc, level1: float, out: torch.Tensor) -> None:
     """The envelopes in dB above the inner-hair-cell threshold, clipped at 0, into out."""
-    col = torch.as_tensor(level1 - np.asarray(attn_ihc), dtype=env.dtype)[:, None]
+    col = torch.as_tensor(level1 - np.asarray(attn_ihc), dtype=env.dtype, device=env.device)[:, None]
     torch.add(env, SMALL, out=out)
     torch.add(col, out.log10_(), alpha=20, out=out).clamp_min_(0.0)  # four passes, not five
 
@@ -514,7 +520,8 @@ def _rng(seed):
 
 
 def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int = 1,
-                   seeds=None, dtype=torch.float64) -> list[HaaqiResult]:
+                   seeds=None, dtype=torch.float64, device="cpu",
+                   engine: str | None = None) -> list[HaaqiResult]:
     """HAAQI v1 of each (reference, processed, loss, level1) item, all at 24 kHz.
 
     references, processeds: sequences of 1-D arrays (a pair trimmed to its shorter length);
@@ -522,7 +529,13 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
     level1: per item the dB SPL of a signal of RMS 1 (a scalar for all);
     equalisation: 1 = apply NAL-R to the reference, 2 = the reference already has it;
     seeds: per item an int (a fresh RandomState), a RandomState (drawn from and advanced; items
-    sharing one consume it in order) or None (numpy's global generator); one value for all."""
+    sharing one consume it in order) or None (numpy's global generator); one value for all;
+    device: where the model runs; engine: "compiled" (the CPU kernels; the default on the CPU)
+    or "torch" (`haaqi_torch`, torch operations only; the default on any other device)."""
+    device = torch.device(device)
+    engine = engine or ("compiled" if device.type == "cpu" else "torch")
+    if engine not in ("compiled", "torch") or (engine == "compiled" and device.type != "cpu"):
+        raise ValueError(f"engine {engine!r} cannot run on {device}: the compiled kernels are CPU-only")
     B = len(references)
     if equalisation not in (1, 2):
         raise ValueError("equalisation must be 1 (add NAL-R) or 2 (reference has NAL-R)")
@@ -548,6 +561,12 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
         items.append((x, y))
     with _small_pages():
         worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN, npdt)
+        if engine == "torch":
+            from harness.metrics.fast import haaqi_torch
+
+            return [haaqi_torch.one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]),
+                                    cf, bw_max, control_coef, dtype, device, worker, b)
+                    for b, (x, y) in enumerate(items)]
         work = _Workspace(max((len(x) for x, _ in items), default=0), npdt)
         return [_one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]), cf, bw_max,
                      control_coef, npdt, worker, b, work) for b, (x, y) in enumerate(items)]
@@ -637,6 +656,11 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b, work) ->
 
     ref_sl = _levels_to_sl(env_rms[0], control_rms[0], ear, level1)
     proc_sl = _levels_to_sl(env_rms[1], control_rms[1], ear, level1)
+    return _combine(cep_high, sync5, ref_sl, proc_sl)
+
+
+def _combine(cep_high: float, sync5: float, ref_sl: np.ndarray, proc_sl: np.ndarray) -> HaaqiResult:
+    """HAAQI v1's nonlinear and linear terms and their combination."""
     dloud, dnorm = spectrum_differences(ref_sl, proc_sl)
     d_loud = min(max(1.0 - dloud / 2.5, 0.0), 1.0)
     d_norm = min(max(1.0 - dnorm / 25, 0.0), 1.0)
