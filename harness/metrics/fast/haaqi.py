@@ -576,14 +576,15 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
 def _small_pages():
     """numpy's large arrays without its transparent-huge-page advice, for the duration.
 
-    numpy advises huge pages for arrays of 4 MB and more. What a fresh array costs here depends
-    less on the page size than on whether the virtual machine's host still backs the memory:
-    filling a fresh 184 MB array took 0.35-0.55 s on memory the guest had given back (free page
-    reporting), on either page size, against 0.07-0.09 s on small pages and 0.02 s on huge
-    pages the host still backed (no compaction stall was ever counted). Whole batches ran as
-    fast or slightly faster with the advice off (8 x 30 s float32: 13.0-13.1 s against
-    13.1-13.6 s), so it stays off for the batch. The setting is numpy's own switch, restored on
-    exit; a numpy without it is left alone."""
+    numpy advises huge pages for arrays of 4 MB and more. Here a huge page is usually the slower
+    kind to fault in: it needs a free 2 MB block, and this virtual machine's guest reports such
+    blocks to the host as free (virtio-balloon free page reporting), which drops their backing,
+    so touching one makes the host fault it back in. Small pages come from fragmented free
+    memory that is never reported. A fresh 184 MB array took 0.35-0.55 s to fill on huge pages
+    and 0.07-0.1 s on small ones (0.02 s on huge pages only when freed moments before, not yet
+    reported); no compaction stall was counted. Passes over touched arrays run at the same
+    speed on either. So the advice is off for the batch; the setting is numpy's own switch,
+    restored on exit; a numpy without it is left alone."""
     switch = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
     if switch is None:
         yield
