@@ -289,3 +289,32 @@ def test_block_scan_filter_matches_scipy_lfilter(order):
         want = lfilter(b, den, x, axis=-1)
         tol = 1e-12
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
+
+
+def test_noise_threads_draw_each_items_numbers_as_numpy_would():
+    """Several noise threads (the torch engine's) over items with generators of their own: each
+    item's BM noise is numpy's own draws from its RandomState, and each generator ends where
+    pyclarity's draws (BM noise, then the two mel-cepstrum draws) would leave it."""
+    from harness.metrics.fast.haaqi import _NoiseWorker
+
+    lengths = [700, 1300, 50, 900, 1100]
+    counts = [4, 0, 7, 2, 3]
+    rngs = [np.random.RandomState(40 + b) for b in range(5)]
+    worker = _NoiseWorker(rngs, lengths, 32, np.float64, threads=3)
+    assert len(worker.threads) == 3
+    for b, n in enumerate(lengths):
+        ref, proc = (v.copy() for v in worker.noise(b))  # copies: the buffers are reused
+        worker.counts[b].put(counts[b])
+        want = np.random.RandomState(40 + b)
+        np.testing.assert_array_equal(ref, want.standard_normal((32, n)))
+        np.testing.assert_array_equal(proc, want.standard_normal((32, n)))
+    for thread in worker.threads:
+        thread.join(10)
+    for b, n in enumerate(lengths):
+        want = np.random.RandomState(40 + b)
+        for size in [(32, n)] * 2 + ([(32, counts[b])] * 2 if counts[b] > 1 else []):
+            want.standard_normal(size)
+        got, exp = rngs[b].get_state(), want.get_state()
+        assert np.array_equal(got[1], exp[1]) and got[2:] == exp[2:]
+    shared = np.random.RandomState(1)  # items sharing a generator: one thread, in item order
+    assert len(_NoiseWorker([shared] * 3, [10, 10, 10], 32, threads=4).threads) == 1

@@ -31,8 +31,8 @@ RandomState (or numpy's global generator) in pyclarity's order and amounts: the 
 noise (32 x n), the processed signal's, then the two mel-cepstrum draws (32 x segments above
 threshold, scaled by add_noise = 0 but drawn all the same). Items sharing a RandomState consume
 it in batch order, as consecutive pyclarity calls would. Drawing (numpy's legacy Gaussian,
-single-threaded: about 0.9 s of one core per 30 s item) runs in a worker thread alongside the
-model.
+compiled: about 0.4 s of one core per 30 s item) runs in a worker thread alongside the model;
+for the torch engine, items with generators of their own are drawn by several threads.
 
 On the CPU the sample-by-sample recursions (filters, IHC circuit, segment covariances) run in
 compiled kernels (`_numba`), written to the same direct-form-II-transposed arithmetic as scipy's
@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -471,28 +472,37 @@ def _standard_normal_into(rs: np.random.RandomState, out: np.ndarray) -> np.ndar
 
 
 class _NoiseWorker:
-    """Draws the items' internal noise in pyclarity's order on a worker thread: item b's BM noise
+    """Draws the items' internal noise in pyclarity's order on worker threads: item b's BM noise
     (reference, processed), then, once the model reports item b's count of segments above
-    threshold, the two mel-cepstrum draws, then item b + 1. The BM noise goes into one of two
-    buffers in turn: item b + 1's is drawn while the model works on item b, after it has
-    consumed item b's."""
+    threshold, the two mel-cepstrum draws. With one thread (always, when items share a
+    generator) item b + 1 follows; each of `threads` threads otherwise takes every threads-th
+    item, so that many items' noise is drawn at once (each item's generator is its own, so the
+    draws are the same). A thread's BM noise goes into one of two buffers in turn: its next
+    item is drawn while the model works on this one, after the model has reported this one's
+    count, and the item after that once the model has moved on."""
 
-    def __init__(self, rngs, lengths, nchan, dtype=np.float64):
+    def __init__(self, rngs, lengths, nchan, dtype=np.float64, threads: int = 1):
         self.out = [queue.Queue(1) for _ in rngs]
         self.counts = [queue.Queue(1) for _ in rngs]
         self.error = None
-        self.thread = threading.Thread(target=self._run, args=(rngs, lengths, nchan, dtype),
-                                       daemon=True)
-        self.thread.start()
+        if len({id(r) for r in rngs}) < len(rngs):
+            threads = 1  # a shared generator is drawn in item order
+        threads = max(1, min(threads, len(rngs)))
+        self.threads = [threading.Thread(target=self._run, args=(rngs, lengths, nchan, dtype, t,
+                                                                 threads), daemon=True)
+                        for t in range(threads)]
+        for thread in self.threads:
+            thread.start()
 
-    def _run(self, rngs, lengths, nchan, dtype):
+    def _run(self, rngs, lengths, nchan, dtype, first, step):
         try:
             n_max = max(lengths, default=0)
             flat = [None, None]
-            for b, (rs, n) in enumerate(zip(rngs, lengths, strict=True)):
-                if flat[b % 2] is None:  # in the model's dtype: float32 halves the traffic
-                    flat[b % 2] = np.empty(2 * nchan * n_max, dtype)
-                both = flat[b % 2][: 2 * nchan * n].reshape(2, nchan, n)
+            for i, b in enumerate(range(first, len(rngs), step)):
+                rs, n = rngs[b], lengths[b]
+                if flat[i % 2] is None:  # in the model's dtype: float32 halves the traffic
+                    flat[i % 2] = np.empty(2 * nchan * n_max, dtype)
+                both = flat[i % 2][: 2 * nchan * n].reshape(2, nchan, n)
                 self.out[b].put((_standard_normal_into(rs, both[0]), _standard_normal_into(rs, both[1])))
                 count = self.counts[b].get()
                 if count > 1:
@@ -560,7 +570,10 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
             x = _nalr(x, losses[b])
         items.append((x, y))
     with _small_pages():
-        worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN, npdt)
+        # the compiled engine keeps both cores busy: one noise thread; on a GPU the CPU's
+        # other cores draw the noise of several items at once
+        threads = 1 if engine == "compiled" else min(8, os.cpu_count() or 1)
+        worker = _NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN, npdt, threads)
         if engine == "torch":
             from harness.metrics.fast import haaqi_torch
 
