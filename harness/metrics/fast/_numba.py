@@ -280,8 +280,10 @@ def lowpass_gain_rows(gain, env, bm, b0, b1, a1):  # pragma: no cover - compiled
 def ihc_adaptation_rows(env, bm, out, r_1, r_2, r_3, c_1, c_2, rate):  # pragma: no cover
     """Per row, out holding the envelope in dB SL (clipped at 0, from `haaqi._db_sl`) on entry:
     the IHC rapid and short-term adaptation (Kates's two-capacitor equivalent circuit), clipped
-    at 0, written to out; the BM motion scaled in place as the envelope was (to dB SL, then by
-    the adaptation's gain)."""
+    at 0, written to out; the BM motion scaled in place as the envelope was: to dB SL, then by
+    the adaptation's gain, (v0 + small) / (env + small) times (a + small) / (v0 + small), taken
+    as the one ratio (a + small) / (env + small) (v0 >= 0, so nothing is lost; one division a
+    sample where the reference has two: they were most of the kernel's time)."""
     R, N = env.shape
     small = 1e-30
     inv = 1 / rate
@@ -304,7 +306,7 @@ def ihc_adaptation_rows(env, bm, out, r_1, r_2, r_3, c_1, c_2, rate):  # pragma:
             v_1 = denom * (a22 * b_1 - a12 * b_2)
             v_2 = denom * (-a21 * b_1 + a11 * b_2)
             a = max((v_0 - v_1) * r_1_inv, 0.0)
-            bm[r, n] = ((a + small) / (v_0 + small)) * (((v_0 + small) / (e + small)) * bm[r, n])
+            bm[r, n] = ((a + small) / (e + small)) * bm[r, n]
             out[r, n] = a
 
 

@@ -167,7 +167,7 @@ def ihc_adaptation(env: torch.Tensor, bm: torch.Tensor, db: torch.Tensor, rate: 
     db64 = db.to(torch.float64)
     out = torch.clamp_min((db64 - v1) * (1 / r_1), 0.0)
     small = H.SMALL
-    bm = ((out + small) / (db64 + small)) * (((db64 + small) / (env + small)) * bm)
+    bm = ((out + small) / (env + small)) * bm  # (db + small) / (env + small) x (out + small) / (db + small)
     return out, bm
 
 
