@@ -226,10 +226,12 @@ def test_shift_rows_advances_and_delays_in_place_with_zeros():
 def test_band_vectorised_gammatone_matches_pyclarity_filter(dtype, n):
     """The 32 bands side by side (tiles of 1024 samples, vectorised across bands) against
     pyclarity's own gammatone_basilar_membrane, band by band, for two signals with different
-    bandwidths, and the envelopes' RMS against numpy's."""
+    bandwidths: the time-major envelopes, and the band-major envelopes and BM motion times a
+    compression gain low-passed by scipy's lfilter; the envelopes' RMS against numpy's."""
     from clarity.evaluator.haspi.eb import gammatone_basilar_membrane
+    from scipy.signal import butter, lfilter
 
-    from harness.metrics.fast._numba import gammatone_bands
+    from harness.metrics.fast._numba import gammatone_bands, gammatone_envelopes
     from harness.metrics.fast.haaqi import centre_frequencies, gammatone_coefficients
 
     rng = np.random.default_rng(n)
@@ -237,20 +239,32 @@ def test_band_vectorised_gammatone_matches_pyclarity_filter(dtype, n):
     cf = centre_frequencies()
     bw = np.stack([1 + cf / 4000, 2.5 - cf / 8000])
     coef = np.stack([gammatone_coefficients(bw[s], cf) for s in range(2)])
+    xd = x.astype(dtype)
+    tm = np.zeros((2, n * 32), dtype)
+    tm_rms = np.zeros(64)
+    gammatone_envelopes(xd, coef, tm, tm_rms)
+    gain = rng.uniform(0.2, 1.0, (2, n, 32)).astype(dtype)  # time-major, as the model's
+    b, a = butter(1, 800 / 12000)
     env = np.zeros((64, n), dtype)
     bm = np.zeros((64, n), dtype)
     rms = np.zeros(64)
-    gammatone_bands(x.astype(dtype), coef, env, bm, True, rms)
+    gammatone_bands(xd, coef, env, bm, rms, gain.reshape(2, -1), np.array([b[0], b[1], a[1]]))
     tol = 1e-9 if dtype == np.float64 else 2e-5
     for k in (0, 7, 19, 31):
-        want = gammatone_basilar_membrane(x[0].astype(dtype).astype(np.float64), bw[0, k],
-                                          x[1].astype(dtype).astype(np.float64), bw[1, k], RATE,
-                                          cf[k])
-        for got, ref in ((env[k], want[0]), (bm[k], want[1]), (env[32 + k], want[2]),
-                         (bm[32 + k], want[3])):
-            np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())
-    np.testing.assert_allclose(rms, np.sqrt(np.mean(env.astype(np.float64) ** 2, axis=1)),
-                               rtol=1e-12)
+        want = gammatone_basilar_membrane(xd[0].astype(np.float64), bw[0, k],
+                                          xd[1].astype(np.float64), bw[1, k], RATE, cf[k])
+        for s in range(2):
+            want_env, want_bm = want[2 * s], want[2 * s + 1]
+            g = lfilter(b, a, gain[s, :, k].astype(np.float64))
+            scale = np.abs(want_env).max()
+            np.testing.assert_allclose(tm.reshape(2, n, 32)[s, :, k], want_env, rtol=tol,
+                                       atol=tol * scale)
+            np.testing.assert_allclose(env[32 * s + k], want_env * g, rtol=tol, atol=tol * scale)
+            np.testing.assert_allclose(bm[32 * s + k], want_bm * g, rtol=tol,
+                                       atol=tol * np.abs(want_bm).max())
+    want_rms = np.sqrt(np.mean(tm.reshape(2, n, 32).astype(np.float64) ** 2, axis=1)).ravel()
+    np.testing.assert_allclose(tm_rms, want_rms, rtol=1e-12)
+    np.testing.assert_array_equal(rms, tm_rms)  # the same envelopes before the gain
 
 
 @pytest.mark.parametrize("order", ["lowpass", "highpass", "gammatone"])

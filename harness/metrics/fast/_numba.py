@@ -33,154 +33,187 @@ def lfilter_rows(b, a, x, y):  # pragma: no cover - compiled
             y[r, n] = yn
 
 
-@njit(parallel=True, cache=True)
-def gammatone_rows(x, source, coef, env, bm, want_bm, rms):  # pragma: no cover - compiled
-    """Kates's gammatone band: demodulate x[source[r]] by the recursive oscillator at the band's
-    centre frequency, low-pass the real and imaginary parts with (1 + a1 z^-1 + a5 z^-2) /
-    (1 - a z^-1)^4, and take the envelope (and, if want_bm, the remodulated basilar-membrane
-    motion). coef[r] = cos(w), sin(w), a1, a2, a3, a4, a5, gain with Kates's a1..a5 (a1 = 4a,
-    a2 = -6a^2, a3 = 4a^3, a4 = -a^4, a5 = 4a^2). rms[r] gets the root mean square of the
-    envelope as stored (in env's type), summed in float64 as it is made: no pass of its own."""
-    R = coef.shape[0]
-    N = x.shape[1]
-    for r in prange(R):
-        xr = x[source[r]]
-        c = coef[r]
-        cos_w, sin_w, a1, a2, a3, a4, a5, gain = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
-        zero = 0.0  # float64 state whatever the data type (see lfilter_rows)
-        p0 = zero
-        p1 = zero
-        p2 = zero
-        p3 = zero
-        q0 = zero
-        q1 = zero
-        q2 = zero
-        q3 = zero
-        cold = 1.0
-        sold = zero
-        acc = 0.0
-        for n in range(N):
-            if n > 0:
-                arg = cold * cos_w + sold * sin_w
-                sold = sold * cos_w - cold * sin_w
-                cold = arg
-            ur_in = xr[n] * cold
-            ui_in = xr[n] * sold
-            # denominator [1, -a1, -a2, -a3, -a4], numerator [1, a1, a5, 0, 0]
-            ur = p0 + ur_in
-            p0 = p1 + a1 * ur_in + a1 * ur
-            p1 = p2 + a5 * ur_in + a2 * ur
-            p2 = p3 + a3 * ur
-            p3 = a4 * ur
-            ui = q0 + ui_in
-            q0 = q1 + a1 * ui_in + a1 * ui
-            q1 = q2 + a5 * ui_in + a2 * ui
-            q2 = q3 + a3 * ui
-            q3 = a4 * ui
-            env[r, n] = gain * np.sqrt(ur * ur + ui * ui)
-            e = np.float64(env[r, n])
-            acc += e * e
-            if want_bm:
-                bm[r, n] = gain * (ur * cold + ui * sold)
-        rms[r] = np.sqrt(acc / N)
-
-
 BANDS = 32  # the bands gammatone_bands runs side by side (HAAQI's); a constant, so the
 # compiler lays the band loop out in vector registers
 TILE = 1024  # samples per tile of gammatone_bands
 PITCH = TILE + 16  # a tile row's stride: not a multiple of 4 KiB, so its rows do not alias
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _gammatone_step(xn, g, C, state):  # pragma: no cover - compiled
+    """One sample of band g (state: 10 x 32 band-minor: the two filters' four delays, then cos
+    and sin of the oscillator; C: 8 x 32: cos w, sin w, a1..a5, gain): the filtered real and
+    imaginary parts and the oscillator. Kates's gammatone band: x demodulated by the recursive
+    oscillator at the band's centre frequency, the real and imaginary parts low-passed by
+    (1 + a1 z^-1 + a5 z^-2) / (1 - a z^-1)^4 in direct form II transposed (state in float64
+    whatever the data type: a float32 recursion near the repeated pole at |z| ~ 1 can turn
+    unstable), as pyclarity's lfilter calls; a1 = 4a, a2 = -6a^2, a3 = 4a^3, a4 = -a^4,
+    a5 = 4a^2."""
+    G = BANDS
+    c = state[8 * G + g]
+    s = state[9 * G + g]
+    arg = c * C[g] + s * C[G + g]
+    s = s * C[g] - c * C[G + g]
+    c = arg
+    ur_in = xn * c
+    ui_in = xn * s
+    a1 = C[2 * G + g]
+    a2 = C[3 * G + g]
+    a3 = C[4 * G + g]
+    a4 = C[5 * G + g]
+    a5 = C[6 * G + g]
+    ur = state[g] + ur_in
+    state[g] = state[G + g] + a1 * ur_in + a1 * ur
+    state[G + g] = state[2 * G + g] + a5 * ur_in + a2 * ur
+    state[2 * G + g] = state[3 * G + g] + a3 * ur
+    state[3 * G + g] = a4 * ur
+    ui = state[4 * G + g] + ui_in
+    state[4 * G + g] = state[5 * G + g] + a1 * ui_in + a1 * ui
+    state[5 * G + g] = state[6 * G + g] + a5 * ui_in + a2 * ui
+    state[6 * G + g] = state[7 * G + g] + a3 * ui
+    state[7 * G + g] = a4 * ui
+    state[8 * G + g] = c
+    state[9 * G + g] = s
+    return ur, ui, c, s
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
-def _gammatone_tile(x, n0, L, C, state, acc, te, tb):  # pragma: no cover - compiled
-    """Samples n0 .. n0 + L - 1 (n0 >= 1) of gammatone_bands' 32 bands at once. The inner loop
-    runs across the bands, so it is vectorised (each band's recursion is independent); state
-    (10 x 32: the two filters' four delays, then cos and sin of the oscillator) and acc (the
-    envelope's sum of squares) are band-minor, and the tile's envelope te and BM motion tb are
-    band-major with stride PITCH, ready to be copied out row by row. C is 8 x 32: cos w, sin
-    w, a1..a5, gain."""
+def _envelope_tile(x, n0, L, C, state, acc, out):  # pragma: no cover - compiled
+    """Samples n0 .. n0 + L - 1 (n0 >= 1) of the 32 bands' envelopes, written time-major:
+    out[n * 32 + g] (in out's type), acc[g] += its square. The band loop is the inner loop, so
+    it is vectorised (each band's recursion is independent)."""
     G = BANDS
     for i in range(L):
         xn = np.float64(x[n0 + i])
+        o = (n0 + i) * G
         for g in range(G):
-            c = state[8 * G + g]
-            s = state[9 * G + g]
-            arg = c * C[g] + s * C[G + g]
-            s = s * C[g] - c * C[G + g]
-            c = arg
-            ur_in = xn * c
-            ui_in = xn * s
-            a1 = C[2 * G + g]
-            a2 = C[3 * G + g]
-            a3 = C[4 * G + g]
-            a4 = C[5 * G + g]
-            a5 = C[6 * G + g]
-            ur = state[g] + ur_in
-            state[g] = state[G + g] + a1 * ur_in + a1 * ur
-            state[G + g] = state[2 * G + g] + a5 * ur_in + a2 * ur
-            state[2 * G + g] = state[3 * G + g] + a3 * ur
-            state[3 * G + g] = a4 * ur
-            ui = state[4 * G + g] + ui_in
-            state[4 * G + g] = state[5 * G + g] + a1 * ui_in + a1 * ui
-            state[5 * G + g] = state[6 * G + g] + a5 * ui_in + a2 * ui
-            state[6 * G + g] = state[7 * G + g] + a3 * ui
-            state[7 * G + g] = a4 * ui
-            state[8 * G + g] = c
-            state[9 * G + g] = s
-            e = te.dtype.type(C[7 * G + g] * np.sqrt(ur * ur + ui * ui))
-            te[g * PITCH + i] = e
+            ur, ui, c, s = _gammatone_step(xn, g, C, state)
+            e = out.dtype.type(C[7 * G + g] * np.sqrt(ur * ur + ui * ui))
+            out[o + g] = e
             acc[g] += np.float64(e) * np.float64(e)
-            tb[g * PITCH + i] = C[7 * G + g] * (ur * c + ui * s)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _motion_tile(x, n0, L, C, state, acc, gain, lp, te, tb):  # pragma: no cover - compiled
+    """Samples n0 .. n0 + L - 1 (n0 >= 1) of the 32 bands' envelope and BM motion, each times
+    the compression gain (time-major, gain[n * 32 + g]) low-passed by (lp[0] + lp[1] z^-1) /
+    (1 + lp[2] z^-1) (its state in state[10 x 32 + g]); acc[g] += the square of the envelope
+    before the gain. The tile's outputs te and tb are band-major with stride PITCH, ready to be
+    copied out row by row. Rounded as the separate passes would: the envelope and motion to
+    their type, then their products with the gain."""
+    G = BANDS
+    b0 = lp[0]
+    b1 = lp[1]
+    a1 = lp[2]
+    for i in range(L):
+        xn = np.float64(x[n0 + i])
+        o = (n0 + i) * G
+        for g in range(G):
+            ur, ui, c, s = _gammatone_step(xn, g, C, state)
+            e = te.dtype.type(C[7 * G + g] * np.sqrt(ur * ur + ui * ui))
+            acc[g] += np.float64(e) * np.float64(e)
+            b = tb.dtype.type(C[7 * G + g] * (ur * c + ui * s))
+            gv = np.float64(gain[o + g])
+            y = state[10 * G + g] + b0 * gv
+            state[10 * G + g] = b1 * gv - a1 * y
+            te[g * PITCH + i] = np.float64(e) * y
+            tb[g * PITCH + i] = np.float64(b) * y
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _first_sample(xn, C, state):  # pragma: no cover - compiled
+    """Sample 0 of the 32 bands (zero state, the oscillator at (1, 0)): sets state and returns
+    the bands' unscaled real parts (the imaginary parts are 0)."""
+    G = BANDS
+    for g in range(G):
+        state[G + g] = C[6 * G + g] * xn + C[3 * G + g] * xn
+        state[g] = C[2 * G + g] * xn + C[2 * G + g] * xn
+        state[2 * G + g] = C[4 * G + g] * xn
+        state[3 * G + g] = C[5 * G + g] * xn
+        for j in range(4, 8):
+            state[j * G + g] = 0.0
+        state[8 * G + g] = 1.0
+        state[9 * G + g] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _band_minor(coef_s):  # pragma: no cover - compiled
+    C = np.empty(8 * BANDS)
+    for g in range(BANDS):
+        for j in range(8):
+            C[j * BANDS + g] = coef_s[g, j]
+    return C
 
 
 @njit(parallel=True, cache=True, boundscheck=False)
-def gammatone_bands(x, coef, env, bm, want_bm, rms):  # pragma: no cover - compiled
-    """gammatone_rows for 32 bands of each signal, the bands side by side: x is S x N, coef
-    S x 32 x 8 (as gammatone_rows'), env and bm (S * 32) x N, rms S * 32; the signals go in
-    parallel. The same arithmetic as gammatone_rows, in the same order, so the results are the
-    same to the bit; the band loop is vectorised (about 1.5-2x less time than row by row,
-    where the copy out of the tiles is most of what is left)."""
+def gammatone_envelopes(x, coef, out, rms):  # pragma: no cover - compiled
+    """The gammatone envelopes (gain x |u|) of the 32 bands of each signal, bands side by side
+    and written time-major: x is S x N, coef S x 32 x 8 (per band cos w, sin w, a1..a5, gain),
+    out S x (N * 32) with out[s, n * 32 + g] band g's sample n, rms S * 32 (of the envelopes as
+    stored, summed in float64); the signals go in parallel."""
     S, N = x.shape
     G = BANDS
     for s in prange(S):
-        xs = x[s]
-        C = np.empty(8 * G)
+        C = _band_minor(coef[s])
+        state = np.zeros(11 * G)
+        acc = np.zeros(G)
+        o = out[s]
+        if N > 0:
+            xn = np.float64(x[s, 0])
+            _first_sample(xn, C, state)
+            for g in range(G):
+                e = o.dtype.type(C[7 * G + g] * np.sqrt(xn * xn))
+                o[g] = e
+                acc[g] += np.float64(e) * np.float64(e)
+        for n0 in range(1, N, TILE):
+            _envelope_tile(x[s], n0, min(TILE, N - n0), C, state, acc, o)
         for g in range(G):
-            for j in range(8):
-                C[j * G + g] = coef[s, g, j]
-        state = np.zeros(10 * G)
+            rms[s * G + g] = np.sqrt(acc[g] / N)
+
+
+@njit(parallel=True, cache=True, boundscheck=False)
+def gammatone_bands(x, coef, env, bm, rms, gain, lp):  # pragma: no cover - compiled
+    """The gammatone envelopes and BM motion (gain x Re(u e^(jwn))) of the 32 bands of each
+    signal, bands side by side, with the outer hair cells' compression applied: x is S x N,
+    coef S x 32 x 8 (as gammatone_envelopes'), env and bm
+    (S * 32) x N (band-major), rms S * 32 (of the envelopes before the gain), gain S x (N * 32)
+    time-major (gain[s, n * 32 + g]), low-passed by (lp[0] + lp[1] z^-1) / (1 + lp[2] z^-1)
+    before it multiplies the envelope and the BM motion (a unit gain and lp = (1, 0, 0) leave
+    them as they are). The signals go in parallel. The band loop is vectorised (about 1.5-2x
+    less time than a kernel row by row); copying the tiles out to band-major rows is most of
+    the time left."""
+    S, N = x.shape
+    G = BANDS
+    for s in prange(S):
+        C = _band_minor(coef[s])
+        state = np.zeros(11 * G)
         acc = np.zeros(G)
         te = np.zeros(G * PITCH, env.dtype)
         tb = np.zeros(G * PITCH, env.dtype)
-        if N > 0:  # sample 0: the oscillator at (1, 0), zero state
-            xn = np.float64(xs[0])
+        gs = gain[s]
+        if N > 0:  # sample 0
+            xn = np.float64(x[s, 0])
+            _first_sample(xn, C, state)
             for g in range(G):
-                state[G + g] = C[6 * G + g] * xn + C[3 * G + g] * xn
-                state[g] = C[2 * G + g] * xn + C[2 * G + g] * xn
-                state[2 * G + g] = C[4 * G + g] * xn
-                state[3 * G + g] = C[5 * G + g] * xn
-                state[4 * G + g] = C[2 * G + g] * 0.0 + C[2 * G + g] * 0.0
-                state[5 * G + g] = C[6 * G + g] * 0.0 + C[3 * G + g] * 0.0
-                state[6 * G + g] = C[4 * G + g] * 0.0
-                state[7 * G + g] = C[5 * G + g] * 0.0
-                state[8 * G + g] = 1.0
-                e = env.dtype.type(C[7 * G + g] * np.sqrt(xn * xn + 0.0 * 0.0))
-                env[s * G + g, 0] = e
+                e = env.dtype.type(C[7 * G + g] * np.sqrt(xn * xn))
                 acc[g] += np.float64(e) * np.float64(e)
-                if want_bm:
-                    bm[s * G + g, 0] = C[7 * G + g] * (xn * 1.0 + 0.0 * 0.0)
+                b = bm.dtype.type(C[7 * G + g] * xn)
+                gv = np.float64(gs[g])
+                y = lp[0] * gv
+                state[10 * G + g] = lp[1] * gv - lp[2] * y
+                env[s * G + g, 0] = np.float64(e) * y
+                bm[s * G + g, 0] = np.float64(b) * y
         for n0 in range(1, N, TILE):
             L = min(TILE, N - n0)
-            _gammatone_tile(xs, n0, L, C, state, acc, te, tb)
+            _motion_tile(x[s], n0, L, C, state, acc, gs, lp, te, tb)
             for g in range(G):
                 row = env[s * G + g]
                 for i in range(L):
                     row[n0 + i] = te[g * PITCH + i]
-            if want_bm:
-                for g in range(G):
-                    row = bm[s * G + g]
-                    for i in range(L):
-                        row[n0 + i] = tb[g * PITCH + i]
+            for g in range(G):
+                row = bm[s * G + g]
+                for i in range(L):
+                    row[n0 + i] = tb[g * PITCH + i]
         for g in range(G):
             rms[s * G + g] = np.sqrt(acc[g] / N)
 
@@ -258,22 +291,6 @@ def segment_covariance(x, y, nx, ny, gain, delays, window, half_corr, win_corr, 
                 cov[k, s] = 0.0
             msx[k, s] = mx
             msy[k, s] = my
-
-
-@njit(parallel=True, cache=True)
-def lowpass_gain_rows(gain, env, bm, b0, b1, a1):  # pragma: no cover - compiled
-    """Outer-hair-cell compression, the recursive part: per row, the linear gain low-passed by
-    the first-order filter (b0 + b1 z^-1) / (1 + a1 z^-1) multiplies the envelope and the BM
-    motion in place (the gain itself comes from `haaqi._ohc_gain`, vectorised)."""
-    R, N = env.shape
-    for r in prange(R):
-        z = 0.0
-        for n in range(N):
-            g = gain[r, n]
-            y = z + b0 * g
-            z = b1 * g - a1 * y
-            env[r, n] *= y
-            bm[r, n] *= y
 
 
 @njit(parallel=True, cache=True)

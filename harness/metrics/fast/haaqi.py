@@ -198,23 +198,35 @@ class _Workspace:
         return buf[: rows * n].reshape(rows, n)
 
 
-def _gammatone(x: np.ndarray, coef: np.ndarray, want_bm: bool, work: _Workspace,
-               names: tuple[str, str] = ("env", "bm")
-               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Envelopes (and BM motion) of the bands, and the envelopes' RMS (sides x bands): x is
-    sides x N, coef sides x bands x 8; the outputs are `work`'s buffers of those names."""
+def _control_envelopes(x: np.ndarray, coef: np.ndarray, work: _Workspace
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The control path's envelopes, time-major (sides x N x bands: they only feed the
+    compression gain, which is elementwise, and the analysis kernel, which reads them sample by
+    sample across the bands), and their RMS (sides x bands); x is sides x N, coef sides x bands
+    x 8."""
     S, K = coef.shape[:2]
     N = x.shape[1]
-    source = np.repeat(np.arange(S), K)
-    env = work.take(names[0], S * K, N)
-    bm = work.take(names[1], S * K, N) if want_bm else np.empty((1, 1), x.dtype)
+    out = work.take("control", S, N * K)
     rms = np.empty(S * K)
-    if K == _numba.BANDS:  # HAAQI's 32 bands: side by side, vectorised
-        _numba.gammatone_bands(x, np.ascontiguousarray(coef, np.float64), env, bm, want_bm, rms)
-    else:
-        _numba.gammatone_rows(x, source, np.ascontiguousarray(coef.reshape(S * K, 8), np.float64),
-                              env, bm, want_bm, rms)
-    return env.reshape(S, K, N), (bm.reshape(S, K, N) if want_bm else None), rms.reshape(S, K)
+    _numba.gammatone_envelopes(x, np.ascontiguousarray(coef, np.float64), out, rms)
+    return out.reshape(S, N, K), rms.reshape(S, K)
+
+
+def _compressed_bands(x: np.ndarray, coef: np.ndarray, gain: np.ndarray, work: _Workspace
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Envelopes and BM motion of the bands (sides x bands x N, the workspace's "env" and "bm"),
+    each times the compression gain (sides x N x bands, time-major) low-passed at 800 Hz, and
+    the envelopes' RMS before the gain (sides x bands)."""
+    S, K = coef.shape[:2]
+    N = x.shape[1]
+    env = work.take("env", S * K, N)
+    bm = work.take("bm", S * K, N)
+    rms = np.empty(S * K)
+    lp_b, lp_a = butter(1, 800 / (0.5 * RATE))
+    lp = np.array([lp_b[0] / lp_a[0], lp_b[1] / lp_a[0], lp_a[1] / lp_a[0]])
+    _numba.gammatone_bands(x, np.ascontiguousarray(coef, np.float64), env, bm, rms,
+                           gain.reshape(S, N * K), lp)
+    return env.reshape(S, K, N), bm.reshape(S, K, N), rms.reshape(S, K)
 
 
 def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int,
@@ -249,18 +261,22 @@ def _align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int,
     return lags - 1 - torch.cat(best).cpu().numpy()
 
 
-def _ohc_gain(control: torch.Tensor, knee, slope, attn, level1: float) -> torch.Tensor:
+def _ohc_gain(control: torch.Tensor, knee, slope, attn, level1: float, *,
+              bands_last: bool = False) -> torch.Tensor:
     """The outer hair cells' linear gain per sample from the control envelope (rows x N,
     overwritten): its level L = level1 + 20 log10 x in dB SPL clipped to [knee, 100] sets a gain
     of -attn - (L - knee) * slope dB per band. In linear terms that is
     10^(-attn/20) (x_c / x_knee)^(-slope), x_c the envelope clipped to the amplitudes of knee
     and 100 dB SPL: three passes over the rows (clip, power, scale) where the dB form needs
-    eight. The low-pass is `_numba`'s."""
+    eight. With bands_last, control is ... x bands (time-major) and the parameters are per band."""
     knee, slope, attn = (np.asarray(v, dtype=np.float64) for v in (knee, slope, attn))
     x_knee = 10.0 ** ((knee - level1) / 20)
     lo = np.maximum(x_knee, 1e-30)  # the reference floors the envelope at 1e-30 before the log
     hi = np.maximum(10.0 ** ((100.0 - level1) / 20), lo)  # a knee above 100 dB: a fixed gain
-    col = lambda v: torch.as_tensor(v, dtype=control.dtype, device=control.device)[:, None]  # noqa: E731
+    def col(v):
+        t = torch.as_tensor(v, dtype=control.dtype, device=control.device)
+        return t if bands_last else t[:, None]
+
     control.clamp_(min=col(lo), max=col(hi)).pow_(col(-slope))
     return control.mul_(col(10.0 ** (-attn / 20) * x_knee ** slope))
 
@@ -618,26 +634,22 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b, work) ->
     mid = _lfilter(*hp, _lfilter(*lp, xy))
 
     # control pass at the widest bandwidths, then the level-dependent bandwidths
-    control, _, control_rms = _gammatone(mid, np.stack([control_coef, control_coef]), False,
-                                         work, ("control", ""))
-    ctl = torch.from_numpy(control)
+    control, control_rms = _control_envelopes(mid, np.stack([control_coef, control_coef]), work)
     with np.errstate(divide="ignore"):  # a silent band: -inf dB, the narrowest bandwidth
         control_db = 20 * np.log10(control_rms) + level1
     frac = np.clip((control_db - 50) / 50, 0, 1)
     bw = ear.bw_min + frac * (bw_max - ear.bw_min)
     bw = np.where(control_db < 50, ear.bw_min, np.where(control_db > 100, bw_max, bw))
     coef = np.stack([gammatone_coefficients(bw[s], cf) for s in range(2)])
-    env, bm, env_rms = _gammatone(mid, coef, True, work)
-    E, M = torch.from_numpy(env), torch.from_numpy(bm)
 
-    # OHC compression driven by the control envelope, gain low-passed at 800 Hz
-    lp_b, lp_a = butter(1, 800 / (0.5 * RATE))
+    # OHC compression: the gain from the control envelope (in place), low-passed at 800 Hz and
+    # applied inside the analysis kernel as the bands are made
+    _ohc_gain(torch.from_numpy(control), ear.low_knee, 1 - 1 / ear.ratio, ear.attn_ohc, level1,
+              bands_last=True)
+    env, bm, env_rms = _compressed_bands(mid, coef, control, work)
+    E, M = torch.from_numpy(env), torch.from_numpy(bm)
     rows = 2 * NCHAN
-    gain = _ohc_gain(ctl.reshape(rows, N), np.tile(ear.low_knee, 2), np.tile(1 - 1 / ear.ratio, 2),
-                     np.tile(ear.attn_ohc, 2), level1)
-    _numba.lowpass_gain_rows(gain.numpy(), env.reshape(rows, N), bm.reshape(rows, N),
-                             lp_b[0] / lp_a[0], lp_b[1] / lp_a[0], lp_a[1] / lp_a[0])
-    del control, ctl, gain
+    del control
 
     # align the processed envelope and BM motion to the reference's, band by band
     lags = min(int(np.rint(0.001 * ALIGN_RANGE_MS * RATE)), N)
