@@ -445,7 +445,12 @@ def bm_sync(cov: np.ndarray, ms: np.ndarray, cf: np.ndarray) -> float:
 # -------------------------------------------------------------------------------------- model
 
 
-def _ihc_params(rate: float, delta: float = 2.0):
+def _ihc_circuit(rate: float, delta: float = 2.0) -> tuple[float, ...]:
+    """Kates's IHC adaptation circuit (two capacitors, time constants 2 and 60 ms) discretised
+    at `rate`, as the coefficients of its update from the dB SL input v0: b1 = v0 r2 + p1 v1,
+    b2 = p2 v2, v1' = denom (a22 b1 - a12 b2), v2' = denom (-a21 b1 + a11 b2), output
+    max((v0 - v1') / r1, 0). Returns (r1, r2, p1, p2, a11, a12, a21, a22, denom); both engines
+    take them from here."""
     delta = max(delta, 1.0001)
     r_1 = 1 / delta
     r_2 = 0.5 * (1 - r_1)
@@ -453,7 +458,14 @@ def _ihc_params(rate: float, delta: float = 2.0):
     tau1, tau2 = 0.002, 0.060
     c_1 = tau1 * (r_1 + r_2) / (r_1 * r_2)
     c_2 = tau2 / ((r_1 + r_2) * r_3)
-    return r_1, r_2, r_3, c_1, c_2, float(rate)
+    a11 = r_1 + r_2 + r_1 * r_2 * (c_1 * rate)
+    a12 = -r_1
+    a21 = -r_3
+    a22 = r_2 + r_3 + r_2 * r_3 * (c_2 * rate)
+    denom = 1 / ((a11 * a22) - (a21 * a12))
+    p1 = r_1 * r_2 * (c_1 * rate)
+    p2 = r_2 * r_3 * (c_2 * rate)
+    return r_1, r_2, p1, p2, a11, a12, a21, a22, denom
 
 
 @dataclass
@@ -663,7 +675,7 @@ def _one(x, y, loss, level1, cf, bw_max, control_coef, npdt, worker, b, work) ->
     _db_sl(E.reshape(rows, N), np.tile(ear.attn_ihc, 2), level1,
            torch.from_numpy(adapted.reshape(rows, N)))
     _numba.ihc_adaptation_rows(env.reshape(rows, N), bm.reshape(rows, N), adapted.reshape(rows, N),
-                               *_ihc_params(RATE))
+                               *_ihc_circuit(RATE))
     del env, E, M
 
     # envelope features need no noise: report the segment count to the noise worker early

@@ -148,15 +148,7 @@ def ihc_adaptation(env: torch.Tensor, bm: torch.Tensor, db: torch.Tensor, rate: 
     adapted envelope (clipped at 0), and bm scaled as the envelope was (to dB SL, then by the
     adaptation's gain). The circuit's two voltages are linear in db, so it is a 2-state filter
     whose output v1 (after each update) gives the adapted level (db - v1) / r1."""
-    r_1, r_2, r_3, c_1, c_2, rate = H._ihc_params(rate)
-    inv = 1 / rate
-    a11 = r_1 + r_2 + r_1 * r_2 * (c_1 / inv)
-    a12 = -r_1
-    a21 = -r_3
-    a22 = r_2 + r_3 + r_2 * r_3 * (c_2 / inv)
-    denom = 1 / ((a11 * a22) - (a21 * a12))
-    p1 = r_1 * r_2 * (c_1 / inv)
-    p2 = r_2 * r_3 * (c_2 / inv)
+    r_1, r_2, p1, p2, a11, a12, a21, a22, denom = H._ihc_circuit(rate)
     # v' = F v + E db with F = denom [[a22 p1, -a12 p2], [-a21 p1, a11 p2]],
     # E = denom [a22 r2, -a21 r2]; output v1' = F[0] v + E[0] db
     F = denom * np.array([[a22 * p1, -a12 * p2], [-a21 * p1, a11 * p2]])
