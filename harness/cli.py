@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import HarnessError
@@ -46,6 +49,7 @@ def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML file; any flag above is a key.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     metrics_backend: Annotated[str, typer.Option(help="reference (the field's packages) or fast (torch kernels); default: fast where its parity tests pass (BSSEval), reference elsewhere.")] = None,
+    system_timeout: Annotated[str, typer.Option(help="Seconds a system may take per call (one batch); past it the system's process is killed and the batch's items are stored failed. 'auto' (default): 120 s + 10 s per second of input audio in the call.")] = None,
 ) -> None:
     """Run systems on suites for a listener panel, score them, store and summarise.
 
@@ -62,15 +66,19 @@ def run(
             "metrics": metric, "jobs": jobs, "device": device,
             "out": str(out_dir) if out_dir else None, "batch_size": batch_size,
             "run_name": run_name, "quiet": quiet or None, "metrics_backend": metrics_backend,
+            "system_timeout": system_timeout,
         },
     )
     p = plan(cfg)
+    from harness.store import Store
+
+    Store(cfg.out).close()  # a store that cannot be opened is said before anything else
     for line in p.skipped:
-        err.print(f"[yellow]note:[/] {line}")
+        err.print(f"[yellow]note:[/] {escape(line)}", soft_wrap=True)
     err.print(
         f"run [bold]{p.name}[/] ({p.run_id}): {len(p.jobs)} jobs, {len(p.suites)} suite(s), "
         f"{len(p.systems)} system(s), panel {p.panel.name} ({len(p.panel.listeners)} listeners), "
-        f"device {p.device}, {cfg.jobs} worker(s)"
+        f"device {p.device}, {cfg.jobs} worker(s), system deadline {_deadline(cfg.system_timeout)}"
     )
     result = execute(p, progress=not cfg.quiet)
     if result.resumed_jobs:
@@ -79,15 +87,20 @@ def run(
     _print_summary(Path(cfg.out), result.run_id, p.panel)
 
 
+def _deadline(timeout) -> str:
+    from harness.workers import TIMEOUT_BASE_S, TIMEOUT_PER_AUDIO_S
+
+    if timeout == "auto":
+        return f"auto ({TIMEOUT_BASE_S:g} s + {TIMEOUT_PER_AUDIO_S:g} s per audio second)"
+    return f"{timeout:g} s per call"
+
+
 def _print_summary(folder: Path, run_id: str, panel=None) -> None:
     from harness.report.summary import by_listener, summarise, units
     from harness.store import Store
 
-    store = Store(folder)
-    try:
+    with Store(folder, create=False) as store:
         scores = store.scores(run_id)
-    finally:
-        store.close()
     if scores.empty:
         out.print("no scores stored")
         return
@@ -129,7 +142,7 @@ def _print_summary(folder: Path, run_id: str, panel=None) -> None:
     if not bad.empty:
         out.print(f"[red]{len(bad)} unit(s) not ok[/]; first reasons:")
         for reason in list(dict.fromkeys(bad.reason))[:5]:
-            out.print(f"  - {reason}")
+            out.print(f"  - {escape(reason)}", highlight=False)
 
 
 @app.command()
@@ -141,12 +154,9 @@ def summary(
     from harness.listener import panel_from_digest
     from harness.store import Store
 
-    s = Store(store)
-    try:
+    with Store(store, create=False) as s:
         rid = s.resolve(run_id)
         info = s.manifest(rid).get("panel", {})
-    finally:
-        s.close()
     panel = panel_from_digest(info.get("name", ""), info["listeners"]) if info.get("listeners") else None
     _print_summary(store, rid, panel)
 
@@ -213,17 +223,24 @@ def suites_import(
     dest: Annotated[Path, typer.Option("--out", "-o", help="Folder for the suite manifest (the audio stays in place).")],
     split: Annotated[str, typer.Option(help="Split or subset (layout-specific: test, valid, train, all, a DAPS device folder). Default: the layout's own.")] = None,
     no_hash: Annotated[bool, typer.Option("--no-hash", help="Skip content hashes (faster on large datasets; changed files go unnoticed).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing manifest.json in --out.")] = False,
 ) -> None:
     """Validate a dataset tree, then write a suite manifest that points at it.
 
     Every missing or malformed file is reported by path before anything is written.
     """
+    from harness.errors import ConfigError
+    from harness.safety import check_output, writing
     from harness.suites.layouts import import_layout
     from harness.suites.types import write_manifest
 
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"{dest}: is a file; --out names a folder for the manifest")
+    check_output(dest / "manifest.json", force=force, what="suite manifest")
     options = {"hash_content": not no_hash, **({"split": split} if split else {})}
     suite = import_layout(layout, path, **options)
-    manifest = write_manifest(suite, dest)
+    with writing(dest / "manifest.json", "suite manifest"):
+        manifest = write_manifest(suite, dest)
     err.print(f"{suite.name}: {len(suite.items)} items, {suite.duration:.1f} s of reference audio; "
               f"wrote {manifest}")
     err.print(f"run it: harness run --suite {dest}")
@@ -383,11 +400,8 @@ def runs(store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path
 
     from harness.store import Store
 
-    s = Store(store)
-    try:
+    with Store(store, create=False) as s:
         rows = s.runs()
-    finally:
-        s.close()
     t = Table(title=f"Runs in {store}", title_justify="left")
     for c in ("run id", "name", "status", "scores", "updated"):
         t.add_column(c)
@@ -401,22 +415,23 @@ def runs(store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path
 def export(
     run_id: Annotated[str, typer.Argument(help="Run id, id prefix, name, or 'latest'.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or json.")] = "csv",
-    dest: Annotated[Path, typer.Option("--out", "-o", help="Output file (default: <run id>.<format>).")] = None,
+    dest: Annotated[Path, typer.Option("--out", "-o", help="Output file (default: <run id>.<format>); never a results store, and an existing file only with --force.")] = None,
     store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Export every score of a run (one row per item, listener, ear, stem and metric)."""
     from harness.errors import StoreError
+    from harness.safety import check_output, writing
     from harness.store import Store
     from harness.store import export as do_export
 
     if fmt not in ("csv", "parquet", "json"):
         raise StoreError(f"unknown export format {fmt!r} (csv, parquet, json)")
-    s = Store(store)
-    try:
+    with Store(store, create=False) as s:
         rid = s.resolve(run_id)
-        path = do_export(s, rid, fmt, dest or Path(f"{rid}.{fmt}"))
-    finally:
-        s.close()
+        dest = check_output(dest or Path(f"{rid}.{fmt}"), force=force, inputs=(s.path,), what="export")
+        with writing(dest, "export"):
+            path = do_export(s, rid, fmt, dest)
     err.print(f"wrote {path}")
 
 
@@ -434,6 +449,7 @@ def compare(
     force: Annotated[bool, typer.Option("--force", help="Compare even when protocol versions, suite hashes or panels differ.")] = False,
     worst: Annotated[int, typer.Option(help="How many of the most-worsened units to list per metric.")] = 5,
     store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Let --json overwrite an existing file.")] = False,
 ) -> None:
     """Regression gate: paired per-unit deltas of CANDIDATE against BASELINE.
 
@@ -445,12 +461,15 @@ def compare(
     """
     from harness import compare as cmp
     from harness.errors import ConfigError
+    from harness.safety import check_output, writing
 
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha {alpha}: must be between 0 and 1")
     gates = cmp.parse_fail_on(fail_on)
     a = cmp.load_run(baseline, store)
     b = cmp.load_run(candidate, store)
+    if json_out:
+        check_output(json_out, force=overwrite, inputs=(a.db_path, b.db_path), what="JSON result")
     diffs = cmp.differences(a, b)
     if diffs and not force:
         raise ConfigError(
@@ -458,7 +477,7 @@ def compare(
             + " (--force compares anyway)"
         )
     for d in diffs:
-        err.print(f"[yellow]warning:[/] {d} (compared anyway: --force)")
+        err.print(f"[yellow]warning:[/] {escape(d)} (compared anyway: --force)")
     pairs = cmp.system_pairs(a, b, system)
     res, joined = cmp.compare_units(
         [(bs, cs, a.units[a.units.system == bs], b.units[b.units.system == cs]) for bs, cs in pairs]
@@ -494,14 +513,16 @@ def compare(
             + f" {_fmt(u['delta'])}" for u in rows))
     code = 1 if not regress.empty else 0
     if json_out:
-        cmp.write_json(json_out, {
+        payload = {
             "baseline": {"store": str(a.folder), "run_id": a.run_id, "name": a.name},
             "candidate": {"store": str(b.folder), "run_id": b.run_id, "name": b.name},
             "alpha": alpha, "fail_on": gates, "forced_differences": diffs,
             "results": res.to_dict(orient="records"),
             "regressions": regress.to_dict(orient="records"),
             "worst_units": worst_units, "exit_code": code,
-        })
+        }
+        with writing(json_out, "JSON result"):
+            cmp.write_json(json_out, payload)
         err.print(f"wrote {json_out}")
     if code:
         names = sorted({f"{r.metric} ({r.suite}, {r.candidate_system})" for r in regress.itertuples()})
@@ -538,34 +559,50 @@ def score(
 
     from harness import submission as sub
     from harness.config import load_config
+    from harness.errors import ConfigError
     from harness.listener import resolve_panel
     from harness.protocols import get_protocol
     from harness.runner import execute, plan
+    from harness.safety import plain_name
     from harness.suites import resolve_suite
 
+    plain_name(name, "--name")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: is a file; --out names the results folder")
     suite_obj = resolve_suite(suite)
     protocol = get_protocol(suite_obj.task)
-    panel_obj = resolve_panel(panel, listener or None) if protocol.uses_listener else None
+    panel_obj = resolve_panel(panel, list(dict.fromkeys(listener or [])) or None) if protocol.uses_listener else None
     expected = sub.expected_files(suite_obj, panel_obj)
     if submission.is_dir():
         root = submission
+        if out_dir.resolve().is_relative_to(submission.resolve()):
+            raise ConfigError(f"{out_dir}: lies inside the submission {submission}; give an --out "
+                              "outside it (the harness writes nothing into a submission)")
     elif submission.is_file():
         h = hashlib.sha256()
         with open(submission, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        root = out_dir / "submissions" / h.hexdigest()[:16]
-        if not (root / ".unpacked").exists():
+        work = out_dir / "submissions"
+        root = work / h.hexdigest()[:16]
+        # The marker lies beside the unpacked folder, where no archive entry can put anything.
+        marker = work / f"{h.hexdigest()[:16]}.unpacked"
+        if marker.exists() and not marker.is_file():
+            raise sub.SubmissionError(f"{marker}: expected the harness's unpack marker (a file); "
+                                      "remove it and score again")
+        if not marker.is_file():
             import shutil
 
+            if root.is_symlink() or root.is_file():
+                root.unlink()
             shutil.rmtree(root, ignore_errors=True)
             limits = sub.limits_for(expected, max_ratio)
             sub.extract(submission, root, limits)
             err.print(f"unpacked {submission} into {root}")
-            (root / ".unpacked").write_text(submission.name + "\n")
+            marker.write_text(submission.name + "\n")
     else:
         raise sub.SubmissionError(f"{submission}: no such file or folder")
-    v = sub.validate(root, expected, ignore={".unpacked"})
+    v = sub.validate(root, expected)
     report = out_dir / "submissions" / f"{name}-validation.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(_json.dumps({
@@ -576,7 +613,7 @@ def score(
     err.print(f"validation of {submission} against {suite_obj.name}: {v.expected} files expected, "
               f"{len(v.found)} found, {status} (report {report})")
     for p in v.problems[:30]:
-        err.print(f"  - {p}", highlight=False)
+        err.print(f"  - {escape(p)}", highlight=False)
     if len(v.problems) > 30:
         err.print(f"  ... and {len(v.problems) - 30} more (see the report)")
     if not v.ok and not partial:
@@ -586,7 +623,7 @@ def score(
         )
     label = f"submission/{name}"
     system = sub.SubmissionSystem(root=str(root.resolve()), digest=sub.digest(root),
-                                  skip=sorted(v.bad), label=name)
+                                  skip=v.bad, label=name)
     cfg = load_config(None, {
         "suites": [suite], "systems": [label], "panel": panel, "listeners": listener, "jobs": jobs,
         "out": str(out_dir), "run_name": name, "quiet": quiet or None,
@@ -638,7 +675,10 @@ def pack(
         outs = {k: audio_mod.read(run.output_path(v)) for k, v in paths.items()}
         lid = None if r.listener_id == "-" else r.listener_id
         entries.append((items[r.item_id], lid, outs))
-    n = sub.write_submission(entries, dest, fmt)
+    from harness.safety import writing
+
+    with writing(dest, "submission"):
+        n = sub.write_submission(entries, dest, fmt)
     err.print(f"wrote {n} files of {system} on {suite} to {dest}")
 
 
@@ -651,6 +691,7 @@ def report(
     audio_items: Annotated[int, typer.Option(help="Items per suite with audio players and spectrograms (HTML).")] = 2,
     title: Annotated[str, typer.Option(help="Report title.")] = None,
     store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing report file.")] = False,
 ) -> None:
     """Comparative report of stored runs.
 
@@ -664,6 +705,7 @@ def report(
     from harness.errors import ConfigError
     from harness.report.build import build
     from harness.report.render import RENDERERS
+    from harness.safety import check_output, writing
 
     if fmt not in RENDERERS:
         raise ConfigError(f"unknown report format {fmt!r} (md, html, latex)")
@@ -672,11 +714,13 @@ def report(
     loaded = [cmp.load_run(r, store) for r in runs_]
     if len({r.run_id for r in loaded}) != len(loaded):
         raise ConfigError("a run is given twice")
+    check_output(dest, force=force, inputs=tuple(r.db_path for r in loaded), what="report")
     rep = build(loaded, baseline=baseline, audio_items=audio_items if fmt == "html" else 0,
                 title=title)
     for w in rep.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
-    files = RENDERERS[fmt](rep, dest)
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+    with writing(dest, "report"):
+        files = RENDERERS[fmt](rep, dest)
     size = sum(f.stat().st_size for f in files)
     err.print(f"wrote {dest} ({len(files)} file(s), {size / 1e6:.1f} MB)")
 
@@ -718,9 +762,8 @@ def leaderboard_remove(
     db: Annotated[Path, typer.Option("--db", help=LB_HELP)] = Path("leaderboard.sqlite"),
 ) -> None:
     """Remove an entry."""
-    from harness.leaderboard import Leaderboard
 
-    lb = Leaderboard(db)
+    lb = _open_board(db)
     try:
         lb.remove(name)
     finally:
@@ -768,13 +811,17 @@ def leaderboard_build(
     dest: Annotated[Path, typer.Option("--out", "-o", help="Folder for index.html and leaderboard.json.")],
     alpha: Annotated[float, typer.Option(help="Significance level for rank groups.")] = 0.05,
     db: Annotated[Path, typer.Option("--db", help=LB_HELP)] = Path("leaderboard.sqlite"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing index.html / leaderboard.json.")] = False,
 ) -> None:
     """Write the leaderboard as a static page (index.html) and as JSON."""
     from harness.leaderboard import build_site
 
     lb = _open_board(db)
     try:
-        files = build_site(lb, dest, alpha)
+        from harness.safety import writing
+
+        with writing(dest, "leaderboard page"):
+            files = build_site(lb, dest, alpha, force)
     finally:
         lb.close()
     err.print("wrote " + ", ".join(str(f) for f in files))
@@ -787,8 +834,23 @@ def main() -> None:
     try:
         app()
     except HarnessError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (OSError, sqlite3.Error) as exc:
+        # The machine's doing, not a bug of the harness: a full disk, a file that cannot be
+        # written, a locked database. One line; HARNESS_DEBUG=1 shows the traceback.
+        if os.environ.get("HARNESS_DEBUG"):
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        what = getattr(exc, "strerror", None) or str(exc)
+        err.print(f"[red]error:[/] {escape(where + what)}", soft_wrap=True, highlight=False)
         sys.exit(2)
+    except SystemExit as exc:
+        # typer turns Ctrl-C outside a run into a silent exit 130: say what happened
+        if exc.code == 130:
+            err.print("interrupted; a results store keeps every job it committed: run the same command again",
+                      soft_wrap=True, highlight=False)
+        raise
     except KeyboardInterrupt:
         err.print("interrupted: scores committed so far are kept; rerun the same command to resume")
         sys.exit(130)

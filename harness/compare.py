@@ -42,6 +42,10 @@ class RunData:
         return f"{self.folder}@{self.name}"
 
     @property
+    def db_path(self) -> Path:
+        return self.folder / DB_NAME
+
+    @property
     def systems(self) -> list[str]:
         return list(dict.fromkeys(self.units.system)) if not self.units.empty else []
 
@@ -81,7 +85,7 @@ def load_run(spec: str, store: Path = DEFAULT_STORE) -> RunData:
     folder, run = parse_run_ref(spec, store)
     if not (folder / DB_NAME).exists():
         raise StoreError(f"{folder}: not a results store (no {DB_NAME}); give FOLDER@RUN or --store")
-    s = Store(folder)
+    s = Store(folder, create=False)
     try:
         rid = s.resolve(run)
         manifest = s.manifest(rid)

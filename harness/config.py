@@ -11,6 +11,8 @@
     batch_size = 4
     run_name = ""                # default: the run id (a hash of what determines the numbers)
     quiet = false
+    system_timeout = "auto"      # seconds a system may take per call (per batch of items), or
+                                 # "auto": 120 s + 10 s per second of input audio in the call
     metrics_backend = "default"  # default (fast where parity holds) | reference | fast, or a
                                  # table: [metrics_backend] sdr = "reference"
 
@@ -50,8 +52,11 @@ class RunConfig:
     quiet: bool = False
     system_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics_backend: Any = "default"  # default | reference | fast | {family or metric = backend}
+    system_timeout: Any = "auto"  # seconds per system call, or "auto" (see harness.workers)
 
     def validate(self) -> RunConfig:
+        for key, kind in SCHEMA.items():
+            check_type(key, getattr(self, key), kind)
         if not self.suites:
             raise ConfigError("no suite given")
         if not self.systems:
@@ -60,10 +65,95 @@ class RunConfig:
             raise ConfigError(f"jobs must be at least 1, got {self.jobs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        self.system_timeout = parse_timeout(self.system_timeout)
         from harness.metrics.backends import resolve
 
         resolve(self.metrics_backend)  # raises a ConfigError naming the bad key
         return self
+
+
+# The type of every key: a run config is checked against it when it is loaded, so a wrong type
+# is a one-line error naming the key, not a traceback later.
+SCHEMA: dict[str, Any] = {
+    "suites": [str], "systems": [str], "panel": str, "listeners": [str], "metrics": [str],
+    "jobs": int, "device": str, "out": str, "batch_size": int, "run_name": str, "quiet": bool,
+    "system_params": {str: {str: object}}, "metrics_backend": (str, {str: str}),
+    "system_timeout": (str, float),
+}
+
+
+_NAMES = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+          bool: ("true or false", "booleans"), object: ("a value", "values")}
+
+
+def _type_name(kind: Any, plural: bool = False) -> str:
+    if isinstance(kind, list):
+        return "lists" if plural else f"a list of {_type_name(kind[0], True)}"
+    if isinstance(kind, dict):
+        (_, v), = kind.items()
+        if plural:
+            return "tables"
+        return "a table" if v is object else f"a table of {_type_name(v, True)}"
+    if isinstance(kind, tuple):
+        return " or ".join(_type_name(k, plural) for k in kind)
+    return _NAMES[kind][1 if plural else 0]
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if isinstance(kind, tuple):
+        return any(_matches(value, k) for k in kind)
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(_matches(v, kind[0]) for v in value)
+    if isinstance(kind, dict):
+        (k, v), = kind.items()
+        return isinstance(value, dict) and all(isinstance(key, str) and _matches(x, v)
+                                               for key, x in value.items())
+    if kind is object:
+        return True
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_type(key: str, value: Any, kind: Any) -> None:
+    """ConfigError('key KEY must be ..., got ...') when `value` is not of `kind` (the SCHEMA's
+    notation: a type, [type] for a list, {str: type} for a table, a tuple for alternatives)."""
+    if not _matches(value, kind):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ConfigError(f"key {key!r} must be {_type_name(kind)}, got {type(value).__name__} {shown}")
+
+
+def parse_timeout(value: Any) -> float | str:
+    """'auto', or a positive number of seconds (a string of digits from the command line too)."""
+    if value == "auto":
+        return "auto"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"system_timeout must be 'auto' or seconds, got {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"system_timeout must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def check_params(system: str, params: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """A system's parameters against its defaults: no parameter it does not declare, each of its
+    default's type (int is accepted for float, None defaults take anything); ConfigError names
+    system_params.SYSTEM.KEY."""
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        known = ", ".join(defaults) or "none"
+        raise ConfigError(f"system_params.{system}: unknown parameter(s) {', '.join(unknown)} "
+                          f"(known: {known})")
+    for key, value in params.items():
+        if defaults[key] is None:
+            continue
+        d = defaults[key]
+        kind = float if isinstance(d, float) else dict if isinstance(d, dict) else type(d)
+        if not _matches(value, kind) and not (isinstance(d, dict) and value is None):
+            check_type(f"system_params.{system}.{key}", value, kind)
 
 
 KEYS = {f.name for f in fields(RunConfig)}
@@ -94,10 +184,25 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig
         cfg = RunConfig(**values)
     except TypeError as exc:
         raise ConfigError(f"{where}bad configuration: {exc}") from None
-    for k in _LISTS:
-        if not isinstance(getattr(cfg, k), list):
-            raise ConfigError(f"{where}config key {k!r} must be a list of strings")
     try:
-        return cfg.validate()
+        cfg.validate()
+        _check_system_params(cfg.system_params)
+        return cfg
     except ConfigError as exc:
         raise ConfigError(f"{where}{exc}") from None
+
+
+def _check_system_params(system_params: dict[str, dict[str, Any]]) -> None:
+    """Each system's parameters against the types of its declared defaults (systems that declare
+    none check their own parameters when built)."""
+    from harness import registry
+    from harness.errors import HarnessError
+
+    for spec, params in system_params.items():
+        try:
+            cls = registry.load("harness.systems", spec.partition("/")[0])
+        except HarnessError:
+            continue  # an unknown system is reported by the plan, with the known names
+        defaults = getattr(cls, "defaults", None)
+        if isinstance(defaults, dict):
+            check_params(spec, params, defaults)

@@ -49,9 +49,18 @@ def read_structured(path, error: type[HarnessError], what: str, missing: str = "
     if not path.is_file():
         raise error(f"{path}: {missing}")
     toml = path.suffix.lower() == ".toml"
+
+    def unique(pairs):  # JSON keeps the last of a repeated key silently; TOML refuses it already
+        out = {}
+        for k, v in pairs:
+            if k in out:
+                raise error(f"{path}: key {k!r} appears twice in one object")
+            out[k] = v
+        return out
+
     try:
         text = path.read_text()
-        return tomllib.loads(text) if toml else json.loads(text)
+        return tomllib.loads(text) if toml else json.loads(text, object_pairs_hook=unique)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{path}: not valid {'TOML' if toml else 'JSON'} ({exc})") from None
     except OSError as exc:

@@ -50,9 +50,16 @@ CREATE TABLE IF NOT EXISTS units (
 class Leaderboard:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder; --db names the leaderboard's SQLite file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None)
+            found = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if found and not {"entries", "units"} <= found:
+                self.db.close()
+                raise StoreError(f"{self.path}: an SQLite database that is not a leaderboard (tables "
+                                 f"{', '.join(sorted(found))}); --db names a leaderboard file")
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"{self.path}: cannot open the leaderboard ({exc})") from None
@@ -205,8 +212,15 @@ def _f(x, d=3) -> str:
     return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
 
 
-def build_site(lb: Leaderboard, out: Path, alpha: float = 0.05) -> list[Path]:
-    """A static site: index.html (every suite's ranking) and leaderboard.json."""
+def build_site(lb: Leaderboard, out: Path, alpha: float = 0.05, force: bool = False) -> list[Path]:
+    """A static site: index.html (every suite's ranking) and leaderboard.json (existing ones are
+    overwritten only with `force`)."""
+    from harness.safety import check_output
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; --out names a folder for the site")
+    for name in ("index.html", "leaderboard.json"):
+        check_output(out / name, force=force, inputs=(lb.path,), what="leaderboard page")
     out.mkdir(parents=True, exist_ok=True)
     tables = standings(lb, alpha=alpha)
     entries = lb.entries()

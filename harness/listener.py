@@ -14,9 +14,12 @@ import numpy as np
 from clarity.utils.audiogram import Audiogram, Listener
 
 from harness import registry
-from harness.errors import ListenerError, read_structured
+from harness.errors import ListenerError
+from harness.suites.types import plain_component
 
 HAAQI_FREQUENCIES = np.array([250, 500, 1000, 2000, 4000, 6000])
+# The audiometric range of the Clarity/Cadenza listener data: a threshold outside it is a typo.
+THRESHOLD_RANGE_DB_HL = (-10.0, 120.0)
 SEVERITY_ORDER = ("NOTHING", "MILD", "MODERATE", "SEVERE")
 EARS = ("left", "right")
 
@@ -99,10 +102,53 @@ def severity(listener: Listener) -> str:
     return worst
 
 
+def _unique_keys(path: Path):
+    """A json object_pairs_hook that refuses a key given twice (json keeps the last silently)."""
+    def hook(pairs):
+        seen: dict = {}
+        for k, v in pairs:
+            if k in seen:
+                raise ListenerError(f"{path}: listener {k!r} is given twice (the JSON key appears "
+                                    "twice; each listener once)")
+            seen[k] = v
+        return seen
+    return hook
+
+
+def check_audiogram(path: Path, key: str, ear: str, cfs, levels) -> None:
+    """Thresholds must be finite and within the audiometric range, one per frequency."""
+    lv = np.asarray(levels, dtype=float)
+    fr = np.asarray(cfs, dtype=float)
+    if lv.ndim != 1 or fr.ndim != 1 or len(lv) != len(fr) or len(lv) == 0:
+        raise ListenerError(f"{path}: listener {key!r}, {ear} ear: {len(np.atleast_1d(lv))} thresholds "
+                            f"for {len(np.atleast_1d(fr))} frequencies (one per audiogram_cfs entry)")
+    if not np.all(np.isfinite(lv)):
+        raise ListenerError(f"{path}: listener {key!r}, {ear} ear: thresholds must be finite numbers")
+    lo, hi = THRESHOLD_RANGE_DB_HL
+    bad = [(f, v) for f, v in zip(fr, lv, strict=True) if not lo <= v <= hi]
+    if bad:
+        f, v = bad[0]
+        raise ListenerError(f"{path}: listener {key!r}, {ear} ear: threshold {v:g} dB HL at {f:g} Hz "
+                            f"is outside the audiometric range {lo:g} to {hi:g} dB HL")
+    if not np.all(np.isfinite(fr)) or np.any(fr <= 0) or np.any(np.diff(fr) <= 0):
+        raise ListenerError(f"{path}: listener {key!r}: audiogram_cfs must be positive frequencies in "
+                            "increasing order")
+
+
 def load_listener_file(path: str | Path) -> Panel:
-    """Read a Clarity/Cadenza listeners*.json through pyclarity; one-line errors name the file."""
+    """Read a Clarity/Cadenza listeners*.json through pyclarity; one-line errors name the file and
+    the listener: duplicate ids, thresholds outside -10..120 dB HL, malformed entries."""
+    import json
+
     path = Path(path)
-    raw = read_structured(path, ListenerError, "listener file", "listener file not found")
+    if not path.is_file():
+        raise ListenerError(f"{path}: listener file not found")
+    try:
+        raw = json.loads(path.read_text(), object_pairs_hook=_unique_keys(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ListenerError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise ListenerError(f"{path}: cannot read listener file ({exc.strerror})") from None
     if not isinstance(raw, dict) or not raw:
         raise ListenerError(f"{path}: expected a non-empty JSON object keyed by listener id")
     listeners = []
@@ -118,12 +164,13 @@ def load_listener_file(path: str | Path) -> Panel:
             raise ListenerError(f"{path}: listener {key!r} lacks {', '.join(missing)}")
         if entry["name"] != key:
             raise ListenerError(f"{path}: listener key {key!r} differs from its name {entry['name']!r}")
+        if not plain_component(key):
+            raise ListenerError(f"{path}: listener id {key!r} is not a plain name (submissions use it "
+                                "as a folder name: no '/', '\\', '..', '.' or control characters)")
         try:
+            for ear, k in (("left", "audiogram_levels_l"), ("right", "audiogram_levels_r")):
+                check_audiogram(path, key, ear, entry["audiogram_cfs"], entry[k])
             li = Listener.from_dict(entry)
-            for ag in (li.audiogram_left, li.audiogram_right):
-                lv = np.asarray(ag.levels, dtype=float)
-                if not np.all(np.isfinite(lv)):
-                    raise ValueError("thresholds must be finite numbers")
         except (ValueError, TypeError) as exc:
             raise ListenerError(f"{path}: listener {key!r}: {exc}") from None
         listeners.append(li)
@@ -139,4 +186,4 @@ def resolve_panel(spec: str = "builtin", ids: list[str] | None = None) -> Panel:
     else:
         known = ", ".join(registry.names("harness.panels"))
         raise ListenerError(f"unknown panel {spec!r}: not a registered panel ({known}) nor a file")
-    return panel.subset(ids) if ids else panel
+    return panel.subset(list(dict.fromkeys(ids))) if ids else panel

@@ -11,19 +11,22 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from harness import audio as audio_mod
+from harness import workers as workers_mod
 from harness.audio import Audio
 from harness.config import RunConfig
-from harness.errors import AudioError, ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, StoreError
 from harness.listener import Listener, Panel, resolve_panel
 from harness.manifest import environment
 from harness.metrics import FAILED, INVALID, Score
@@ -31,6 +34,7 @@ from harness.metrics.base import first_line
 from harness.protocols import TaskProtocol, get_protocol
 from harness.store import Store
 from harness.suites import Item, Suite, resolve_suite
+from harness.workers import SystemFault, SystemProcess, SystemRaised
 
 log = logging.getLogger("harness")
 
@@ -46,6 +50,7 @@ class Job:
     listener: Listener | None
     protocol: TaskProtocol
     metrics: list[str]
+    problems: list[str] = dataclasses.field(default_factory=list)  # found at plan time: invalid
 
     @property
     def listener_id(self) -> str:
@@ -118,6 +123,21 @@ def job_key(system: Any, item: Item, listener_id: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def check_metric_names(names: list[str]) -> list[str]:
+    """The metric names, each once; an unknown one is a ConfigError naming the closest match."""
+    import difflib
+
+    from harness.metrics import all_metrics
+
+    known = list(all_metrics())
+    for n in names:
+        if n not in known:
+            close = difflib.get_close_matches(n, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown metric {n!r}{hint} (known: {', '.join(known)})")
+    return list(dict.fromkeys(names))
+
+
 def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
     """Resolve suites, systems, panel and metrics; expand into jobs; derive the run id.
 
@@ -127,27 +147,40 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
     from systems.base import system_from_spec
 
     device = resolve_device(cfg.device)
-    suites = [resolve_suite(s) for s in cfg.suites]
+    suites = [resolve_suite(s) for s in dict.fromkeys(cfg.suites)]
     names = [s.name for s in suites]
     if len(set(names)) != len(names):
         raise ConfigError(f"a suite is named twice: {', '.join(names)}")
-    panel = resolve_panel(cfg.panel, cfg.listeners or None)
+    panel = resolve_panel(cfg.panel, list(dict.fromkeys(cfg.listeners)) or None)
+    wanted = check_metric_names(cfg.metrics)
     prebuilt = prebuilt or {}
     systems = {
         n: prebuilt[n] if n in prebuilt else system_from_spec(n, cfg.system_params)
-        for n in cfg.systems
+        for n in dict.fromkeys(cfg.systems)
     }
     jobs: list[Job] = []
-    skipped: list[str] = []
+    skipped: list[str] = [
+        f"system_params for {spec!r} are not used: no system {spec!r} is run "
+        f"(systems: {', '.join(systems)})"
+        for spec in cfg.system_params
+        if spec not in systems and not any(n.partition("/")[0] == spec for n in systems)
+    ]
     per_suite: dict[str, Any] = {}
     for suite in suites:
         protocol = get_protocol(suite.task)
-        metrics = [m for m in cfg.metrics if m in protocol.supported_metrics] if cfg.metrics else list(
+        metrics = [m for m in wanted if m in protocol.supported_metrics] if wanted else list(
             protocol.default_metrics
         )
-        if cfg.metrics and not metrics:
+        left_out = [m for m in wanted if m not in protocol.supported_metrics]
+        if left_out:
+            skipped.append(
+                f"{', '.join(left_out)} not computed on {suite.name}: task {suite.task} does not "
+                f"define {'it' if len(left_out) == 1 else 'them'} "
+                f"(it has {', '.join(protocol.supported_metrics)})"
+            )
+        if wanted and not metrics:
             raise ConfigError(
-                f"none of the metrics {', '.join(cfg.metrics)} applies to suite {suite.name} "
+                f"none of the metrics {', '.join(wanted)} applies to suite {suite.name} "
                 f"(task {suite.task}: {', '.join(protocol.supported_metrics)})"
             )
         listeners: list[Listener | None] = list(panel.listeners) if protocol.uses_listener else [None]
@@ -158,6 +191,12 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
         }
         if protocol.seeding:
             per_suite[suite.name]["seeding"] = protocol.seeding
+        problems = {item.id: protocol.item_problems(item) for item in suite.items}
+        bad = [i for i, pr in problems.items() if pr]
+        if bad:
+            skipped.append(f"{len(bad)} item(s) of {suite.name} are invalid and will be stored so "
+                           f"with their reason: {problems[bad[0]][0]}"
+                           + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
         for name, system in systems.items():
             if not _supports(system, suite.task):
                 skipped.append(f"{name} does not do {suite.task}: skipped on {suite.name}")
@@ -165,9 +204,8 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
             for item in suite.items:
                 for li in listeners:
                     lid = li.id if li is not None else NO_LISTENER
-                    jobs.append(
-                        Job(job_key(system, item, lid), suite, item, name, li, protocol, metrics)
-                    )
+                    jobs.append(Job(job_key(system, item, lid), suite, item, name, li, protocol,
+                                    metrics, problems[item.id]))
     from harness.metrics import backends as metric_backends
 
     chosen = metric_backends.resolve(cfg.metrics_backend)
@@ -204,26 +242,55 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
 # ------------------------------------------------------------------ processing and scoring
 
 
+class Interrupted(HarnessError):
+    """Ctrl-C or SIGTERM during a run: what is stored is kept, the same command resumes."""
+
+    exit_code = 130
+
+
 def _cache_outputs(cache: Path, outputs: dict[str, Audio]) -> dict[str, str]:
-    """Write outputs once, content-addressed, as float32 WAV (exact); return name -> path."""
+    """Write outputs once, content-addressed, as float32 WAV (exact); return name -> path.
+
+    A write that fails (a full disk) stops the run with a one-line StoreError: every job stored
+    so far is kept and the same command resumes."""
     paths = {}
     for name, a in outputs.items():
         sha = a.sha256()
         path = cache / sha[:2] / f"{sha}.wav"
         if not path.exists():
-            tmp = path.with_suffix(".tmp.wav")
-            audio_mod.write(tmp, a, "FLOAT")
-            tmp.replace(path)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.wav")
+            try:
+                audio_mod.write(tmp, a, "FLOAT")
+                tmp.replace(path)
+            except Exception as exc:
+                tmp.unlink(missing_ok=True)
+                raise StoreError(f"{tmp}: cannot write a system output ({_io_reason(exc, cache)}); "
+                                 "the jobs stored so far are kept, and the same command resumes "
+                                 "once this is fixed") from None
         paths[name] = str(path)
     return paths
 
 
+def _io_reason(exc: Exception, folder: Path) -> str:
+    """An I/O failure in words, naming a full disk when that is what it is."""
+    try:
+        st = os.statvfs(folder)
+        if st.f_bavail * st.f_frsize < (1 << 20):
+            return "the disk is full"
+    except OSError:
+        pass
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return first_line(exc)
+
+
 def score_job(
     task: str, item: Item, output_paths: dict[str, str], listener, metrics, memo_dir: str | None = None,
-    metric_backends: dict[str, str] | None = None,
+    metric_backends: dict[str, str] | None = None, problems: dict[str, str] | None = None,
 ) -> list[Score]:
-    """Worker entry point: load a job's outputs and score them under the task protocol; every
-    score carries the backend that computed it."""
+    """Worker entry point: load a job's outputs and score them under the task protocol (with
+    the problems the driver found in them, so their reasons are stored); every score carries the
+    backend that computed it."""
     from harness.metrics import backends
     from harness.protocols import base as protocol_base
 
@@ -233,7 +300,7 @@ def score_job(
     try:
         outputs = {k: audio_mod.read(p) for k, p in output_paths.items()}
         return [dataclasses.replace(s, backend=backends.label(s.metric))
-                for s in protocol.score(item, outputs, listener, metrics)]
+                for s in protocol.score(item, outputs, listener, metrics, problems)]
     except Exception as exc:  # never lose a job to a crash in scoring: record why
         reason = f"scoring crashed: {first_line(exc)}"
         log.debug(traceback.format_exc())
@@ -242,38 +309,32 @@ def score_job(
         ]
 
 
-def _worker_init() -> None:
-    """Scoring workers die with the run: on Linux the kernel SIGKILLs a worker when its parent
-    dies, so a killed run leaves no orphans computing."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-        except OSError:
-            pass
-
-
-def _process(system, jobs: list[Job]) -> list[tuple[dict[str, Audio] | None, str, str]]:
-    """Run a system on a batch; on a batch failure retry item by item to isolate the culprit."""
+def _process(worker: SystemProcess, jobs: list[Job]) -> list[tuple[Any, str, str]]:
+    """Run a system on a batch in its process; when the batch fails, retry item by item so that
+    only the culprit fails. Returns (outputs or None, status, reason) per job."""
     items = [j.item for j in jobs]
+    name = jobs[0].system
     try:
-        outs = system.process(items, jobs[0].listener)
+        outs = worker.process(items, jobs[0].listener)
         if not isinstance(outs, list) or len(outs) != len(items):
             got = len(outs) if isinstance(outs, list) else type(outs).__name__
-            raise RuntimeError(f"returned {got} outputs for {len(items)} items")
+            raise SystemRaised("error", f"returned {got} outputs for {len(items)} items "
+                                        "(process must return a list, one dict per item)")
         return [(o, "ok", "") for o in outs]
-    except Exception as exc:
-        if len(jobs) > 1:
-            return [r for j in jobs for r in _process(system, [j])]
-        if isinstance(exc, AudioError):  # the item's own files are bad
-            return [(None, INVALID, str(exc))]
-        if isinstance(exc, HarnessError):
-            return [(None, FAILED, f"system {jobs[0].system}: {exc}")]
-        log.debug(traceback.format_exc())
-        return [(None, FAILED, f"system {jobs[0].system} raised {first_line(exc)}")]
+    except SystemFault as exc:
+        if len(jobs) > 1 and worker.broken is None:
+            return [r for j in jobs for r in _process(worker, [j])]
+        return [(None, FAILED, f"system {name}: {exc}")] * len(jobs)
+    except SystemRaised as exc:
+        if len(jobs) > 1 and worker.broken is None:
+            return [r for j in jobs for r in _process(worker, [j])]
+        if exc.details:
+            log.debug("system %s:\n%s", name, exc.details)
+        if exc.kind == "audio":  # the item's own files are bad
+            return [(None, INVALID, exc.message)] * len(jobs)
+        if exc.kind == "harness":
+            return [(None, FAILED, f"system {name}: {exc.message}")] * len(jobs)
+        return [(None, FAILED, f"system {name} raised {exc.message}")] * len(jobs)
 
 
 def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
@@ -285,117 +346,181 @@ def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
             yield group[i : i + size]
 
 
-def execute(p: Plan, *, progress: bool = True) -> RunResult:
-    """Run the plan's pending jobs; every finished job is committed before the next is awaited."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def _rows(job: Job, status: str, reason: str) -> list[Score]:
+    return [Score(m, None, status, reason, e, s) for m, e, s in job.protocol.expected(job.item, job.metrics)]
 
+
+def _check_outputs(job: Job, outputs: Any) -> dict[str, str]:
+    """The protocol's problems with a system's outputs ('' = the whole output is unusable)."""
+    try:
+        return job.protocol.validate_outputs(job.item, outputs)
+    except Exception as exc:  # outputs odd enough to break the checks themselves
+        return {"": f"system {job.system} returned outputs that cannot be checked ({first_line(exc)})"}
+
+
+class _Progress:
+    """The progress bar, or a plain line every 15 s when stderr is not a terminal."""
+
+    def __init__(self, p: Plan, done: int, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=self.console, disable=not enabled or not self.console.is_terminal,
+            transient=False,
+        )
+        self.plain = enabled and not self.console.is_terminal
+        self.total, self.start_done, self.done = len(p.jobs), done, done
+        self.run_id = p.run_id
+        self.t_start = self.last = time.time()
+        self.task = self.bar.add_task(f"run {p.run_id}", total=self.total, completed=done)
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+        self.done += 1
+        now = time.time()
+        if self.plain and (now - self.last >= 15 or self.done == self.total):
+            self.last = now
+            new = self.done - self.start_done
+            elapsed = now - self.t_start
+            eta = elapsed / new * (self.total - self.done) if new else float("nan")
+            self.console.print(f"run {self.run_id}: {self.done}/{self.total} jobs, "
+                               f"{elapsed:.0f} s elapsed, eta {eta:.0f} s", highlight=False)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def execute(p: Plan, *, progress: bool = True) -> RunResult:
+    """Run the plan's pending jobs; every finished job is committed before the next is awaited.
+
+    Systems run in child processes with a deadline per call (`SystemProcess`); scoring runs
+    in-process (jobs = 1) or on a pool of worker processes. Ctrl-C or SIGTERM stop the run with
+    `Interrupted` (exit 130): every job already stored is kept and the same command resumes."""
     cfg = p.config
     out = Path(cfg.out)
     store = Store(out)
     cache = out / "cache"
     memo = cache / "memo"
-    run_dir = out / "runs" / p.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "manifest.json").write_text(json.dumps(p.manifest, indent=1, default=str) + "\n")
-    store.start_run(p.run_id, p.name, p.manifest)
-    done = store.done_jobs(p.run_id)
-    pending = [j for j in p.jobs if j.key not in done]
     t_start = time.time()
-    for system in p.systems.values():
-        system.prepare(p.device)
-
-    console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=console, disable=not progress or not console.is_terminal, transient=False,
-    )
     pool = None
-    if cfg.jobs > 1 and pending:
-        pool = ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn"),
-                                   initializer=_worker_init)
+    workers: dict[str, SystemProcess] = {}
     in_flight: dict[Future, tuple[Job, dict[str, str], float]] = {}
-
-    # Without a terminal rich draws the bar only at the end: log a plain line every 15 s instead.
-    plain = progress and not console.is_terminal
-    last_line = [time.time()]
-    counts = {"done": len(done)}
-
-    def commit(job: Job, status: str, reason: str, outputs: dict[str, str], t0: float, scores):
-        store.commit_job(p.run_id, job.row(), status, reason, outputs, time.time() - t0, scores)
-        bar.advance(task_id)
-        counts["done"] += 1
-        now = time.time()
-        if plain and (now - last_line[0] >= 15 or counts["done"] == len(p.jobs)):
-            last_line[0] = now
-            new = counts["done"] - len(done)
-            elapsed = now - t_start
-            eta = elapsed / new * (len(p.jobs) - counts["done"]) if new else float("nan")
-            console.print(f"run {p.run_id}: {counts['done']}/{len(p.jobs)} jobs, "
-                          f"{elapsed:.0f} s elapsed, eta {eta:.0f} s", highlight=False)
-
-    def drain(limit: int) -> None:
-        while len(in_flight) > limit:
-            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                job, paths, t0 = in_flight.pop(fut)
-                try:
-                    scores = fut.result()
-                except Exception as exc:  # a worker died (e.g. out of memory)
-                    reason = f"scoring worker failed: {first_line(exc)}"
-                    scores = [Score(m, None, FAILED, reason, e, s)
-                              for m, e, s in job.protocol.expected(job.item, job.metrics)]
-                commit(job, "ok", "", paths, t0, scores)
-
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     try:
-        with bar:
-            task_id = bar.add_task(f"run {p.run_id}", total=len(p.jobs), completed=len(done))
+        run_dir = out / "runs" / p.run_id
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "manifest.json").write_text(json.dumps(p.manifest, indent=1, default=str) + "\n")
+        except OSError as exc:
+            raise StoreError(f"{run_dir}: cannot write the run manifest ({_io_reason(exc, out)})") from None
+        store.start_run(p.run_id, p.name, p.manifest)
+        done = store.done_jobs(p.run_id)
+        pending = [j for j in p.jobs if j.key not in done]
+        workers = {n: SystemProcess(n, s, p.device, cfg.system_timeout) for n, s in p.systems.items()
+                   if any(j.system == n for j in pending)}
+        bar = _Progress(p, len(done), progress)
+
+        def commit(job: Job, status: str, reason: str, outputs: dict[str, str], t0: float, scores):
+            store.commit_job(p.run_id, job.row(), status, reason, outputs, time.time() - t0, scores)
+            bar.advance()
+
+        def drain(limit: int) -> None:
+            while len(in_flight) > limit:
+                finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job, paths, t0 = in_flight.pop(fut)
+                    try:
+                        scores = fut.result()
+                    except Exception as exc:  # a worker died (e.g. out of memory)
+                        scores = _rows(job, FAILED, f"scoring worker failed: {first_line(exc)}")
+                    commit(job, "ok", "", paths, t0, scores)
+
+        if cfg.jobs > 1 and pending:
+            pool = ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=workers_mod.context(),
+                                       initializer=workers_mod.scoring_worker_init,
+                                       initargs=(os.getpid(),))
+        with bar.bar:
             for batch in _batches(pending, cfg.batch_size):
                 t0 = time.time()
-                problems = {j.key: j.item.problems() for j in batch}
-                ready = [j for j in batch if not problems[j.key]]
+                ready = []
                 for j in batch:
-                    if problems[j.key]:
-                        reason = "; ".join(problems[j.key])
-                        commit(j, INVALID, reason, {}, t0,
-                               j.protocol.all_invalid(j.item, j.metrics, reason))
+                    problems = j.problems + j.item.problems()
+                    if problems:
+                        reason = "; ".join(problems)
+                        commit(j, INVALID, reason, {}, t0, _rows(j, INVALID, reason))
+                    else:
+                        ready.append(j)
                 if not ready:
                     continue
-                results = _process(p.systems[batch[0].system], ready)
+                results = _process(workers[batch[0].system], ready)
                 for job, (outputs, status, reason) in zip(ready, results, strict=True):
                     if outputs is None:
-                        rows = [Score(m, None, status, reason, e, s)
-                                for m, e, s in job.protocol.expected(job.item, job.metrics)]
-                        commit(job, status, reason, {}, t0, rows)
+                        commit(job, status, reason, {}, t0, _rows(job, status, reason))
                         continue
-                    problems_out = job.protocol.validate_outputs(job.item, outputs)
-                    if "" in problems_out:
-                        commit(job, INVALID, problems_out[""], {}, t0,
-                               job.protocol.all_invalid(job.item, job.metrics, problems_out[""]))
+                    found = _check_outputs(job, outputs)
+                    if "" in found:
+                        commit(job, INVALID, found[""], {}, t0, _rows(job, INVALID, found[""]))
                         continue
                     paths = _cache_outputs(cache, {k: v for k, v in outputs.items()
-                                                   if isinstance(v, Audio)})
+                                                   if isinstance(v, Audio) and k not in found})
+                    args = (job.suite.task, job.item, paths, job.listener, job.metrics, str(memo),
+                            p.backends, found)
                     if pool is None:
-                        scores = score_job(job.suite.task, job.item, paths, job.listener,
-                                           job.metrics, str(memo), p.backends)
-                        commit(job, "ok", "", paths, t0, scores)
+                        commit(job, "ok", "", paths, t0, score_job(*args))
                     else:
-                        fut = pool.submit(score_job, job.suite.task, job.item, paths,
-                                          job.listener, job.metrics, str(memo), p.backends)
-                        in_flight[fut] = (job, paths, t0)
+                        in_flight[pool.submit(score_job, *args)] = (job, paths, t0)
                         drain(2 * cfg.jobs)
             drain(0)
         store.finish_run(p.run_id, "complete")
+    except KeyboardInterrupt:
+        _stop(pool, workers)
+        pool = None
+        stored = _stored_jobs(store, p.run_id)
+        try:
+            store.finish_run(p.run_id, "interrupted")
+        except Exception:
+            pass
+        raise Interrupted(f"interrupted: {stored} of {len(p.jobs)} jobs of run {p.run_id} are stored "
+                          f"in {store.path}; run the same command again to resume") from None
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        for w in workers.values():
+            w.close()
         store.close()
     return RunResult(p.run_id, p.name, store.path, len(p.jobs), len(done), time.time() - t_start)
+
+
+def _stored_jobs(store: Store, run_id: str) -> int:
+    try:
+        return len(store.done_jobs(run_id))
+    except Exception:
+        return 0
+
+
+def _stop(pool: ProcessPoolExecutor | None, workers: dict[str, SystemProcess]) -> None:
+    """Stop every child at once (after Ctrl-C): kill the scoring workers and system processes."""
+    for w in workers.values():
+        w.stop()
+    if pool is not None:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            try:
+                proc.kill()
+            except Exception:
+                pass
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -80,23 +80,84 @@ SCORE_COLUMNS = [
 ]
 
 
-class Store:
-    """The results database of one output folder."""
+def _columns() -> dict[str, list[str]]:
+    """Table -> column names of the schema above, read from a scratch in-memory database."""
+    db = sqlite3.connect(":memory:")
+    db.executescript(SCHEMA)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    out = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in tables}
+    db.close()
+    return out
 
-    def __init__(self, folder: str | Path) -> None:
+
+COLUMNS = _columns()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:  # SQLite already rolled back (e.g. a full disk)
+        pass
+
+
+class Store:
+    """The results database of one output folder.
+
+    `create=False` (every read-only command) opens an existing store and creates nothing; a
+    missing store, or a file that is not a harness results store (another SQLite schema, not
+    SQLite at all), is a one-line StoreError naming the file."""
+
+    def __init__(self, folder: str | Path, create: bool = True) -> None:
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
+        if not create and not self.path.is_file():
+            where = "no such folder" if not self.folder.exists() else f"no {DB_NAME} there"
+            raise StoreError(f"{self.folder}: not a results store ({where}; `harness run --out "
+                             f"{self.folder}` makes one)")
+        if self.folder.exists() and not self.folder.is_dir():
+            raise StoreError(f"{self.folder}: is a file, not a folder (a results store is a folder "
+                             f"holding {DB_NAME})")
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.folder.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            self._check_schema(create)
+            if create:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"{self.path}: cannot open the results store ({exc})") from None
 
+    def _check_schema(self, create: bool) -> None:
+        found = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table, cols in COLUMNS.items():
+            if table not in found:
+                continue
+            have = [r[1] for r in self.db.execute(f"PRAGMA table_info({table})")]
+            if have != cols:
+                self.db.close()
+                raise StoreError(f"{self.path}: not a harness results store (its table {table!r} has "
+                                 f"columns {', '.join(have)}; expected {', '.join(cols)})")
+        missing = [t for t in COLUMNS if t not in found]
+        if missing and (found - set(COLUMNS)) and not (set(COLUMNS) & found):
+            self.db.close()
+            raise StoreError(f"{self.path}: an SQLite database of another kind (tables "
+                             f"{', '.join(sorted(found))}), not a harness results store")
+        if missing:
+            if not create:
+                self.db.close()
+                raise StoreError(f"{self.path}: not a harness results store (no table "
+                                 f"{', '.join(missing)})")
+            self.db.executescript(SCHEMA)
+
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ---------------------------------------------------------------- runs
     def start_run(self, run_id: str, name: str, manifest: dict[str, Any]) -> bool:
@@ -185,8 +246,12 @@ class Store:
                     ],
                 )
             db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # a full disk, a locked or read-only store
+            _rollback(db)
+            raise StoreError(f"{self.path}: cannot store job {job['key']} ({exc}); the jobs stored "
+                             "so far are kept, and the same command resumes") from None
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def scores(self, run_id: str) -> pd.DataFrame:

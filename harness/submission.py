@@ -27,7 +27,7 @@ from harness.audio import Audio
 from harness.errors import HarnessError
 from harness.listener import Panel
 from harness.protocols import get_protocol
-from harness.protocols.base import OutputSpec
+from harness.protocols.base import OutputSpec, Unusable
 from harness.suites import Item, Suite
 from systems.base import BaseSystem
 
@@ -68,6 +68,8 @@ def expected_files(suite: Suite, panel: Panel | None) -> dict[str, Expected]:
     listeners = [li.id for li in panel.listeners] if (protocol.uses_listener and panel) else [None]
     out: dict[str, Expected] = {}
     for item in suite.items:
+        if protocol.item_problems(item):  # an invalid item: its jobs are stored invalid anyway
+            continue
         spec = protocol.output_spec(item)
         for lid in listeners:
             for name, s in spec.items():
@@ -186,9 +188,23 @@ def _write_entry(dest: Path, name: str, is_dir: bool, size: int, opener, budget:
         return
     out = _target(dest, rel, archive, name)
     if is_dir:
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise SubmissionError(f"{archive}: entry {name!r} is both a file and a folder in the "
+                                  "archive (refused)")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise SubmissionError(f"{archive}: entry {name!r} lies in a folder that the archive also "
+                                  "holds as a file (refused)") from None
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SubmissionError(f"{archive}: entry {name!r} lies in a folder that the archive also "
+                              "holds as a file (refused)") from None
+    if out.is_dir():
+        raise SubmissionError(f"{archive}: entry {name!r} is both a file and a folder in the archive "
+                              "(refused)")
     try:
         src = opener()
         if src is None:
@@ -275,7 +291,7 @@ class Validation:
     expected: int
     found: dict[str, Path] = field(default_factory=dict)  # stem path -> file
     problems: list[str] = field(default_factory=list)  # "path: what is wrong"
-    bad: set[str] = field(default_factory=set)  # stem paths present but invalid
+    bad: dict[str, str] = field(default_factory=dict)  # stem path present but invalid -> why
 
     @property
     def ok(self) -> bool:
@@ -332,13 +348,10 @@ def check_file(path: Path, spec: OutputSpec) -> list[str]:
     return problems
 
 
-def validate(root: Path, expected: dict[str, Expected], ignore: set[str] = frozenset()) -> Validation:
-    """Every expected file present once, nothing else, each with the right format and content.
-
-    `ignore`: relative paths the harness itself put there (the unpack marker)."""
+def validate(root: Path, expected: dict[str, Expected]) -> Validation:
+    """Every expected file present once, nothing else, each with the right format and content."""
     v = Validation(root, len(expected))
     files, odd = _walk(root)
-    files = [f for f in files if f not in ignore]
     for o in odd:
         v.problems.append(f"{o}: a link or special file (refused)")
     required = {k for k, e in expected.items() if e.spec.required}
@@ -348,8 +361,9 @@ def validate(root: Path, expected: dict[str, Expected], ignore: set[str] = froze
             v.problems.append(f"{rel}: unexpected file (not in the suite's naming convention)")
             continue
         if stem in v.found:
-            v.problems.append(f"{rel}: a second file for {stem} (also {v.found[stem].name})")
-            v.bad.add(stem)
+            problem = f"{rel}: a second file for {stem} (also {v.found[stem].name})"
+            v.problems.append(problem)
+            v.bad[stem] = problem
             continue
         v.found[stem] = root / rel
     for stem in sorted(required - set(v.found)):
@@ -357,9 +371,10 @@ def validate(root: Path, expected: dict[str, Expected], ignore: set[str] = froze
     for stem, path in sorted(v.found.items()):
         if stem in v.bad:
             continue
-        for p in check_file(path, expected[stem].spec):
-            v.problems.append(f"{path.relative_to(root)}: {p}")
-            v.bad.add(stem)
+        found = [f"{path.relative_to(root)}: {p}" for p in check_file(path, expected[stem].spec)]
+        if found:
+            v.problems += found
+            v.bad[stem] = "; ".join(found)
     return v
 
 
@@ -367,7 +382,7 @@ def digest(root: Path) -> str:
     """Content hash of a submission folder (paths and bytes), independent of where it lies."""
     h = hashlib.sha256()
     files, _ = _walk(root)
-    for rel in (f for f in files if f != ".unpacked"):
+    for rel in files:
         h.update(rel.encode() + b"\0")
         with open(root / rel, "rb") as fh:
             while chunk := fh.read(1 << 20):
@@ -381,8 +396,8 @@ def digest(root: Path) -> str:
 class SubmissionSystem(BaseSystem):
     """Replays a submission's files as a system's outputs (`harness score` builds it).
 
-    Files that validation refused (with --partial) are left out, so their jobs are scored
-    `invalid` by the protocol with the file named; files that are fine load as they are.
+    Files that validation refused (with --partial) stand as `Unusable` with validation's reason,
+    so their scores are stored `invalid` with it; files that are fine load as they are.
     """
 
     name = "submission"
@@ -391,11 +406,12 @@ class SubmissionSystem(BaseSystem):
     variant_param = "label"
     description = "A submitted folder of processed audio (built by `harness score`)"
 
-    def __init__(self, root: str = "", digest: str = "", skip: list[str] | None = None,
+    def __init__(self, root: str = "", digest: str = "", skip: dict[str, str] | None = None,
                  label: str = "", **params: Any) -> None:
-        super().__init__(root=root, digest=digest, skip=sorted(skip or []), label=label, **params)
+        super().__init__(root=root, digest=digest, skip=dict(sorted((skip or {}).items())),
+                         label=label, **params)
         self.root = Path(root)
-        self.skip = set(skip or [])
+        self.skip = dict(skip or {})
 
     def identity(self) -> str:
         blob = f"submission|{self.version}|{self.params['digest']}|{sorted(self.skip)}"
@@ -410,6 +426,7 @@ class SubmissionSystem(BaseSystem):
             for name in spec:
                 stem = stem_path(item.task, item.id, lid, name, len(spec) == 1)
                 if stem in self.skip:
+                    found[name] = Unusable(f"refused by validation: {self.skip[stem]}")
                     continue
                 for ext in AUDIO_EXTS:
                     path = self.root / f"{stem}{ext}"

@@ -17,6 +17,7 @@ from systems.base import ANY_TASK, BaseSystem, Output
 class Unprocessed(BaseSystem):
     name = "unprocessed"
     task = ANY_TASK
+    defaults: dict = {}  # no parameters
     description = "Lower anchor: the input passed through (no separation, no enhancement)"
 
     def process(self, items: list[Item], listener: Any | None) -> list[Output]:
@@ -26,6 +27,7 @@ class Unprocessed(BaseSystem):
 class Oracle(BaseSystem):
     name = "oracle"
     task = ANY_TASK
+    defaults: dict = {}  # no parameters
     description = "Upper anchor: returns the reference signals"
 
     def process(self, items: list[Item], listener: Any | None) -> list[Output]:

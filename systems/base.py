@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from harness import registry
 from harness.audio import Audio
+from harness.config import check_params
 from harness.errors import RegistryError
 from harness.suites.types import Item
 
@@ -41,6 +42,7 @@ class BaseSystem:
     also_tasks: tuple[str, ...] = ()  # further tasks the system does (listed after `task`)
     version = "1"
     description = ""
+    defaults: dict[str, Any] | None = None  # parameter -> default; given values must match its type
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -68,6 +70,9 @@ def system_names() -> list[str]:
 
 def get_system(name: str, **params: Any) -> BaseSystem:
     cls = registry.load("harness.systems", name)
+    defaults = getattr(cls, "defaults", None)
+    if isinstance(defaults, dict):
+        check_params(name, params, defaults)
     try:
         system = cls(**params)
     except TypeError as exc:

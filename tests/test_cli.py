@@ -37,5 +37,6 @@ def test_listings_show_panel_suites_and_metrics():
 
 def test_export_of_unknown_run_is_a_one_line_error(tmp_path):
     res = run_cli("export", "nope", "--store", str(tmp_path))
-    assert res.returncode == 2 and "holds no runs" in res.stderr
+    assert res.returncode == 2 and "not a results store" in res.stderr
     assert "Traceback" not in res.stderr
+    assert not (tmp_path / "harness.sqlite").exists()  # a read-only command creates nothing

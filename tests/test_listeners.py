@@ -77,9 +77,9 @@ def test_clarity_listener_file_loads(tmp_path):
         ('{"L1": {"name": "L2", "audiogram_cfs": [250], "audiogram_levels_l": [1],'
          ' "audiogram_levels_r": [1]}}', "differs from its name"),
         ('{"L1": {"name": "L1", "audiogram_cfs": [250, 500], "audiogram_levels_l": [1],'
-         ' "audiogram_levels_r": [1, 2]}}', "must have the same length"),
+         ' "audiogram_levels_r": [1, 2]}}', "1 thresholds for 2 frequencies"),
         ('{"L1": {"name": "L1", "audiogram_cfs": [500, 250], "audiogram_levels_l": [1, 2],'
-         ' "audiogram_levels_r": [1, 2]}}', "ascending"),
+         ' "audiogram_levels_r": [1, 2]}}', "increasing order"),
     ],
 )
 def test_malformed_listener_files_name_the_file(tmp_path, content, message):

@@ -99,18 +99,30 @@ def test_remix_outputs_follow_the_cad1_contract(spec):
                                   for s in ("vocals", "drums", "bass", "other")] + ["remix"])
 
 
+class OneStemSeparator:
+    """A separator backend that returns one stem of four."""
+
+    def separate(self, x, rate):
+        return {"vocals": x}
+
+
 def test_a_broken_separator_fails_its_item_not_the_run():
     from harness.runner import _process
+    from harness.workers import SystemProcess
 
     system = system_from_spec("remix/dsp")
-    system.separator.separate = lambda x, rate: {"vocals": x}  # a backend returning one stem
+    system.separator = OneStemSeparator()
 
     class J:
         item = resolve_suite("music-remix-quick").items[0]
         listener = resolve_panel("builtin", ["NH"]).listeners[0]
         system = "remix/dsp"
 
-    [(outputs, status, reason)] = _process(system, [J()])
+    worker = SystemProcess("remix/dsp", system, "cpu")
+    try:
+        [(outputs, status, reason)] = _process(worker, [J()])
+    finally:
+        worker.close()
     assert outputs is None and status == "failed"
     assert "separator dsp returned no drums, bass, other" in reason
 

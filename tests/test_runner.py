@@ -146,7 +146,7 @@ def test_each_bad_input_gets_a_status_and_a_reason_naming_the_file(tmp_path):
         (["--panel", "BROKEN"], "not valid JSON"),
         (["--suite", "no-such-suite"], "unknown suite 'no-such-suite'"),
         (["--system", "no-such-system"], "unknown system 'no-such-system'"),
-        (["--metric", "nonsense"], "none of the metrics nonsense"),
+        (["--metric", "nonsense"], "unknown metric 'nonsense'"),
     ],
 )
 def test_user_mistakes_give_one_line_errors(tmp_path, args, message):

@@ -72,8 +72,6 @@ def test_suite_hash_changes_with_content_and_sha_mismatch_is_caught(tmp_path):
         (json.dumps({"format": MANIFEST_FORMAT, "name": "x", "task": "juggling", "items": [1]}), "unknown task"),
         (json.dumps({"format": MANIFEST_FORMAT, "name": "x", "task": "speech-enhancement", "items": []}), "non-empty list"),
         (json.dumps({"format": MANIFEST_FORMAT, "name": "x", "task": "speech-enhancement",
-                     "items": [{"id": "a", "inputs": {"input": {"path": "a.wav"}}}]}), "lacks key 'rate'"),
-        (json.dumps({"format": MANIFEST_FORMAT, "name": "x", "task": "speech-enhancement",
                      "items": [{"id": "a"}, {"id": "a"}]}), "duplicate item id"),
     ],
 )
@@ -82,3 +80,13 @@ def test_malformed_manifests_give_one_line_errors(tmp_path, manifest, message):
     with pytest.raises(SuiteError, match=message) as exc:
         load_suite(tmp_path)
     assert "manifest.json" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_malformed_item_is_loaded_with_its_defects_not_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "format": MANIFEST_FORMAT, "name": "x", "task": "speech-enhancement",
+        "items": [{"id": "a", "inputs": {"input": {"path": "a.wav"}}}, {"id": "b"}]}))
+    a, b = load_suite(tmp_path).items
+    assert len(a.defects) == 1 and "item 'a' input 'input' lacks key 'rate'" in a.defects[0]
+    assert str(tmp_path / "manifest.json") in a.defects[0]
+    assert b.defects == () and a.problems()[0] == a.defects[0]

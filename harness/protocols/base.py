@@ -27,6 +27,14 @@ class OutputSpec:
     required: bool = True
 
 
+@dataclass(frozen=True)
+class Unusable:
+    """In a system's outputs, in place of a signal it cannot give: the reason is stored with the
+    output's scores (`harness score --partial` puts one for each refused file)."""
+
+    reason: str
+
+
 # Folder for memoised listener-independent results (set by the runner in each scoring worker).
 # Keys hash the protocol version, the outputs' content and the item, so a hit is the same number.
 MEMO_DIR: Path | None = None
@@ -72,6 +80,8 @@ class TaskProtocol:
     supported_metrics: tuple[str, ...] = ()
     resampling_note: str = ""
     seeding: str = ""  # how random metric noise is seeded, recorded in the run manifest
+    input_roles: tuple[str, ...] = ()  # inputs every item of the task must have
+    reference_roles: tuple[str, ...] = ()  # references every item of the task must have
 
     # ---- hooks
     def output_spec(self, item: Item) -> dict[str, OutputSpec]:
@@ -92,6 +102,20 @@ class TaskProtocol:
         raise NotImplementedError
 
     # ---- shared logic
+    def item_problems(self, item: Item) -> list[str]:
+        """What keeps an item from being run under this task: its manifest defects and the input
+        and reference roles it lacks (a misspelt name), each naming the manifest and the item."""
+        out = list(item.defects)
+        where = f"{item.manifest}: " if item.manifest else ""
+        for kind, need, have in (("input", self.input_roles, item.inputs),
+                                 ("reference", self.reference_roles, item.references)):
+            missing = [r for r in need if r not in have]
+            if missing:
+                out.append(f"{where}item {item.id!r} lacks {kind} {', '.join(map(repr, missing))} "
+                           f"(it has {', '.join(map(repr, have)) or 'none'}; task {self.task} needs "
+                           f"{', '.join(need)})")
+        return out
+
     def check_metrics(self, metrics: list[str]) -> list[str]:
         bad = [m for m in metrics if m not in self.supported_metrics]
         if bad:
@@ -113,6 +137,9 @@ class TaskProtocol:
                     problems[name] = f"output {name!r} is missing"
                 continue
             a = outputs[name]
+            if isinstance(a, Unusable):
+                problems[name] = f"output {name!r}: {a.reason}"
+                continue
             if not isinstance(a, Audio):
                 problems[name] = f"output {name!r} is {type(a).__name__}, not Audio"
                 continue
@@ -137,10 +164,13 @@ class TaskProtocol:
         ]
 
     def score(
-        self, item: Item, outputs: dict[str, Audio], listener: Any, metrics: list[str]
+        self, item: Item, outputs: dict[str, Audio], listener: Any, metrics: list[str],
+        problems: dict[str, str] | None = None,
     ) -> list[Score]:
-        """Validate outputs, then score. Every expected row comes back, ok or with a reason."""
-        problems = self.validate_outputs(item, outputs)
+        """Validate outputs (unless the caller did and passes its `problems`), then score. Every
+        expected row comes back, ok or with a reason."""
+        if problems is None:
+            problems = self.validate_outputs(item, outputs)
         if "" in problems:
             return self.all_invalid(item, metrics, problems[""])
         try:

@@ -25,6 +25,8 @@ class CocktailFork(TaskProtocol):
     task = "cocktail-fork"
     version = "cocktail-fork/1"
     uses_listener = False
+    input_roles = ("mixture",)
+    reference_roles = STEMS
     default_metrics = ("si_sdr", "si_sdri")
     supported_metrics = ("si_sdr", "si_sdri", "snr", "sdr")
     resampling_note = "None: outputs at the mixture's rate; every metric at that rate."

@@ -57,6 +57,7 @@ class CrowdEnhancement(TaskProtocol):
     task = "crowd-enhancement"
     version = "crowd-enhancement/1"
     uses_listener = False
+    reference_roles = ("source",)
     default_metrics = ("sdr", "sdr_improvement", "si_sdr")
     supported_metrics = ("sdr", "sdr_improvement", "si_sdr", "snr")
     resampling_note = (
@@ -64,6 +65,13 @@ class CrowdEnhancement(TaskProtocol):
         "the harness resamples each recording to the source rate (soxr VHQ) and aligns it by its "
         "true offset."
     )
+
+    def item_problems(self, item: Item) -> list[str]:
+        out = super().item_problems(item)
+        if not recording_roles(item):
+            where = f"{item.manifest}: " if item.manifest else ""
+            out.append(f"{where}item {item.id!r} has no recording (inputs named rec*)")
+        return out
 
     def output_spec(self, item: Item) -> dict[str, OutputSpec]:
         ref = item.references["source"]

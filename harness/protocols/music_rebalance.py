@@ -84,6 +84,8 @@ class MusicRebalance(TaskProtocol):
     task = "music-rebalance"
     version = "icassp2024-rebalance/1"
     uses_listener = True
+    input_roles = ("mixture",)
+    reference_roles = STEMS
     default_metrics = ("haaqi",)
     supported_metrics = ("haaqi",)
     resampling_note = ("Reference 44.1 -> 24 kHz and the remix 32 -> 24 kHz (soxr VHQ) for "

@@ -41,6 +41,8 @@ class MusicRemix(TaskProtocol):
     task = "music-remix"
     version = "cad1-task1/2"  # /1 seeded each HAAQI call by (item, listener, ear)
     uses_listener = True
+    input_roles = ("mixture",)
+    reference_roles = STEMS
     default_metrics = ("haaqi", "sdr")
     supported_metrics = ("haaqi", *BSS_NAMES)
     resampling_note = "Reference stems 44.1 -> 24 kHz (soxr VHQ) for HAAQI and BSSEval."

@@ -21,6 +21,8 @@ class SpeechEnhancement(TaskProtocol):
     task = "speech-enhancement"
     version = "speech-enhancement/1"
     uses_listener = False
+    input_roles = ("input",)
+    reference_roles = ("clean",)
     default_metrics = ("pesq", "stoi", "estoi", "si_sdr", "snr")
     supported_metrics = ("pesq", "pesq_nb", "stoi", "estoi", "si_sdr", "snr", "sdr")
     resampling_note = (

@@ -65,6 +65,8 @@ class Item:
     references: dict[str, FileRef]
     metadata: dict[str, Any] = field(default_factory=dict)
     suite: str = ""
+    defects: tuple[str, ...] = ()  # what is wrong with the item's manifest entry (it is invalid)
+    manifest: str = ""  # the manifest it was read from (for messages; not part of the hash)
 
     @property
     def hash(self) -> str:
@@ -76,6 +78,7 @@ class Item:
                 "inputs": {k: v.to_json() for k, v in sorted(self.inputs.items())},
                 "references": {k: v.to_json() for k, v in sorted(self.references.items())},
                 "metadata": self.metadata,
+                **({"defects": list(self.defects)} if self.defects else {}),
             },
             sort_keys=True,
             default=str,
@@ -83,8 +86,9 @@ class Item:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def problems(self) -> list[str]:
-        """Files that are missing on disk, each as '<path>: file not found'."""
-        out = []
+        """What makes the item unusable: its manifest defects, then files missing on disk
+        ('<path>: file not found')."""
+        out = list(self.defects)
         for ref in [*self.inputs.values(), *self.references.values()]:
             p = self.root / ref.path
             if not p.is_file():
@@ -216,27 +220,109 @@ def write_manifest(suite: Suite, folder: Path | None = None) -> Path:
     return path
 
 
-def _file_from_json(manifest: Path, where: str, raw: Any) -> FileRef:
+def _positive_int(raw: dict, key: str, default: int | None = None) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    if value <= 0 and not (key == "start" and value == 0):
+        raise ValueError(f"{key} must be {'at least 0' if key == 'start' else 'positive'}, got {value}")
+    return value
+
+
+def _file_from_json(root: Path, where: str, raw: Any) -> FileRef:
+    """One file entry; ValueError('<where>: <what is wrong>') for a malformed one, or one whose
+    path leaves the suite root (absolute, '..', or a symbolic link out)."""
     if not isinstance(raw, dict):
-        raise SuiteError(f"{manifest}: {where} must be an object with path/rate/channels/frames")
+        raise ValueError(f"{where} must be an object with path/rate/channels/frames, "
+                         f"got {type(raw).__name__}")
+    for key in ("path", "rate", "channels", "frames"):
+        if key not in raw:
+            raise ValueError(f"{where} lacks key {key!r}")
+    path = raw["path"]
+    if not isinstance(path, str) or not path.strip() or "\x00" in path:
+        raise ValueError(f"{where}: path must be a non-empty string, got {path!r}")
+    sha = raw.get("sha256", "")
+    if not isinstance(sha, str):
+        raise ValueError(f"{where}: sha256 must be a string, got {sha!r}")
     try:
-        return FileRef(
-            path=str(raw["path"]),
-            rate=int(raw["rate"]),
-            channels=int(raw["channels"]),
-            frames=int(raw["frames"]),
-            sha256=str(raw.get("sha256", "")),
-            start=int(raw.get("start", 0)),
+        ref = FileRef(
+            path=path,
+            rate=_positive_int(raw, "rate"),
+            channels=_positive_int(raw, "channels"),
+            frames=_positive_int(raw, "frames"),
+            sha256=sha,
+            start=_positive_int(raw, "start", 0),
             segment="start" in raw,
         )
-    except KeyError as exc:
-        raise SuiteError(f"{manifest}: {where} lacks key {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise SuiteError(f"{manifest}: {where} has a malformed value ({exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    inside = inside_root(root, path)
+    if inside is not None:
+        raise ValueError(f"{where}: path {path!r} {inside} (refused: files must lie inside the "
+                         f"suite's root {root}; set the manifest's 'root' to the folder that holds them)")
+    return ref
+
+
+def inside_root(root: Path, rel: str) -> str | None:
+    """Why `rel` does not name a place inside `root` (None when it does): absolute, climbs out
+    with '..', or resolves out through a symbolic link."""
+    p = Path(rel)
+    if p.is_absolute():
+        return "is absolute"
+    if ".." in p.parts:
+        return "climbs out of the suite root with '..'"
+    if not (root / p).resolve().is_relative_to(root.resolve()):
+        return "resolves outside the suite root (a symbolic link out)"
+    return None
+
+
+def _item_from_json(manifest: Path, root: Path, task: str, suite: str, raw: dict) -> Item:
+    """One item; what is wrong with its entry becomes the item's defects (it is scored invalid
+    with them), never an error for the whole suite."""
+    iid = str(raw["id"])
+    defects: list[str] = []
+    files: dict[str, dict[str, FileRef]] = {"inputs": {}, "references": {}}
+    for kind, word in (("inputs", "input"), ("references", "reference")):
+        entries = raw.get(kind)
+        if entries is None:
+            continue
+        if not isinstance(entries, dict):
+            defects.append(f"{manifest}: item {iid!r}: {kind} must be an object of "
+                           f"{word} name -> file, got {type(entries).__name__}")
+            continue
+        for role, entry in entries.items():
+            try:
+                files[kind][str(role)] = _file_from_json(root, f"item {iid!r} {word} {role!r}", entry)
+            except ValueError as exc:
+                defects.append(f"{manifest}: {exc}")
+    metadata = raw.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        defects.append(f"{manifest}: item {iid!r}: metadata must be an object, "
+                       f"got {type(metadata).__name__}")
+        metadata = None
+    return Item(id=iid, task=task, root=root, inputs=files["inputs"], references=files["references"],
+                metadata=dict(metadata or {}), suite=suite, defects=tuple(defects),
+                manifest=str(manifest))
+
+
+def plain_component(name: str) -> bool:
+    """One plain path component: no separator, not '.' or '..', no control characters."""
+    return (bool(name.strip()) and name not in (".", "..") and "/" not in name and "\\" not in name
+            and not any(ord(c) < 32 for c in name))
+
+
+def _is_item_id(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip() != ""
 
 
 def load_suite(folder: str | Path) -> Suite:
-    """Load a suite folder (a folder holding manifest.json, or the manifest path itself)."""
+    """Load a suite folder (a folder holding manifest.json, or the manifest path itself).
+
+    What makes the whole suite unusable (not a manifest, unknown task, no items, an item without
+    an id, a duplicate id) is a SuiteError naming the manifest; what is wrong with one item is
+    recorded on that item (`Item.defects`) and scored `invalid`, while every other item runs."""
     folder = Path(folder)
     manifest = folder if folder.name == MANIFEST_NAME else folder / MANIFEST_NAME
     raw = read_structured(manifest, SuiteError, "suite manifest", "no suite manifest here")
@@ -248,42 +334,37 @@ def load_suite(folder: str | Path) -> Suite:
     task = raw["task"]
     if task not in TASKS:
         raise SuiteError(f"{manifest}: unknown task {task!r} (known: {', '.join(TASKS)})")
+    name = raw["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise SuiteError(f"{manifest}: 'name' must be a non-empty string, got {name!r}")
     if not isinstance(raw["items"], list) or not raw["items"]:
         raise SuiteError(f"{manifest}: 'items' must be a non-empty list")
-    root_ref = str(raw.get("root", ""))
+    root_ref = raw.get("root", "")
+    if not isinstance(root_ref, str):
+        raise SuiteError(f"{manifest}: 'root' must be a string (a folder), got {root_ref!r}")
+    for key in ("version", "description"):
+        if key in raw and not isinstance(raw[key], (str, int, float)):
+            raise SuiteError(f"{manifest}: {key!r} must be a string, got {type(raw[key]).__name__}")
+    if "generator" in raw and not isinstance(raw["generator"], dict):
+        raise SuiteError(f"{manifest}: 'generator' must be an object")
     root = (manifest.parent / root_ref).resolve() if root_ref else manifest.parent
     if not root.is_dir():
         raise SuiteError(f"{manifest}: its root {root} is not a folder")
     items, seen = [], set()
     for i, it in enumerate(raw["items"]):
-        where = f"item {i}"
-        if not isinstance(it, dict) or "id" not in it:
-            raise SuiteError(f"{manifest}: {where} must be an object with an 'id'")
+        if not isinstance(it, dict) or not _is_item_id(it.get("id")):
+            raise SuiteError(f"{manifest}: item {i} must be an object with an 'id' (a non-empty "
+                             "string)")
         iid = str(it["id"])
+        if not plain_component(iid):
+            raise SuiteError(f"{manifest}: item id {iid!r} is not a plain name (submissions and packs "
+                             "use it as a file name: no '/', '\\', '..', '.' or control characters)")
         if iid in seen:
             raise SuiteError(f"{manifest}: duplicate item id {iid!r}")
         seen.add(iid)
-        inputs = {
-            k: _file_from_json(manifest, f"item {iid!r} input {k!r}", v)
-            for k, v in (it.get("inputs") or {}).items()
-        }
-        refs = {
-            k: _file_from_json(manifest, f"item {iid!r} reference {k!r}", v)
-            for k, v in (it.get("references") or {}).items()
-        }
-        items.append(
-            Item(
-                id=iid,
-                task=task,
-                root=root,
-                inputs=inputs,
-                references=refs,
-                metadata=dict(it.get("metadata") or {}),
-                suite=str(raw["name"]),
-            )
-        )
+        items.append(_item_from_json(manifest, root, task, name, it))
     return Suite(
-        name=str(raw["name"]),
+        name=name,
         version=str(raw.get("version", "1")),
         task=task,
         root=root,

@@ -52,6 +52,7 @@ class Remix(BaseSystem):
     description = ("Separate, per-ear NAL-R, compress, band-pass and remix (Cadenza CAD1 Task 1; "
                    "ICASSP 2024 rebalancing)")
     variant_param = "separator"  # `--system remix/LABEL` sets separator=LABEL
+    defaults = DEFAULTS
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(DEFAULTS))

@@ -545,6 +545,8 @@ def make_suite(name: str, out: Path, items: int | None = None, seconds: float | 
     if seconds < 1.0:
         raise SuiteError("--seconds must be at least 1 (loudness needs 400 ms blocks)")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SuiteError(f"{out}: is a file (--out names a new or empty folder)")
     if out.exists() and any(out.iterdir()):
         raise SuiteError(f"{out}: folder exists and is not empty (choose a new --out)")
     out.mkdir(parents=True, exist_ok=True)
