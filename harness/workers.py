@@ -248,28 +248,23 @@ class SystemProcess:
             self.broken = exc
             raise exc from None
 
-    def stop(self) -> None:
-        """Kill the child (if any) and forget it; the next call starts a fresh one."""
+    def stop(self, grace: float = 0.0) -> None:
+        """End the child and forget it (the next call starts a fresh one): close its pipe, give it
+        `grace` seconds to finish on its own, then kill it."""
         proc, conn = self.proc, self.conn
         self.proc = self.conn = None
         if conn is not None:
             conn.close()
         if proc is not None:
+            if grace:
+                proc.join(grace)
             if proc.is_alive():
                 proc.kill()
             proc.join(5)
 
     def close(self) -> None:
-        """Let the child finish on its own (end of the pipe), killing it if it lingers."""
-        proc, conn = self.proc, self.conn
-        self.proc = self.conn = None
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            proc.join(2)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        """End the child at the end of a run: it leaves by itself when its pipe closes."""
+        self.stop(grace=2.0)
 
     # ---- calls
     def _call(self, request: tuple, timeout: float, what: str):

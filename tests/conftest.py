@@ -50,6 +50,38 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     )
 
 
+def jobs_stored(db: Path) -> int:
+    """Jobs committed in a results store that a run may be writing (0 while it cannot be read)."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(db, timeout=1)
+        n = con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        con.close()
+        return n
+    except sqlite3.OperationalError:
+        return 0
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, grandchildren, ...), from /proc."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for k in kids:
+                if k not in out:
+                    out.add(k)
+                    todo.append(k)
+    return out
+
+
 def assert_anchors_ordered(store_folder: Path) -> None:
     """The latest run in a store scored everything ok and `oracle` beats `unprocessed` on the
     mean of every metric (all of the harness's metrics are higher-is-better)."""

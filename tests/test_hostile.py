@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT
+from conftest import ROOT, descendants, jobs_stored
 
 from harness import registry
 from harness import workers as workers_mod
@@ -742,36 +742,8 @@ KILL_ARGS = ["run", "--suite", "music-remix-quick", "--suite", SPEECH, "--metric
              "--batch-size", "1", "--quiet"]
 
 
-def _descendants(pid: int) -> set[int]:
-    out, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                kids = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            for k in kids:
-                if k not in out:
-                    out.add(k)
-                    todo.append(k)
-    return out
-
-
 def _alive(pid: int) -> bool:
     return workers_mod._alive(pid)
-
-
-def _jobs_in(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        con = sqlite3.connect(db, timeout=1)
-        n = con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.OperationalError:
-        return 0
 
 
 def _start(out: Path) -> tuple[subprocess.Popen, Path]:
@@ -792,12 +764,12 @@ def test_no_process_outlives_a_killed_driver(tmp_path, when):
     seen: set[int] = set()
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        seen |= _descendants(proc.pid)
-        n = _jobs_in(out / "harness.sqlite")
+        seen |= descendants(proc.pid)
+        n = jobs_stored(out / "harness.sqlite")
         if (when == "children-starting" and seen) or (when == "first-job" and n >= 1) or n >= 8:
             break
         time.sleep(0.01)
-    seen |= _descendants(proc.pid)
+    seen |= descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert seen, "the run had child processes"
@@ -816,9 +788,9 @@ def test_an_interrupted_run_says_so_and_resumes(tmp_path, sig):
     out = tmp_path / "o"
     proc, log = _start(out)
     deadline = time.time() + 240
-    while _jobs_in(out / "harness.sqlite") < 4 and time.time() < deadline:
+    while jobs_stored(out / "harness.sqlite") < 4 and time.time() < deadline:
         time.sleep(0.05)
-    kids = _descendants(proc.pid)
+    kids = descendants(proc.pid)
     # Ctrl-C in a terminal reaches the whole foreground process group; SIGTERM the driver alone.
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)
@@ -830,7 +802,7 @@ def test_an_interrupted_run_says_so_and_resumes(tmp_path, sig):
     assert "Traceback" not in err, err
     line = one_line_error(130, err, "interrupted:", "run the same command again to resume",
                           exit_code=130)
-    n = _jobs_in(out / "harness.sqlite")
+    n = jobs_stored(out / "harness.sqlite")
     assert f" {n} of 24 jobs" in line, (n, line)
     time.sleep(1)
     assert not [p for p in kids if _alive(p)], "children outlived the interrupted run"
@@ -838,4 +810,4 @@ def test_an_interrupted_run_says_so_and_resumes(tmp_path, sig):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert f"resumed: {n} of 24 jobs" in res.stderr
-    assert _jobs_in(out / "harness.sqlite") == 24
+    assert jobs_stored(out / "harness.sqlite") == 24

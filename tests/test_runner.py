@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import ROOT, run_cli
+from conftest import ROOT, descendants, jobs_stored, run_cli
 
 from harness import registry
 from harness.audio import Audio
@@ -201,32 +200,10 @@ KILL_ARGS = ["--suite", "music-remix-quick", "--suite", SPEECH, "--metric", "sdr
              "--listener", "N2", "--jobs", "2", "--batch-size", "1", "--quiet"]
 
 
-def _jobs_stored(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        con = sqlite3.connect(db, timeout=1)
-        n = con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.OperationalError:
-        return 0
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        text = (task / "children").read_text() if (task / "children").exists() else ""
-        out += [int(c) for c in text.split()]
-    return out
-
-
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+    from harness.workers import _alive as alive
+
+    return alive(pid)
 
 
 @pytest.mark.slow  # about 50 s: three runs of the CLI; CI runs it with the slow tests
@@ -234,7 +211,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     full = tmp_path / "full"
     res = run_cli("run", *KILL_ARGS, "--out", str(full))
     assert res.returncode == 0, res.stderr
-    total = _jobs_stored(full / "harness.sqlite")
+    total = jobs_stored(full / "harness.sqlite")
     assert total == 24  # (2 songs x 3 listeners + 6 utterances) x 2 systems
 
     killed = tmp_path / "killed"
@@ -242,12 +219,12 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
                              str(killed)], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while _jobs_stored(killed / "harness.sqlite") < 8 and time.time() < deadline:
+    while jobs_stored(killed / "harness.sqlite") < 8 and time.time() < deadline:
         time.sleep(0.05)
-    workers = _children(proc.pid)
+    workers = descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)  # the run only, as `kill -9 PID` would
     proc.wait()
-    stored = _jobs_stored(killed / "harness.sqlite")
+    stored = jobs_stored(killed / "harness.sqlite")
     assert 8 <= stored < total, "the kill must land part-way"
     assert workers, "the run had scoring workers"
     deadline = time.time() + 10
