@@ -206,6 +206,8 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
                     lid = li.id if li is not None else NO_LISTENER
                     jobs.append(Job(job_key(system, item, lid), suite, item, name, li, protocol,
                                     metrics, problems[item.id]))
+    if not jobs:
+        raise ConfigError("nothing to run: " + "; ".join(s for s in skipped if "does not do" in s))
     from harness.metrics import backends as metric_backends
 
     chosen = metric_backends.resolve(cfg.metrics_backend)

@@ -5,8 +5,9 @@ there once (its model loaded once), and then called item batch by item batch. Ev
 deadline. When a call does not return in time the child is killed; when the child exits, crashes
 or is killed (a segfault, the kernel's out-of-memory killer, `sys.exit` inside `process`), the
 call raises `SystemFault` with the reason ("timed out after 120 s", "system process exited with
-code 0", "killed by signal 11 (SIGSEGV)") and the next call starts a fresh child. The driver
-stays the only writer of the results store.
+code 0", "killed by signal 11 (SIGSEGV)") and the next call starts a fresh child. The child
+leads a process group of its own, so whatever it started is killed with it. The driver stays the
+only writer of the results store.
 
 No process of the harness outlives the driver: every child asks the kernel to kill it when its
 parent dies (PR_SET_PDEATHSIG), and watches the driver's pidfd from a thread (a forkserver's
@@ -72,7 +73,7 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def die_with_driver(driver_pid: int) -> None:
+def die_with_driver(driver_pid: int, own_group: bool = False) -> None:
     """In a child: end when the driver ends, and leave Ctrl-C to the driver.
 
     Two guards. The kernel kills the child when its parent dies (PR_SET_PDEATHSIG): that covers
@@ -81,6 +82,8 @@ def die_with_driver(driver_pid: int) -> None:
     first; a watcher thread waits on the driver's pidfd (readable when the driver exits, even
     before it is reaped) and ends the child then."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if own_group:  # a system's own subprocesses go down with it (killpg)
+        os.setpgrp()
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -88,10 +91,18 @@ def die_with_driver(driver_pid: int) -> None:
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
         except OSError:
             pass
-    _watch_driver(driver_pid)
+    _watch_driver(driver_pid, own_group)
 
 
-def _watch_driver(pid: int) -> None:
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group led by `pid` (a system process and whatever it started)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
+def _watch_driver(pid: int, own_group: bool) -> None:
     import select
     import threading
 
@@ -108,6 +119,8 @@ def _watch_driver(pid: int) -> None:
         else:
             while _alive(pid):
                 time.sleep(0.2)
+        if own_group:
+            kill_group(os.getpid())
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="harness-driver-watch", daemon=True).start()
@@ -165,7 +178,7 @@ def _system_main(conn, blob: bytes, driver_pid: int) -> None:
     """The child: unpickle the system, then answer ('prepare', device) and ('process', items,
     listener) requests until the driver closes the pipe. SystemExit is not caught: a system that
     exits ends its process, and the driver reports the exit code."""
-    die_with_driver(driver_pid)
+    die_with_driver(driver_pid, own_group=True)
     system = None
     while True:
         try:
@@ -260,6 +273,7 @@ class SystemProcess:
                 proc.join(grace)
             if proc.is_alive():
                 proc.kill()
+            kill_group(proc.pid)  # what the system started, even after it exited itself
             proc.join(5)
 
     def close(self) -> None:

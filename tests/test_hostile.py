@@ -154,6 +154,11 @@ class FaultSystem:
                 os.kill(os.getpid(), signal.SIGKILL)
             elif m == "keyboard":
                 raise KeyboardInterrupt
+            elif m == "spawn-hang":  # starts a process of its own, then hangs
+                child = subprocess.Popen(["sleep", "600"])
+                with open(self.log, "a") as fh:
+                    fh.write(f"{child.pid}\n")
+                time.sleep(3600)
             elif m == "bare":
                 outs.append(oracle["enhanced"].samples[0])
                 continue
@@ -203,6 +208,19 @@ def test_a_misbehaving_system_fails_its_item_and_the_run_goes_on(tmp_path, mode,
     good = scores[scores.item_id != "se02"]  # se01 shared se02's batch: retried alone, it scores
     assert (good.status == "ok").all(), good[["item_id", "status", "reason"]]
     assert (good.value == 100.0).all()  # the oracle's ceiling: the others really were scored
+
+
+def test_what_a_hung_system_started_is_killed_with_it(tmp_path):
+    log = tmp_path / "pids"
+    scores, _ = speech_run(tmp_path, systems=["fault"], batch_size=1, system_timeout=2,
+                           system_params={"fault": {"mode": "spawn-hang", "log": str(log)}})
+    assert list(scores.status) == ["ok", "failed", "ok", "ok", "ok", "ok"]
+    pid = next(int(w) for w in log.read_text().split() if w.isdigit())
+    time.sleep(0.5)
+    alive = workers_mod._alive(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the system's own subprocess outlived its killed process"
 
 
 def test_prepare_that_fails_fails_every_item_once_without_retrying(tmp_path):
@@ -639,6 +657,15 @@ def test_a_suite_that_cannot_be_read_is_a_one_line_error(tmp_path, monkeypatch, 
     (root / "manifest.json").write_text(json.dumps(m))
     code, _, err = cli(monkeypatch, capsys, "run", "--suite", root, "--out", tmp_path / "o", "--quiet")
     one_line_error(code, err, str(root / "manifest.json"), message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_run_with_nothing_to_do_is_an_error_not_an_empty_success(tmp_path, monkeypatch, capsys):
+    code, _, err = cli(monkeypatch, capsys, "run", "--suite", SPEECH, "--system", "remix", "--out",
+                       tmp_path / "o", "--quiet")
+    one_line_error(code, err, "nothing to run: remix does not do speech-enhancement")
+    code, _, err = cli(monkeypatch, capsys, "run", "--suite", "", "--out", tmp_path / "o", "--quiet")
+    one_line_error(code, err, "an empty suite name")
     assert not (tmp_path / "o").exists()
 
 

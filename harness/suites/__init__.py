@@ -31,6 +31,8 @@ def builtin_suites() -> dict[str, Path]:
 
 def resolve_suite(spec: str) -> Suite:
     """A built-in suite name, or a path to a suite folder / manifest."""
+    if not spec.strip():
+        raise SuiteError("an empty suite name (give a built-in suite's name or a folder)")
     builtin = builtin_suites()
     if spec in builtin:
         return load_suite(builtin[spec])
