@@ -49,7 +49,7 @@ def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML file; any flag above is a key.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     metrics_backend: Annotated[str, typer.Option(help="reference (the field's packages) or fast (torch kernels); default: fast where its parity tests pass (BSSEval), reference elsewhere.")] = None,
-    system_timeout: Annotated[str, typer.Option(help="Seconds a system may take per call (one batch); past it the system's process is killed and the batch's items are stored failed. 'auto' (default): 120 s + 10 s per second of input audio in the call.")] = None,
+    system_timeout: Annotated[str, typer.Option(help="Seconds a system may take per call (one batch of items). Past it the system's process is killed and the batch retried item by item; an item that still overruns is stored failed ('timed out after N s'). 'auto' (default): 120 s + 10 s per second of input audio in the call.")] = None,
 ) -> None:
     """Run systems on suites for a listener panel, score them, store and summarise.
 
