@@ -111,7 +111,8 @@ def cad1(tmp_path):
 def test_cad1_test_split_uses_the_objective_segments(cad1):
     suite = import_layout("cad1", cad1, split="test")
     audio = cad1 / "audio" / "musdb18hq"
-    start, frames = int(round(0.1 * RATE)), int(round(1.2 * RATE))
+    start, end = int(0.1 * RATE), int(1.3 * RATE)  # the recipe's slice: int(start * sr):int(end * sr)
+    frames = end - start
     files = {f: hand_entry(audio, f"test/Delta - Four/{f}.wav", frames, start) for f in FILES}
     assert suite.to_json()["items"] == [{
         "id": "Delta - Four",
@@ -127,6 +128,25 @@ def test_cad1_test_split_uses_the_objective_segments(cad1):
     valid = import_layout("cad1", cad1, split="valid")
     assert [it.id for it in valid.items] == ["Eps - Five"]
     assert valid.items[0].references["vocals"].path == "train/Eps - Five/vocals.wav"
+
+
+def test_cad1_segments_are_cut_with_the_recipes_arithmetic_on_a_grid_of_start_times():
+    """recipes/cad1/task1/baseline/test.py (pyclarity 0.9.0) cuts each objective segment as
+    signal[int(start * 44100) : int(end * 44100)]; the importer must select the same samples for
+    every start time on the metadata's 0.1 s grid (30 s segments)."""
+    from harness.suites.layouts.musdb import recipe_segment
+
+    signal = np.arange(int(400 * RATE))
+    differs_from_rounding = 0
+    for k in range(3000):
+        start_s = round(k * 0.1, 1)  # as json.loads reads "12.3"
+        end_s = round(start_s + 30.0, 1)
+        recipe = signal[int(start_s * RATE) : int(end_s * RATE)]
+        first, frames = recipe_segment(start_s, end_s, RATE)
+        assert np.array_equal(signal[first : first + frames], recipe), start_s
+        rounded = int(round(start_s * RATE))
+        differs_from_rounding += (rounded, int(round(30.0 * RATE))) != (first, frames)
+    assert differs_from_rounding > 0.05 * 3000  # the old rounding cut a share of them differently
 
 
 def test_cad1_broken_tree_lists_every_problem(cad1):

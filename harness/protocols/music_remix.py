@@ -8,8 +8,8 @@ Scoring, per listener, ear and stem: HAAQI (pyclarity, equalisation=1, reference
 65 dB SPL) of the processed stem against that channel of the reference stem; the (item,
 listener) HAAQI is the mean of the 8. Seeding as the CAD1 recipe: numpy's generator is seeded
 once per (song, listener) with int(md5(song), 16) mod 10**8 and the eight calls draw from it in
-the recipe's order (drums, bass, other, vocals; left then right ear). (The recipe's evaluate.py
-builds the right-ear audiogram from the left-ear levels; the harness uses the right ear's.)
+the recipe's order (drums, bass, other, vocals; left then right ear), each ear with its own
+audiogram (as pyclarity 0.9.0's recipes/cad1/task1/baseline/evaluate.py).
 SDR/ISR/SIR/SAR per stem: BSSEval v4 over the four stems jointly, the stereo estimate being
 (left, right) ear stems.
 Stated resampling: the harness resamples reference stems 44.1 -> 24 kHz with soxr (VHQ).

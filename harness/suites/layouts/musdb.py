@@ -133,10 +133,10 @@ def load_cad1(root: Path, split: str = "test", hash_content: bool = True) -> Sui
             if not isinstance(seg, dict) or "start" not in seg:
                 problems.append(f"{seg_file}: no objective_evaluation segment for {name!r}")
                 continue
-            start = int(round(float(seg["start"]) * RATE))
-            duration = float(seg.get("duration", float(seg.get("end", 0)) - float(seg["start"])))
-            segment = (start, int(round(duration * RATE)))
-            meta_item["segment_s"] = [float(seg["start"]), float(seg["start"]) + duration]
+            start_s = float(seg["start"])
+            end_s = float(seg["end"]) if "end" in seg else start_s + float(seg.get("duration", 0))
+            segment = recipe_segment(start_s, end_s, RATE)
+            meta_item["segment_s"] = [start_s, end_s]
         if not folder.is_dir():
             problems.append(f"{folder}: track folder not found")
             continue
@@ -151,6 +151,15 @@ def load_cad1(root: Path, split: str = "test", hash_content: bool = True) -> Sui
         + (" (30 s objective segments)" if split == "test" else "")
         + f"; panel: {listeners_file}",
     )
+
+
+def recipe_segment(start_s: float, end_s: float, rate: int) -> tuple[int, int]:
+    """(first frame, frame count) of a segment as the CAD1 recipe cuts it:
+    `signal[int(start * sample_rate) : int(end * sample_rate)]` (recipes/cad1/task1/baseline/
+    test.py, pyclarity 0.9.0). Rounding instead puts about 13% of 30 s segments on a 0.1 s grid
+    one sample off, and correct submissions would be refused."""
+    first = int(start_s * rate)
+    return first, int(end_s * rate) - first
 
 
 def _read_json(path: Path, problems: list[str], kind: type):
