@@ -83,7 +83,8 @@ SCHEMA: dict[str, Any] = {
 
 
 _NAMES = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"),
-          bool: ("true or false", "booleans"), object: ("a value", "values")}
+          bool: ("true or false", "booleans"), object: ("a value", "values"), dict: ("a table", "tables"),
+          list: ("a list", "lists")}
 
 
 def _type_name(kind: Any, plural: bool = False) -> str:
@@ -151,9 +152,12 @@ def check_params(system: str, params: dict[str, Any], defaults: dict[str, Any]) 
         if defaults[key] is None:
             continue
         d = defaults[key]
-        kind = float if isinstance(d, float) else dict if isinstance(d, dict) else type(d)
-        if not _matches(value, kind) and not (isinstance(d, dict) and value is None):
-            check_type(f"system_params.{system}.{key}", value, kind)
+        if isinstance(d, dict):  # a stage's options: a table, or None / false for "off"
+            if not (isinstance(value, dict) or value is None or value is False):
+                raise ConfigError(f"key 'system_params.{system}.{key}' must be a table (or false "
+                                  f"for off), got {type(value).__name__} {value!r}")
+            continue
+        check_type(f"system_params.{system}.{key}", value, float if isinstance(d, float) else type(d))
 
 
 KEYS = {f.name for f in fields(RunConfig)}

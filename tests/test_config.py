@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import run_cli
 
@@ -62,3 +64,20 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="torch sees no CUDA device"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "systems").glob("*/configs/*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_passes_the_schema(path):
+    """The typed schema (and each system's parameter types) accepts the configs the project ships."""
+    cfg = load_config(path, {})
+    assert cfg.systems and cfg.suites
+
+
+def test_a_stage_option_table_may_be_switched_off_but_not_given_a_number(tmp_path):
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text('systems = ["remix"]\n[system_params.remix]\nbandpass = false\ncompressor = {}\n')
+    assert load_config(cfg_file, {}).system_params["remix"]["bandpass"] is False
+    cfg_file.write_text('systems = ["remix"]\n[system_params.remix]\nbandpass = 3\n')
+    with pytest.raises(ConfigError, match="system_params.remix.bandpass' must be a table"):
+        load_config(cfg_file, {})

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import soxr
 from conftest import run_cli
 
 from harness.protocols.music_remix import MusicRemix
@@ -57,34 +60,51 @@ def noisy(x: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
     return x + n * np.sqrt(np.mean(x**2) / np.mean(n**2) / 10 ** (snr_db / 10))
 
 
-def test_haaqi_is_seeded_as_the_cad1_recipe(music_item):
-    """The recipe seeds numpy once per (song, listener) with md5(song) mod 1e8 and scores
-    drums, bass, other, vocals, left then right ear: written out here from that description."""
-    import hashlib
+def test_haaqi_equals_the_cad1_recipes_own_evaluation(music_item, tmp_path):
+    """pyclarity 0.9.0's recipes/cad1/task1/baseline/evaluate.py, its own `_evaluate_song_listener`,
+    run on files in the recipe's layout (16-bit WAV references, 16-bit FLAC ear stems), against the
+    harness's CAD1 protocol on the same files: every one of the 8 values equal (the recipe's
+    seeding, resampler, level1 and audiogram per ear reproduced)."""
+    import soundfile as sf
+    from omegaconf import OmegaConf
+    from recipes.cad1.task1.baseline.evaluate import _evaluate_song_listener
 
-    import soxr
-    from clarity.evaluator.haaqi import compute_haaqi
+    from harness.audio import read
+    from harness.suites.types import Suite, file_ref, load_suite, write_manifest
 
-    from harness.audio import Audio
-    from harness.listener import haaqi_audiogram
+    song = music_item.id
+    music = tmp_path / "music"
+    folder = music / "test" / song
+    folder.mkdir(parents=True)
+    for name in ("mixture", "vocals", "drums", "bass", "other"):
+        x = (music_item.input(name) if name == "mixture" else music_item.reference(name)).samples.T
+        sf.write(folder / f"{name}.wav", x, 44100, subtype="PCM_16")
+    refs = {n: file_ref(music, folder / f"{n}.wav") for n in ("vocals", "drums", "bass", "other")}
+    item = dataclasses.replace(music_item, root=music, inputs={"mixture": file_ref(music, folder / "mixture.wav")},
+                               references=refs)
+    write_manifest(Suite("recipe", "1", "music-remix", music, (item,)))
+    item = load_suite(music).items[0]
 
     li = asymmetric_listener()
-    p = MusicRemix()
-    # 44.1 -> 24 kHz by soxr VHQ, held as float32 like all harness audio
-    refs = {s: soxr.resample(music_item.reference(s).samples.T.astype(np.float64), 44100, 24000,
-                             quality="VHQ").astype(np.float32).astype(np.float64)
-            for s in ("vocals", "drums", "bass", "other")}
-    outputs = {f"{ear}_{s}": Audio(noisy(refs[s][:, ch], 5 + 3 * ch, i), 24000)
-               for i, s in enumerate(refs) for ch, ear in enumerate(("left", "right"))}
-    ours = {(r.ear, r.stem): r.value for r in p.score(music_item, outputs, li, ["haaqi"])}
-    np.random.seed(int(hashlib.md5(music_item.id.encode()).hexdigest(), 16) % 10**8)
-    for s in ("drums", "bass", "other", "vocals"):
-        for ch, (ear, ag) in enumerate((("left", li.audiogram_left), ("right", li.audiogram_right))):
-            ref = refs[s][:, ch]
-            level1 = 65 - 20 * np.log10(np.sqrt(np.mean(ref**2)))
-            theirs = compute_haaqi(outputs[f"{ear}_{s}"].mono().astype(np.float64), ref, 24000,
-                                   24000, haaqi_audiogram(ag), 1, level1)
-            # the default (fast) HAAQI backend: pyclarity's numbers to rounding, same draws
-            assert ours[(ear, s)] == pytest.approx(theirs, abs=1e-9), (ear, s)
+    enhanced = tmp_path / "enhanced"
+    out_dir = enhanced / li.id / song
+    out_dir.mkdir(parents=True)
+    outputs = {}
+    for i, s in enumerate(("vocals", "drums", "bass", "other")):
+        ref24 = soxr.resample(item.reference(s).samples.T.astype(np.float64), 44100, 24000)
+        for ch, ear in enumerate(("left", "right")):
+            path = out_dir / f"{li.id}_{song}_{ear}_{s}.flac"
+            sf.write(path, np.clip(noisy(ref24[:, ch], 5 + 3 * ch, i), -1, 1 - 2**-15), 24000,
+                     subtype="PCM_16")
+            outputs[f"{ear}_{s}"] = read(path)
+
+    config = OmegaConf.create({"path": {"music_dir": str(music)}, "evaluate": {"set_random_seed": True},
+                               "stem_sample_rate": 24000, "sample_rate": 44100})
+    _, theirs = _evaluate_song_listener(song, li, config, "test", enhanced)
+    ours = {f"{r.ear}_{r.stem}": r.value for r in MusicRemix().score(item, outputs, li, ["haaqi"])}
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, abs=1e-6), key
     # The right ear (N4) hears less than the left (N2): HAAQI follows the ear's own audiogram.
-    assert np.mean([ours[("left", s)] for s in refs]) > np.mean([ours[("right", s)] for s in refs])
+    assert np.mean([v for k, v in ours.items() if k.startswith("left")]) > np.mean(
+        [v for k, v in ours.items() if k.startswith("right")])

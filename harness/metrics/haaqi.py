@@ -89,7 +89,8 @@ def haaqi_score(
 
 
 def _haaqi(
-    estimate: Audio, reference: Audio, *, listener=None, ear=None, seed=None, equalisation: int = 1
+    estimate: Audio, reference: Audio, *, listener=None, ear=None, seed=None, equalisation: int = 1,
+    level1: float | None = None,
 ) -> float:
     from harness.listener import audiogram, haaqi_audiogram
 
@@ -99,7 +100,13 @@ def _haaqi(
         raise InvalidInput(f"HAAQI scores one ear (mono); got {estimate.channels} channels")
     ag = haaqi_audiogram(audiogram(listener, ear))
     return haaqi_score(estimate.mono(), reference.mono(), estimate.rate, ag,
-                       equalisation=equalisation, seed=seed)
+                       equalisation=equalisation, level1=level1, seed=seed)
+
+
+def with_level1(metric, level1: float):
+    """The HAAQI metric with the reference's presentation level given (a protocol that takes it
+    from another signal than the reference it scores against, as the CAD1 recipe does)."""
+    return dataclasses.replace(metric, fn=functools.partial(metric.fn, level1=level1))
 
 
 HAAQI = FunctionMetric(

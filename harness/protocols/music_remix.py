@@ -4,15 +4,18 @@ Items hold a stereo 44.1 kHz mixture and the reference stems vocals/drums/bass/o
 returns, for one listener, the eight per-ear stems `{left,right}_{stem}` as mono 24 kHz signals
 and optionally `remix`, stereo 32 kHz.
 
-Scoring, per listener, ear and stem: HAAQI (pyclarity, equalisation=1, reference presented at
-65 dB SPL) of the processed stem against that channel of the reference stem; the (item,
-listener) HAAQI is the mean of the 8. Seeding as the CAD1 recipe: numpy's generator is seeded
-once per (song, listener) with int(md5(song), 16) mod 10**8 and the eight calls draw from it in
-the recipe's order (drums, bass, other, vocals; left then right ear), each ear with its own
-audiogram (as pyclarity 0.9.0's recipes/cad1/task1/baseline/evaluate.py).
+Scoring, per listener, ear and stem: HAAQI (pyclarity, equalisation=1) of the processed stem
+against that channel of the reference stem, as pyclarity 0.9.0's
+recipes/cad1/task1/baseline/evaluate.py computes it: the 44.1 kHz channel (float32) resampled to
+24 kHz by pyclarity's `resample` (soxr "HQ"), presented at level1 = 65 - 20 log10(rms) of the
+44.1 kHz channel; the (item, listener) HAAQI is the mean of the 8. Seeding as the CAD1 recipe:
+numpy's generator is seeded once per (song, listener) with int(md5(song), 16) mod 10**8 and the
+eight calls draw from it in the recipe's order (drums, bass, other, vocals; left then right
+ear), each ear with its own audiogram.
 SDR/ISR/SIR/SAR per stem: BSSEval v4 over the four stems jointly, the stereo estimate being
 (left, right) ear stems.
-Stated resampling: the harness resamples reference stems 44.1 -> 24 kHz with soxr (VHQ).
+Stated resampling: for HAAQI, each reference channel 44.1 -> 24 kHz with soxr HQ (the recipe's);
+for BSSEval, the stereo reference stems 44.1 -> 24 kHz with soxr VHQ.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from harness.listener import EARS
 from harness.metrics import Score, backends, evaluate, get_metric
 from harness.metrics.base import INVALID, OK, first_line
 from harness.metrics.bsseval import BSS_NAMES, bsseval_v4
-from harness.metrics.haaqi import cad1_song_seed
+from harness.metrics.haaqi import cad1_song_seed, with_level1
 from harness.protocols.base import OutputSpec, TaskProtocol, memoised, resampled_frames
 from harness.suites.types import Item
 
@@ -37,15 +40,30 @@ REMIX_RATE = 32000
 EAR_CHANNEL = {"left": 0, "right": 1}
 
 
+def recipe_reference(stem: Audio, ear: str) -> tuple[Audio, float]:
+    """One ear's HAAQI reference as the CAD1 recipe makes it: that channel of the 44.1 kHz stem
+    (float32) through pyclarity's `resample` (soxr "HQ") to 24 kHz, and the level1 of the
+    44.1 kHz channel, 65 - 20 log10(compute_rms(channel))."""
+    from clarity.utils.signal_processing import compute_rms
+    from clarity.utils.signal_processing import resample as clarity_resample
+
+    channel = stem.samples[EAR_CHANNEL[ear]]
+    rms = float(compute_rms(channel))
+    level1 = 65.0 - 20.0 * np.log10(rms) if rms > 0 else 65.0  # silent: scored invalid anyway
+    return Audio(clarity_resample(channel, stem.rate, STEM_RATE), STEM_RATE), level1
+
+
 class MusicRemix(TaskProtocol):
     task = "music-remix"
-    version = "cad1-task1/2"  # /1 seeded each HAAQI call by (item, listener, ear)
+    version = "cad1-task1/3"  # /2: VHQ 24 kHz reference and its level; /1: seeded per call
     uses_listener = True
     input_roles = ("mixture",)
     reference_roles = STEMS
     default_metrics = ("haaqi", "sdr")
     supported_metrics = ("haaqi", *BSS_NAMES)
-    resampling_note = "Reference stems 44.1 -> 24 kHz (soxr VHQ) for HAAQI and BSSEval."
+    resampling_note = ("Reference stems 44.1 -> 24 kHz: for HAAQI channel by channel with soxr HQ "
+                       "(pyclarity's resample, as the CAD1 recipe), level1 from the 44.1 kHz "
+                       "channel; for BSSEval with soxr VHQ.")
     seeding = ("HAAQI: numpy RandomState(int(md5(<item id>), 16) % 10**8) per (item, listener), "
                "drawn by the 8 calls in order drums, bass, other, vocals x left, right")
 
@@ -82,7 +100,7 @@ class MusicRemix(TaskProtocol):
         return rows
 
     def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
-        refs24 = {s: resample(item.reference(s), STEM_RATE) for s in STEMS}
+        refs = {s: item.reference(s) for s in STEMS}
         out: list[Score] = []
         if "haaqi" in metrics:
             haaqi = get_metric("haaqi")
@@ -93,13 +111,14 @@ class MusicRemix(TaskProtocol):
                     if key in problems:
                         out.append(Score("haaqi", None, INVALID, problems[key], ear, stem))
                         continue
-                    ref = refs24[stem].channel(EAR_CHANNEL[ear])
+                    ref, level1 = recipe_reference(refs[stem], ear)
                     out.append(
-                        evaluate(haaqi, outputs[key], ref, listener=listener, ear=ear,
-                                 stem=stem, seed=rng)
+                        evaluate(with_level1(haaqi, level1), outputs[key], ref, listener=listener,
+                                 ear=ear, stem=stem, seed=rng)
                     )
         bss = [m for m in metrics if m in BSS_NAMES]
         if bss:
+            refs24 = {s: resample(a, STEM_RATE) for s, a in refs.items()}
             out += self._bss(item, outputs, refs24, bss, problems)
         return out
 
