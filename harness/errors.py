@@ -39,8 +39,10 @@ class MetricFailed(Exception):
     """Raised inside scoring: the metric ran and could not produce a number (status `failed`)."""
 
 
-def read_structured(path, error: type[HarnessError], what: str, missing: str = "file not found"):
-    """Parse a JSON (or, by suffix, TOML) file; every problem is `error('<path>: <reason>')`."""
+def read_structured(path, error: type[HarnessError], what: str, missing: str = "file not found",
+                    repeated: str = "key {key!r} appears twice in one object"):
+    """Parse a JSON (or, by suffix, TOML) file; every problem is `error('<path>: <reason>')`,
+    a key repeated in one JSON object too (`repeated` says it, given the key)."""
     import json
     import tomllib
     from pathlib import Path
@@ -54,7 +56,7 @@ def read_structured(path, error: type[HarnessError], what: str, missing: str = "
         out = {}
         for k, v in pairs:
             if k in out:
-                raise error(f"{path}: key {k!r} appears twice in one object")
+                raise error(f"{path}: {repeated.format(key=k)}")
             out[k] = v
         return out
 

@@ -14,7 +14,7 @@ import numpy as np
 from clarity.utils.audiogram import Audiogram, Listener
 
 from harness import registry
-from harness.errors import ListenerError
+from harness.errors import ListenerError, read_structured
 from harness.suites.types import plain_component
 
 HAAQI_FREQUENCIES = np.array([250, 500, 1000, 2000, 4000, 6000])
@@ -102,19 +102,6 @@ def severity(listener: Listener) -> str:
     return worst
 
 
-def _unique_keys(path: Path):
-    """A json object_pairs_hook that refuses a key given twice (json keeps the last silently)."""
-    def hook(pairs):
-        seen: dict = {}
-        for k, v in pairs:
-            if k in seen:
-                raise ListenerError(f"{path}: listener {k!r} is given twice (the JSON key appears "
-                                    "twice; each listener once)")
-            seen[k] = v
-        return seen
-    return hook
-
-
 def check_audiogram(path: Path, key: str, ear: str, cfs, levels) -> None:
     """Thresholds must be finite and within the audiometric range, one per frequency."""
     lv = np.asarray(levels, dtype=float)
@@ -138,17 +125,9 @@ def check_audiogram(path: Path, key: str, ear: str, cfs, levels) -> None:
 def load_listener_file(path: str | Path) -> Panel:
     """Read a Clarity/Cadenza listeners*.json through pyclarity; one-line errors name the file and
     the listener: duplicate ids, thresholds outside -10..120 dB HL, malformed entries."""
-    import json
-
     path = Path(path)
-    if not path.is_file():
-        raise ListenerError(f"{path}: listener file not found")
-    try:
-        raw = json.loads(path.read_text(), object_pairs_hook=_unique_keys(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ListenerError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise ListenerError(f"{path}: cannot read listener file ({exc.strerror})") from None
+    raw = read_structured(path, ListenerError, "listener file", "listener file not found",
+                          repeated="listener {key!r} is given twice (each listener once)")
     if not isinstance(raw, dict) or not raw:
         raise ListenerError(f"{path}: expected a non-empty JSON object keyed by listener id")
     listeners = []

@@ -323,13 +323,11 @@ def _process(worker: SystemProcess, jobs: list[Job]) -> list[tuple[Any, str, str
             raise SystemRaised("error", f"returned {got} outputs for {len(items)} items "
                                         "(process must return a list, one dict per item)")
         return [(o, "ok", "") for o in outs]
-    except SystemFault as exc:
+    except (SystemFault, SystemRaised) as exc:
         if len(jobs) > 1 and worker.broken is None:
             return [r for j in jobs for r in _process(worker, [j])]
-        return [(None, FAILED, f"system {name}: {exc}")] * len(jobs)
-    except SystemRaised as exc:
-        if len(jobs) > 1 and worker.broken is None:
-            return [r for j in jobs for r in _process(worker, [j])]
+        if isinstance(exc, SystemFault):
+            return [(None, FAILED, f"system {name}: {exc}")] * len(jobs)
         if exc.details:
             log.debug("system %s:\n%s", name, exc.details)
         if exc.kind == "audio":  # the item's own files are bad
