@@ -552,6 +552,9 @@ def score(
     ..._remix.flac); other tasks <item>.flac (one output) or <item>/<item>_<output>.flac. Files
     may be FLAC or WAV, 16/24/32-bit PCM or float. Every expected file must be present, nothing
     else may be, and each must have the output's rate, channels and length and finite samples.
+    What the Cadenza recipes write is accepted and read as their evaluators read it: a 16-bit
+    FLAC's scale file (<name>.txt), the length their full-convolution NAL-R gives, and the
+    ICASSP 2024 recipe's names (<scene>_<listener>_remix.flac, one folder).
     Archives are unpacked safely (no traversal, no links, bounded count, size and ratio).
     """
     import hashlib
@@ -608,10 +611,13 @@ def score(
     report.write_text(_json.dumps({
         "submission": str(submission), "suite": suite_obj.name, "expected": v.expected,
         "found": len(v.found), "valid": len(v.found) - len(v.bad), "problems": v.problems,
+        "notes": v.notes,
     }, indent=1) + "\n")
     status = "[green]valid[/]" if v.ok else f"[red]{len(v.problems)} problem(s)[/]"
     err.print(f"validation of {submission} against {suite_obj.name}: {v.expected} files expected, "
               f"{len(v.found)} found, {status} (report {report})")
+    for note in v.notes:
+        err.print(f"  note: {escape(note)}", highlight=False)
     for p in v.problems[:30]:
         err.print(f"  - {escape(p)}", highlight=False)
     if len(v.problems) > 30:

@@ -183,7 +183,16 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
                 f"none of the metrics {', '.join(wanted)} applies to suite {suite.name} "
                 f"(task {suite.task}: {', '.join(protocol.supported_metrics)})"
             )
-        listeners: list[Listener | None] = list(panel.listeners) if protocol.uses_listener else [None]
+        pairs = {item.id: protocol.listeners_for(item, list(panel.listeners))
+                 for item in suite.items}
+        in_panel = {li.id for li in panel.listeners}
+        absent = sorted({lid for item in suite.items
+                         for lid in (item.metadata.get("listeners") or [])
+                         if isinstance(lid, str) and lid not in in_panel})
+        if protocol.uses_listener and absent:
+            skipped.append(f"{suite.name} names listener(s) that panel {panel.name} lacks, not "
+                           f"scored: {', '.join(absent[:5])}"
+                           + (f" (and {len(absent) - 5} more)" if len(absent) > 5 else ""))
         per_suite[suite.name] = {
             "hash": suite.hash, "version": suite.version, "task": suite.task,
             "protocol": protocol.version, "metrics": metrics, "items": len(suite.items),
@@ -202,12 +211,13 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
                 skipped.append(f"{name} does not do {suite.task}: skipped on {suite.name}")
                 continue
             for item in suite.items:
-                for li in listeners:
+                for li in pairs[item.id]:
                     lid = li.id if li is not None else NO_LISTENER
                     jobs.append(Job(job_key(system, item, lid), suite, item, name, li, protocol,
                                     metrics, problems[item.id]))
     if not jobs:
-        raise ConfigError("nothing to run: " + "; ".join(s for s in skipped if "does not do" in s))
+        raise ConfigError("nothing to run: " + "; ".join(
+            s for s in skipped if "does not do" in s or "lacks" in s))
     from harness.metrics import backends as metric_backends
 
     chosen = metric_backends.resolve(cfg.metrics_backend)

@@ -47,6 +47,7 @@ class Expected:
     listener_id: str | None
     output: str
     spec: OutputSpec
+    recipe: str | None = None  # the path (no extension) the official recipe writes, if another
 
 
 def stem_path(task: str, item_id: str, listener_id: str | None, output: str, single: bool) -> str:
@@ -65,18 +66,47 @@ def stem_path(task: str, item_id: str, listener_id: str | None, output: str, sin
 def expected_files(suite: Suite, panel: Panel | None) -> dict[str, Expected]:
     """Extension-less relative path -> what must be there, for every (item, listener, output)."""
     protocol = get_protocol(suite.task)
-    listeners = [li.id for li in panel.listeners] if (protocol.uses_listener and panel) else [None]
+    panel_listeners = list(panel.listeners) if (protocol.uses_listener and panel) else []
     out: dict[str, Expected] = {}
     for item in suite.items:
         if protocol.item_problems(item):  # an invalid item: its jobs are stored invalid anyway
             continue
         spec = protocol.output_spec(item)
+        listeners = ([li.id for li in protocol.listeners_for(item, panel_listeners)]
+                     if protocol.uses_listener and panel else [None])
         for lid in listeners:
             for name, s in spec.items():
                 out[stem_path(suite.task, item.id, lid, name, len(spec) == 1)] = Expected(
-                    item, lid, name, s
+                    item, lid, name, s, protocol.recipe_path(item.id, lid, name)
                 )
     return out
+
+
+def scale_of(audio_file: Path) -> tuple[Path, float | None] | None:
+    """The Cadenza recipes' scale file beside a FLAC (`<name>.txt`, the stem's peak before it
+    was normalised): (its path, its value, or None when it does not parse), or None if absent."""
+    if audio_file.suffix.lower() != ".flac":
+        return None
+    txt = audio_file.with_suffix(".txt")
+    if not txt.is_file():
+        return None
+    try:
+        value = float(txt.read_text(encoding="utf-8", errors="replace").strip()[:64])
+    except ValueError:
+        value = None
+    return txt, (value if value is not None and np.isfinite(value) and value > 0 else None)
+
+
+def read_submitted(path: Path) -> Audio:
+    """A submitted file as the official evaluator reads it: a FLAC with a scale file beside it
+    as pyclarity's `read_flac_signal` does (16-bit samples / 32768 as float32, times the scale in
+    float32); any other file as it is (float32)."""
+    x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    scale = scale_of(path)
+    if scale is not None and scale[1] is not None:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        x *= scale[1]
+    return Audio(x.T, rate)
 
 
 # ------------------------------------------------------------------------- archives
@@ -92,7 +122,7 @@ class Limits:
 def limits_for(expected: dict[str, Expected], max_ratio: float = 200.0) -> Limits:
     """Bounds a valid submission cannot exceed: twice the expected file count (plus slack) and
     the expected audio stored as 64-bit floats (plus 16 MB for headers and metadata)."""
-    need = sum(e.spec.frames * e.spec.channels * 8 for e in expected.values())
+    need = sum((e.spec.frames + e.spec.tail) * e.spec.channels * 8 for e in expected.values())
     return Limits(max_files=2 * len(expected) + 64, max_bytes=need + (16 << 20), max_ratio=max_ratio)
 
 
@@ -292,6 +322,7 @@ class Validation:
     found: dict[str, Path] = field(default_factory=dict)  # stem path -> file
     problems: list[str] = field(default_factory=list)  # "path: what is wrong"
     bad: dict[str, str] = field(default_factory=dict)  # stem path present but invalid -> why
+    notes: list[str] = field(default_factory=list)  # what the harness did to read the files
 
     @property
     def ok(self) -> bool:
@@ -317,8 +348,9 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
     return sorted(files), sorted(odd)
 
 
-def check_file(path: Path, spec: OutputSpec) -> list[str]:
-    """What is wrong with one submitted audio file against its output spec."""
+def check_file(path: Path, spec: OutputSpec, seen: dict[str, int] | None = None) -> list[str]:
+    """What is wrong with one submitted audio file against its output spec (`seen` counts the
+    files of the recipe's length and those read with a scale file)."""
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for unreadable files
@@ -333,14 +365,25 @@ def check_file(path: Path, spec: OutputSpec) -> list[str]:
         problems.append(f"rate {info.samplerate} Hz, expected {spec.rate} Hz")
     if info.channels != spec.channels:
         problems.append(f"{info.channels} channel(s), expected {spec.channels}")
-    if info.frames != spec.frames:
-        problems.append(f"{info.frames} frames, expected {spec.frames}")
+    wrong_length = spec.length_problem(info.frames)
+    if wrong_length:
+        problems.append(wrong_length)
+    scale = scale_of(path)
+    if scale is not None:
+        if scale[1] is None:
+            problems.append(f"its scale file {scale[0].name} does not hold a positive number")
+        elif info.subtype != "PCM_16":
+            problems.append(f"a scale file beside a {info.subtype} FLAC: the recipe's reader "
+                            "(pyclarity's read_flac_signal) takes 16-bit FLAC only")
     if not problems:
+        if seen is not None:
+            seen["tail"] += info.frames != spec.frames
+            seen["scaled"] += scale is not None
         try:
             x, _ = sf.read(str(path), dtype="float32", always_2d=True)
         except Exception as exc:
             return [f"cannot decode ({str(exc).splitlines()[0][:120]})"]
-        if x.shape[0] != spec.frames:
+        if x.shape[0] != info.frames:
             problems.append(f"decodes to {x.shape[0]} frames, header says {info.frames}")
         bad = int(np.count_nonzero(~np.isfinite(x)))
         if bad:
@@ -355,26 +398,44 @@ def validate(root: Path, expected: dict[str, Expected]) -> Validation:
     for o in odd:
         v.problems.append(f"{o}: a link or special file (refused)")
     required = {k for k, e in expected.items() if e.spec.required}
+    recipe = {e.recipe: k for k, e in expected.items() if e.recipe}
+    present = set(files)
+    renamed = 0
     for rel in files:
         stem, ext = os.path.splitext(rel)
-        if ext.lower() not in AUDIO_EXTS or stem not in expected:
+        if ext.lower() == ".txt" and any(stem + e in present for e in (".flac", ".FLAC")):
+            continue  # a recipe's scale file: checked with its FLAC
+        key = stem if stem in expected else recipe.get(stem)
+        if ext.lower() not in AUDIO_EXTS or key is None:
             v.problems.append(f"{rel}: unexpected file (not in the suite's naming convention)")
             continue
-        if stem in v.found:
-            problem = f"{rel}: a second file for {stem} (also {v.found[stem].name})"
+        renamed += key != stem
+        if key in v.found:
+            problem = f"{rel}: a second file for {key} (also {v.found[key].relative_to(root)})"
             v.problems.append(problem)
-            v.bad[stem] = problem
+            v.bad[key] = problem
             continue
-        v.found[stem] = root / rel
+        v.found[key] = root / rel
     for stem in sorted(required - set(v.found)):
         v.problems.append(f"{stem}.flac: missing")
+    seen = {"tail": 0, "scaled": 0}
     for stem, path in sorted(v.found.items()):
         if stem in v.bad:
             continue
-        found = [f"{path.relative_to(root)}: {p}" for p in check_file(path, expected[stem].spec)]
+        found = [f"{path.relative_to(root)}: {p}"
+                 for p in check_file(path, expected[stem].spec, seen)]
         if found:
             v.problems += found
             v.bad[stem] = "; ".join(found)
+    if renamed:
+        v.notes.append(f"{renamed} file(s) named as the official recipe writes them (e.g. "
+                       f"{next(k for k in recipe)}.flac), read as the suite's outputs")
+    if seen["scaled"]:
+        v.notes.append(f"{seen['scaled']} file(s) read with their scale file (.txt) as pyclarity's "
+                       "read_flac_signal reads them: 16-bit samples / 32768 x the scale")
+    if seen["tail"]:
+        v.notes.append(f"{seen['tail']} file(s) have the recipe's length (its NAL-R's full-"
+                       "convolution tail); scored as its evaluator scores them")
     return v
 
 
@@ -423,17 +484,17 @@ class SubmissionSystem(BaseSystem):
         for item in items:
             spec = get_protocol(item.task).output_spec(item)
             found: dict[str, Audio] = {}
+            protocol = get_protocol(item.task)
             for name in spec:
                 stem = stem_path(item.task, item.id, lid, name, len(spec) == 1)
                 if stem in self.skip:
                     found[name] = Unusable(f"refused by validation: {self.skip[stem]}")
                     continue
-                for ext in AUDIO_EXTS:
-                    path = self.root / f"{stem}{ext}"
-                    if path.is_file():
-                        x, rate = sf.read(str(path), dtype="float32", always_2d=True)
-                        found[name] = Audio(x.T, rate)
-                        break
+                names = [stem, protocol.recipe_path(item.id, lid, name)]
+                paths = [self.root / f"{n}{ext}" for n in names if n for ext in AUDIO_EXTS]
+                path = next((p for p in paths if p.is_file()), None)
+                if path is not None:
+                    found[name] = read_submitted(path)
             outs.append(found)
         return outs
 

@@ -151,6 +151,27 @@ def test_harness_score_backends_agree():
     assert backends.DEFAULTS["haaqi"] == backends.FAST
 
 
+@pytest.mark.parametrize("extra", [120, -120])
+def test_processed_of_another_length_scores_as_pyclarity(extra):
+    """A Cadenza recipe's output carries NAL-R's full-convolution tail (longer than the reference;
+    a submission without it is shorter against the ICASSP 2024 reference, which has the tail).
+    pyclarity's ear model trims the pair to the shorter first: the fast backend gives its number."""
+    _, ref, proc, loss, _ = next(corpus())
+    from clarity.utils.audiogram import Audiogram
+
+    rng = np.random.default_rng(3)
+    delayed = np.concatenate([np.zeros(abs(extra)), proc])  # a filter delay, as NAL-R's
+    proc = (delayed + 0.01 * rng.standard_normal(len(delayed)))[: len(ref) + extra]
+    ag = Audiogram(levels=loss, frequencies=AUDIOGRAM_FREQUENCIES)
+    expected = reference_haaqi(ref, proc, loss, 1, 9)
+    backends.configure({"haaqi": backends.FAST})
+    try:
+        got = haaqi_score(proc, ref, RATE, ag, seed=9, level1=level1(ref))
+    finally:
+        backends.configure(None)
+    assert abs(got - expected) < 1e-6, (got, expected)
+
+
 @pytest.mark.parametrize("n, lags, shift", [(5000, 300, 37), (9000, 240, -120), (700, 300, 0)])
 def test_align_lags_matches_the_direct_cross_correlation(n, lags, shift):
     from harness.metrics.fast.haaqi import _align_lags

@@ -4,13 +4,11 @@ description written out with pyclarity and soxr, the oracle, scene gains in the 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 import pytest
 import soxr
 
-from harness.audio import Audio
 from harness.listener import Listener, resolve_panel
 from harness.protocols import get_protocol
 
@@ -36,35 +34,71 @@ def f32(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).astype(np.float64)
 
 
-def test_score_matches_the_task_description(scene, listener):
+def recipe_scores(scene, listener, remix_file) -> dict[str, float]:
+    """The body of the scene loop of pyclarity 0.9.0's recipes/cad_icassp_2024/baseline/
+    evaluate.py (`run_calculate_aq`), its own functions on the scene's files."""
     from clarity.enhancer.nalr import NALR
     from clarity.evaluator.haaqi import compute_haaqi
+    from clarity.utils.file_io import read_signal
+    from clarity.utils.flac_encoder import read_flac_signal
+    from clarity.utils.signal_processing import compute_rms, resample
+    from recipes.cad_icassp_2024.baseline.evaluate import (
+        apply_gains,
+        apply_ha,
+        remix_stems,
+        set_song_seed,
+    )
 
-    from harness.listener import haaqi_audiogram
-
-    p = get_protocol("music-rebalance")
-    mix = scene.input("mixture").samples.astype(np.float64)
-    n32 = p.output_spec(scene)["remix"].frames
-    est32 = soxr.resample(mix.T, 44100, 32000, quality="VHQ")[:n32]
-    est32 = est32 + 0.01 * np.random.default_rng(1).standard_normal(est32.shape)
-    ours = {r.ear: r.value for r in p.score(scene, {"remix": Audio(est32.T, 32000)}, listener,
-                                            ["haaqi"])}
-    # The task: gained sum of the stems, NAL-R (pyclarity, 220 taps, delay 110 removed) per ear,
-    # 44.1 -> 24 kHz; the remix 32 -> 24 kHz; HAAQI equalisation=2, level1 from the reference
-    # RMS, numpy seeded once with md5(song) mod 1e8, left ear first.
-    gained = sum(10 ** (GAINS[s] / 20) * scene.reference(s).samples.astype(np.float64) for s in STEMS)
-    est24 = f32(soxr.resample(f32(est32), 32000, 24000, quality="VHQ"))
-    np.random.seed(int(hashlib.md5(scene.id.encode()).hexdigest(), 16) % 10**8)
+    reference_stems = {s: read_signal(scene.root / scene.references[s].path)
+                       for s in ("drums", "bass", "other", "vocals")}
+    original_mixture = read_signal(scene.root / scene.inputs["mixture"].path)
+    reference_stems = apply_gains(reference_stems, 44100, GAINS)
+    reference_mixture = remix_stems(reference_stems, original_mixture, 44100)
+    set_song_seed(scene.id)
+    enhanced_signal, _ = read_flac_signal(remix_file)
+    enhancer = NALR(nfir=220, sample_rate=44100)
+    out = {}
     for ch, (ear, ag) in enumerate((("left", listener.audiogram_left),
                                     ("right", listener.audiogram_right))):
-        fir, _ = NALR(220, 44100).build(ag)
-        ref44 = np.convolve(gained[ch], fir)[110: 110 + gained.shape[1]]
-        ref24 = f32(soxr.resample(f32(ref44), 44100, 24000, quality="VHQ"))
-        level1 = 65 - 20 * np.log10(np.sqrt(np.mean(ref24**2)))
-        theirs = compute_haaqi(est24[:, ch], ref24, 24000, 24000, haaqi_audiogram(ag), 2, level1)
-        # 1e-6: the harness convolves by FFT (np.convolve here), a last-bit difference that the
-        # float32 rounding of the reference can carry into the 9th decimal of HAAQI
-        assert ours[ear] == pytest.approx(theirs, abs=1e-6), ear
+        reference = apply_ha(enhancer, None, reference_mixture[:, ch], ag, False)
+        out[ear] = compute_haaqi(
+            processed_signal=resample(enhanced_signal[:, ch], 32000, 24000),
+            reference_signal=resample(reference, 44100, 24000),
+            processed_sample_rate=24000, reference_sample_rate=24000, audiogram=ag,
+            equalisation=2, level1=65 - 20 * np.log10(compute_rms(reference_mixture[:, ch])),
+        )
+    return out
+
+
+@pytest.mark.parametrize("tail", [False, True])
+def test_haaqi_equals_the_icassp2024_recipes_own_evaluation(scene, listener, tmp_path, tail):
+    """The recipe's evaluation on a 16-bit FLAC remix, the mixture's length at 32 kHz or the
+    recipe's own (+ NAL-R's tail), against the harness on the same file: both ears equal (the
+    loudness steps, the full-convolution NAL-R, soxr HQ, level1 from the remix before NAL-R,
+    the seeding by scene id)."""
+    import soundfile as sf
+
+    from harness.audio import read
+
+    p = get_protocol("music-rebalance")
+    spec = p.output_spec(scene)["remix"]
+    mix = scene.input("mixture").samples.astype(np.float64)
+    from clarity.enhancer.nalr import NALR
+    from clarity.utils.signal_processing import resample  # the recipe's length: NAL-R's tail
+    assert len(NALR(220, 44100).build(listener.audiogram_left)[0]) == 221  # np.convolve: +220
+    assert spec.frames + spec.tail == len(resample(np.zeros(mix.shape[1] + 220), 44100, 32000))
+    est = soxr.resample(mix.T, 44100, 32000)[: spec.frames]
+    if tail:
+        est = np.concatenate([np.zeros((spec.tail, 2)), est])  # a filter's delay, as NAL-R's
+    est = est + 0.01 * np.random.default_rng(1).standard_normal(est.shape)
+    path = tmp_path / "remix.flac"
+    sf.write(path, np.clip(est, -1, 1 - 2**-15), 32000, subtype="PCM_16")
+    remix = read(path)
+    assert remix.frames == spec.frames + (spec.tail if tail else 0)
+    ours = {r.ear: r.value for r in p.score(scene, {"remix": remix}, listener, ["haaqi"])}
+    theirs = recipe_scores(scene, listener, path)
+    for ear in ("left", "right"):
+        assert ours[ear] == pytest.approx(theirs[ear], abs=1e-6), (ear, ours, theirs)
     assert ours["left"] > ours["right"]  # N4 hears less than N2
 
 

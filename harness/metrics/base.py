@@ -73,6 +73,9 @@ class FunctionMetric:
     description: str = ""
     backend: str = "reference"
     estimate_may_be_silent: bool = False
+    # The metric itself aligns an estimate of another length (HAAQI: pyclarity's ear model trims
+    # the pair to the shorter), so a recipe's longer output is scored as the recipe scores it.
+    lengths_may_differ: bool = False
 
     def __call__(self, estimate, reference, *, listener=None, ear=None, seed=None) -> float:
         return self.fn(estimate, reference, listener=listener, ear=ear, seed=seed)
@@ -101,7 +104,9 @@ def validate_pair(metric: FunctionMetric, estimate: Audio, reference: Audio | No
             raise InvalidInput(f"reference is silent: {metric.name} is undefined")
         if estimate.rate != reference.rate:
             raise InvalidInput(f"estimate at {estimate.rate} Hz, reference at {reference.rate} Hz")
-        if estimate.samples.shape != reference.samples.shape:
+        if metric.lengths_may_differ and estimate.channels == reference.channels:
+            pass
+        elif estimate.samples.shape != reference.samples.shape:
             raise InvalidInput(
                 f"estimate shape {estimate.samples.shape} differs from reference "
                 f"{reference.samples.shape}"

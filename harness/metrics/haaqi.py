@@ -117,6 +117,7 @@ HAAQI = FunctionMetric(
     unit="",
     description="HAAQI v1 (pyclarity), CAD1: reference at 65 dB SPL, equalisation=1, seeded",
     estimate_may_be_silent=True,
+    lengths_may_differ=True,
 )
 
 # The ICASSP 2024 rebalancing convention: the reference already carries NAL-R (equalisation=2).

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.audio import Audio, problem_channels, problem_finite, problem_length, problem_rate
+from harness.audio import Audio, problem_channels, problem_finite, problem_rate
 from harness.errors import AudioError, RegistryError
 from harness.metrics import INVALID, Score
 from harness.suites.types import Item
@@ -25,6 +25,15 @@ class OutputSpec:
     channels: int
     frames: int
     required: bool = True
+    # Also accepted: exactly `frames + tail` frames, the length an official recipe writes (its
+    # full-convolution NAL-R adds the filter's tail); scored as its evaluator reads it.
+    tail: int = 0
+
+    def length_problem(self, frames: int) -> str | None:
+        if frames == self.frames or (self.tail and frames == self.frames + self.tail):
+            return None
+        also = f" or {self.frames + self.tail} (the recipe's, with its filter tail)" if self.tail else ""
+        return f"{frames} frames, expected {self.frames}{also} ({frames - self.frames:+d})"
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,19 @@ def resampled_frames(frames: int, rate_in: int, rate_out: int) -> int:
     if rate_in == rate_out:
         return frames
     return int(np.floor(frames * rate_out / rate_in + 0.5))
+
+
+# pyclarity's NALR in the Cadenza recipes: nfir = 220 at 44.1 kHz, a filter of 221 taps; its
+# `apply` is a full convolution (np.convolve), so a recipe's processed signal is 220 samples
+# longer at 44.1 kHz than its input.
+NALR_NFIR = 220
+
+
+def recipe_tail(frames: int, rate_in: int, rate_out: int, nfir: int = NALR_NFIR) -> int:
+    """Extra frames at rate_out of a signal of `frames` at rate_in that went through pyclarity's
+    NAL-R (nfir + 1 taps, full convolution) before being resampled, as the Cadenza recipes do."""
+    return (resampled_frames(frames + nfir, rate_in, rate_out)
+            - resampled_frames(frames, rate_in, rate_out))
 
 
 class TaskProtocol:
@@ -116,6 +138,22 @@ class TaskProtocol:
                            f"{', '.join(need)})")
         return out
 
+    def recipe_path(self, item_id: str, listener_id: str | None, output: str) -> str | None:
+        """Where the task's official recipe writes this output (relative, no extension), when
+        that differs from the harness's naming; `harness score` accepts either."""
+        return None
+
+    def listeners_for(self, item: Item, listeners: list[Any]) -> list[Any]:
+        """The panel listeners an item is scored for: all of them, or, when the item names its
+        own (`metadata.listeners`, as the ICASSP 2024 scene_listeners.json), those it names."""
+        if not self.uses_listener:
+            return [None]
+        named = item.metadata.get("listeners")
+        if not isinstance(named, list):
+            return list(listeners)
+        keep = set(named)
+        return [li for li in listeners if li.id in keep]
+
     def check_metrics(self, metrics: list[str]) -> list[str]:
         bad = [m for m in metrics if m not in self.supported_metrics]
         if bad:
@@ -146,7 +184,7 @@ class TaskProtocol:
             found = [
                 problem_rate(a, s.rate),
                 problem_channels(a, s.channels),
-                problem_length(a, s.frames),
+                s.length_problem(a.frames),
                 problem_finite(a),
             ]
             found = [p for p in found if p]

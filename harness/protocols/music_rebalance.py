@@ -1,36 +1,55 @@
-"""music-rebalance, the ICASSP 2024 Cadenza stem-rebalancing task.
+"""music-rebalance, the ICASSP 2024 Cadenza stem-rebalancing task (`icassp2024-rebalance/2`).
 
-Items are music-remix songs (stereo 44.1 kHz mixture and stems vocals/drums/bass/other) whose
-scene also carries a gain per stem, `metadata.gains_db = {"vocals": 3.0, ...}`: the listener's
-requested balance. A system returns, for one listener, `remix`: the rebalanced, hearing-aid
-processed song, stereo (left ear, right ear) at 32 kHz.
+Items are scenes: a stereo 44.1 kHz mixture and its stems vocals/drums/bass/other, with a gain
+per stem, `metadata.gains_db = {"vocals": 3.0, ...}` (the listener's requested balance), and
+optionally `metadata.listeners`, the listener ids the scene is scored for (the challenge's
+scene_listeners.json). A system returns, for one listener, `remix`: the rebalanced,
+hearing-aid processed song, stereo (left ear, right ear) at 32 kHz.
 
-Reference, per ear: sum over stems of 10^(gain/20) x that stem's channel, through NAL-R for
-that ear's audiogram (pyclarity `NALR`, 220 taps at 44.1 kHz, as the challenge's recipe, with
-the filter delay removed), resampled 44.1 -> 24 kHz (soxr VHQ). Scoring: HAAQI per ear with
-`equalisation=2` (the reference already carries NAL-R), level1 = 65 - 20 log10 rms(reference
-ear), the remix resampled 32 -> 24 kHz; the (song, listener) HAAQI is the mean of the 2 ears.
-Seeding as music-remix: one RandomState per (song, listener) from md5(song), left then right.
+Scoring is pyclarity 0.9.0's recipes/cad_icassp_2024/baseline/evaluate.py, step by step:
+- the reference stems (float64) each gained by pyloudnorm's `normalize.loudness(x, L, L + gain)`
+  with L their integrated loudness (-80 LUFS when silent), summed in the recipe's order (drums,
+  bass, other, vocals), the sum normalised to the mixture's integrated loudness (the recipe's
+  `remix_stems`: pyloudnorm Meter at 44.1 kHz);
+- per ear, that channel through pyclarity's NAL-R for the ear's audiogram (220 taps at 44.1 kHz,
+  `NALR.apply`: a full convolution, so the reference is 220 samples longer and keeps the filter's
+  delay), resampled 44.1 -> 24 kHz by pyclarity's `resample` (soxr HQ);
+- the remix channel (float32) resampled 32 -> 24 kHz the same way;
+- HAAQI with equalisation=2 and level1 = 65 - 20 log10(rms) of that channel of the loudness-
+  normalised remix at 44.1 kHz (before NAL-R); the (scene, listener) HAAQI is the mean of the 2
+  ears; numpy seeded once per (scene, listener) with int(md5(scene id), 16) mod 10**8, left ear
+  then right.
+Lengths: the remix has the mixture's length at 32 kHz, or the recipe's (its NAL-R tail resampled:
++160 frames at 32 kHz for 30 s); pyclarity's ear model trims the pair to the shorter, and so does the
+harness. (`icassp2024-rebalance/1` used plain dB gains without the loudness normalisation, NAL-R
+with its delay removed, soxr VHQ, and level1 from the NAL-R'd 24 kHz reference: up to 0.12 off.)
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
-from scipy import signal
 
-from harness.audio import Audio, resample
+from harness.audio import Audio
 from harness.errors import SuiteError
 from harness.listener import EARS, audiogram
 from harness.metrics import Score, evaluate
 from harness.metrics.base import INVALID
-from harness.metrics.haaqi import HAAQI_PRE_EQUALISED, HAAQI_RATE, cad1_song_seed
-from harness.protocols.base import OutputSpec, TaskProtocol, resampled_frames
-from harness.protocols.music_remix import EAR_CHANNEL, REMIX_RATE, STEMS
+from harness.metrics.haaqi import HAAQI_PRE_EQUALISED, HAAQI_RATE, cad1_song_seed, with_level1
+from harness.protocols.base import (
+    NALR_NFIR,
+    OutputSpec,
+    TaskProtocol,
+    recipe_tail,
+    resampled_frames,
+)
+from harness.protocols.music_remix import CAD1_SCORING_ORDER, EAR_CHANNEL, REMIX_RATE, STEMS
 from harness.suites.types import Item
 
-NALR_TAPS = 220  # pyclarity's NALR length at 44.1 kHz in the Cadenza recipes
+SILENT_LUFS = -80.0  # the recipe's stand-in for the loudness of a silent signal
+MIN_LOUDNESS_S = 0.4  # one ITU-R BS.1770 gating block: pyloudnorm measures nothing shorter
 
 
 def scene_gains(item: Item) -> dict[str, float]:
@@ -56,51 +75,105 @@ def scene_gains(item: Item) -> dict[str, float]:
     return out
 
 
-def rebalanced(item: Item) -> Audio:
-    """The gained remix of the reference stems (stereo, the stems' rate)."""
+def _loudness(meter, x: np.ndarray) -> float:
+    value = float(meter.integrated_loudness(x))
+    return SILENT_LUFS if value == -np.inf else value
+
+
+def _to_loudness(x: np.ndarray, current: float, target: float) -> np.ndarray:
+    import pyloudnorm as pyln
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Possible clipped samples in output")
+        return pyln.normalize.loudness(x, current, target)
+
+
+def recipe_remix(item: Item) -> tuple[np.ndarray, int]:
+    """The scene's reference remix as the recipe makes it, (frames, 2) float64 at the stems'
+    rate: each stem gained through pyloudnorm, summed, normalised to the mixture's loudness."""
+    import pyloudnorm as pyln
+
     gains = scene_gains(item)
-    stems = {s: item.reference(s) for s in STEMS}
-    x = sum(10 ** (gains[s] / 20) * stems[s].samples.astype(np.float64) for s in STEMS)
-    return Audio(x, stems[STEMS[0]].rate)
+    stems = {s: item.reference(s) for s in CAD1_SCORING_ORDER}  # the recipe's reading order
+    rate = stems["drums"].rate
+    if stems["drums"].frames < MIN_LOUDNESS_S * rate:
+        raise SuiteError(f"{item.suite or 'suite'}: item {item.id}: shorter than "
+                         f"{MIN_LOUDNESS_S} s, too short for the recipe's loudness measure")
+    meter = pyln.Meter(int(rate))
+    remix = np.zeros((stems["drums"].frames, 2))
+    for s, a in stems.items():
+        x = a.samples.T.astype(np.float64)
+        lufs = _loudness(meter, x)
+        remix += _to_loudness(x, lufs, lufs + gains[s])
+    mixture = item.input("mixture").samples.T.astype(np.float64)
+    remix_lufs = _loudness(meter, remix)
+    gain = _loudness(meter, mixture) - remix_lufs
+    return _to_loudness(remix, remix_lufs, remix_lufs + gain), rate
 
 
-def nalr_clarity(x: np.ndarray, rate: int, ag) -> np.ndarray:
-    """pyclarity's NAL-R filter for one audiogram on a 1-D signal, delay removed, same length."""
+def nalr_full(x: np.ndarray, rate: int, ag) -> np.ndarray:
+    """pyclarity's NAL-R for one audiogram as its `NALR.apply` does it: np.convolve, full length
+    (len(x) + 219 at 44.1 kHz), the filter's delay kept."""
     from clarity.enhancer.nalr import NALR
 
-    fir, _ = NALR(NALR_TAPS, rate).build(ag)
-    y = signal.fftconvolve(x, np.asarray(fir, dtype=np.float64))
-    return y[NALR_TAPS // 2: NALR_TAPS // 2 + len(x)]
+    enhancer = NALR(NALR_NFIR, rate)
+    fir, _ = enhancer.build(ag)
+    return enhancer.apply(fir, x)
 
 
-def reference_ears(item: Item, listener: Any) -> Audio:
-    """The reference at the stems' rate: the gained remix through each ear's NAL-R (stereo)."""
-    mix = rebalanced(item)
-    ears = [nalr_clarity(mix.samples[EAR_CHANNEL[e]], mix.rate, audiogram(listener, e)) for e in EARS]
-    return Audio(np.stack(ears), mix.rate)
+def clarity_resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    from clarity.utils.signal_processing import resample
+
+    return resample(x, rate_in, rate_out)
+
+
+def recipe_references(item: Item, listener: Any) -> dict[str, tuple[np.ndarray, float]]:
+    """Per ear: (the 24 kHz HAAQI reference, level1), as the recipe's evaluate.py makes them."""
+    from clarity.utils.signal_processing import compute_rms
+
+    remix, rate = recipe_remix(item)
+    out = {}
+    for ear in EARS:
+        channel = remix[:, EAR_CHANNEL[ear]]
+        rms = float(compute_rms(channel))
+        level1 = 65.0 - 20.0 * np.log10(rms) if rms > 0 else 65.0
+        ref = nalr_full(channel, rate, audiogram(listener, ear))
+        out[ear] = (clarity_resample(ref, rate, HAAQI_RATE), level1)
+    return out
 
 
 class MusicRebalance(TaskProtocol):
     task = "music-rebalance"
-    version = "icassp2024-rebalance/1"
+    version = "icassp2024-rebalance/2"  # /1: dB gains, no loudness step, NAL-R delay removed, VHQ
     uses_listener = True
     input_roles = ("mixture",)
     reference_roles = STEMS
     default_metrics = ("haaqi",)
     supported_metrics = ("haaqi",)
-    resampling_note = ("Reference 44.1 -> 24 kHz and the remix 32 -> 24 kHz (soxr VHQ) for "
-                       "HAAQI; NAL-R on the reference at 44.1 kHz (pyclarity, 220 taps).")
-    seeding = ("HAAQI: numpy RandomState(int(md5(<item id>), 16) % 10**8) per (item, listener), "
+    resampling_note = ("As the ICASSP 2024 recipe: the NAL-R'd reference 44.1 -> 24 kHz and the "
+                       "remix 32 -> 24 kHz with pyclarity's resample (soxr HQ); NAL-R on the "
+                       "reference at 44.1 kHz (pyclarity, 220 taps, full convolution).")
+    seeding = ("HAAQI: numpy RandomState(int(md5(<scene id>), 16) % 10**8) per (scene, listener), "
                "drawn by the 2 calls in order left, right")
 
     def output_spec(self, item: Item) -> dict[str, OutputSpec]:
         ref = item.references[STEMS[0]]
-        return {"remix": OutputSpec(REMIX_RATE, 2, resampled_frames(ref.frames, ref.rate, REMIX_RATE))}
+        return {"remix": OutputSpec(REMIX_RATE, 2, resampled_frames(ref.frames, ref.rate, REMIX_RATE),
+                                    tail=recipe_tail(ref.frames, ref.rate, REMIX_RATE))}
+
+    def recipe_path(self, item_id: str, listener_id: str | None, output: str) -> str | None:
+        # enhance.py: enhanced_signals/<scene>_<listener>_remix.flac, one flat folder
+        return f"{item_id}_{listener_id}_{output}" if listener_id is not None else None
 
     def anchor(self, kind: str, item: Item, listener: Any) -> dict[str, Audio]:
-        if kind == "oracle":  # the reference itself, ear by ear (float: may exceed full scale)
-            return {"remix": resample(reference_ears(item, listener), REMIX_RATE)}
-        return {"remix": resample(item.input("mixture"), REMIX_RATE)}
+        if kind == "oracle":  # the recipe's baseline with perfect stems: the reference, per ear
+            remix, rate = recipe_remix(item)
+            ears = [nalr_full(remix[:, EAR_CHANNEL[e]], rate, audiogram(listener, e)) for e in EARS]
+            return {"remix": Audio(clarity_resample(np.stack(ears, axis=1), rate, REMIX_RATE).T,
+                                   REMIX_RATE)}
+        mix = item.input("mixture")
+        return {"remix": Audio(clarity_resample(mix.samples.T.astype(np.float64), mix.rate,
+                                                REMIX_RATE).T, REMIX_RATE)}
 
     def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
         return [(m, ear, "") for m in metrics for ear in EARS]
@@ -109,13 +182,16 @@ class MusicRebalance(TaskProtocol):
         if "remix" in problems:
             return [Score("haaqi", None, INVALID, problems["remix"], ear) for ear in EARS]
         try:
-            ref24 = resample(reference_ears(item, listener), HAAQI_RATE)
+            refs = recipe_references(item, listener)
         except SuiteError as exc:
             return [Score("haaqi", None, INVALID, str(exc), ear) for ear in EARS]
-        est24 = resample(outputs["remix"], HAAQI_RATE)
+        remix = outputs["remix"]
+        haaqi = HAAQI_PRE_EQUALISED
         rng = np.random.RandomState(cad1_song_seed(item.id))
-        return [
-            evaluate(HAAQI_PRE_EQUALISED, est24.channel(EAR_CHANNEL[ear]),
-                     ref24.channel(EAR_CHANNEL[ear]), listener=listener, ear=ear, seed=rng)
-            for ear in EARS
-        ]
+        out = []
+        for ear in EARS:
+            ref24, level1 = refs[ear]
+            est24 = clarity_resample(remix.samples[EAR_CHANNEL[ear]], remix.rate, HAAQI_RATE)
+            out.append(evaluate(with_level1(haaqi, level1), Audio(est24, HAAQI_RATE),
+                                Audio(ref24, HAAQI_RATE), listener=listener, ear=ear, seed=rng))
+        return out

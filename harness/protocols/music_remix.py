@@ -13,7 +13,11 @@ numpy's generator is seeded once per (song, listener) with int(md5(song), 16) mo
 eight calls draw from it in the recipe's order (drums, bass, other, vocals; left then right
 ear), each ear with its own audiogram.
 SDR/ISR/SIR/SAR per stem: BSSEval v4 over the four stems jointly, the stereo estimate being
-(left, right) ear stems.
+(left, right) ear stems (cut to the reference's length).
+Lengths: each output has the reference's length at its rate, or the length the recipe's
+enhance.py writes: its NAL-R is a full convolution of 220 taps at 44.1 kHz, so its stems are
+longer by the resampled 220-sample tail (+120 frames at 24 kHz for 30 s). HAAQI takes either as
+the recipe's evaluator does (pyclarity's ear model trims the pair to the shorter).
 Stated resampling: for HAAQI, each reference channel 44.1 -> 24 kHz with soxr HQ (the recipe's);
 for BSSEval, the stereo reference stems 44.1 -> 24 kHz with soxr VHQ.
 """
@@ -30,7 +34,13 @@ from harness.metrics import Score, backends, evaluate, get_metric
 from harness.metrics.base import INVALID, OK, first_line
 from harness.metrics.bsseval import BSS_NAMES, bsseval_v4
 from harness.metrics.haaqi import cad1_song_seed, with_level1
-from harness.protocols.base import OutputSpec, TaskProtocol, memoised, resampled_frames
+from harness.protocols.base import (
+    OutputSpec,
+    TaskProtocol,
+    memoised,
+    recipe_tail,
+    resampled_frames,
+)
 from harness.suites.types import Item
 
 STEMS = ("vocals", "drums", "bass", "other")
@@ -71,8 +81,13 @@ class MusicRemix(TaskProtocol):
         ref = item.references[STEMS[0]]
         n24 = resampled_frames(ref.frames, ref.rate, STEM_RATE)
         n32 = resampled_frames(ref.frames, ref.rate, REMIX_RATE)
-        spec = {f"{ear}_{stem}": OutputSpec(STEM_RATE, 1, n24) for ear in EARS for stem in STEMS}
-        spec["remix"] = OutputSpec(REMIX_RATE, 2, n32, required=False)
+        # The recipe's NAL-R (a full convolution at 44.1 kHz) makes its files longer by the
+        # filter's tail: that length is accepted too and scored as the recipe's evaluator does.
+        t24 = recipe_tail(ref.frames, ref.rate, STEM_RATE)
+        t32 = recipe_tail(ref.frames, ref.rate, REMIX_RATE)
+        spec = {f"{ear}_{stem}": OutputSpec(STEM_RATE, 1, n24, tail=t24) for ear in EARS
+                for stem in STEMS}
+        spec["remix"] = OutputSpec(REMIX_RATE, 2, n32, required=False, tail=t32)
         return spec
 
     def anchor(self, kind: str, item: Item, listener: Any) -> dict[str, Audio]:
@@ -126,8 +141,10 @@ class MusicRemix(TaskProtocol):
         bad = [problems[f"{e}_{s}"] for e in EARS for s in STEMS if f"{e}_{s}" in problems]
         if bad:
             return [Score(n, None, INVALID, bad[0], "", s) for n in names for s in STEMS]
+        n = refs24[STEMS[0]].frames  # a recipe-length output loses its filter tail here
         ests = [
-            Audio(np.stack([outputs[f"{e}_{s}"].mono() for e in EARS]), STEM_RATE) for s in STEMS
+            Audio(np.stack([outputs[f"{e}_{s}"].mono()[:n] for e in EARS]), STEM_RATE)
+            for s in STEMS
         ]
         # BSSEval does not depend on the listener: outputs that are identical across listeners
         # (anchors, listener-independent systems) are scored once per content.

@@ -302,6 +302,11 @@ def _item_from_json(manifest: Path, root: Path, task: str, suite: str, raw: dict
         defects.append(f"{manifest}: item {iid!r}: metadata must be an object, "
                        f"got {type(metadata).__name__}")
         metadata = None
+    listeners = (metadata or {}).get("listeners")
+    if listeners is not None and not (isinstance(listeners, list) and all(
+            isinstance(x, str) and plain_component(x) for x in listeners)):
+        defects.append(f"{manifest}: item {iid!r}: metadata.listeners must be a list of listener "
+                       f"ids (the listeners the item is scored for), got {listeners!r:.80}")
     return Item(id=iid, task=task, root=root, inputs=files["inputs"], references=files["references"],
                 metadata=dict(metadata or {}), suite=suite, defects=tuple(defects),
                 manifest=str(manifest))

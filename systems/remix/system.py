@@ -2,7 +2,8 @@
 and the ICASSP 2024 rebalancing task, where the scene's per-stem gains are applied and only the
 remix is returned).
 
-separator -> per-stem gains -> per ear: NAL-R (pyclarity) -> compressor (pyclarity, or off)
+separator -> per-stem gains (on music-rebalance the scene's, the sum brought to the mixture's
+loudness as the ICASSP 2024 recipe does) -> per ear: NAL-R (pyclarity) -> compressor (pyclarity, or off)
 -> the eight per-ear stems at 24 kHz; remix = sum of the processed stems per ear -> Butterworth
 band-pass -> output level (0 dBFS = 100 dB SPL) -> soft clip -> 32 kHz.
 
@@ -40,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "compressor": None,  # or {attack_ms, release_ms, threshold, attenuation, rms_window_s, makeup_gain}
     "bandpass": {"low_hz": 250.0, "high_hz": 18500.0, "order": 5},  # on the remix; None = off
     "remix_level_db_spl": None,  # RMS level of the remix; None = as processed
+    # music-rebalance: the gained stems scaled together so their sum has the mixture's integrated
+    # loudness before NAL-R (the ICASSP 2024 recipe's `remix_stems`, which its reference has too)
+    "rebalance_loudness": True,
     "soft_clip_knee": 0.9,
 }
 
@@ -101,9 +105,27 @@ class Remix(BaseSystem):
             gains = {s: g + scene_gains(item)[s] for s, g in gains.items()}
         return gains
 
+    def loudness_gain_db(self, item: Item, stems: dict[str, np.ndarray], rate: int,
+                         gains: dict[str, float]) -> float:
+        """The gain that brings the sum of the gained stems to the mixture's loudness (ITU-R
+        BS.1770 via pyloudnorm; -80 LUFS stands for silence, as in the recipe)."""
+        import pyloudnorm as pyln
+
+        meter = pyln.Meter(rate)
+
+        def lufs(x: np.ndarray) -> float:
+            value = float(meter.integrated_loudness(x.T))
+            return -80.0 if value == -np.inf else value
+
+        total = sum(10 ** (gains[s] / 20) * stems[s] for s in STEMS)
+        return lufs(item.input("mixture").samples.astype(np.float64)) - lufs(total)
+
     def process_item(self, item: Item, listener: Any) -> Output:
         stems, rate = self.separate(item)
         gains = self.gains_db(item)
+        if item.task == "music-rebalance" and self.cfg["rebalance_loudness"]:
+            level = self.loudness_gain_db(item, stems, rate, gains)
+            gains = {s: g + level for s, g in gains.items()}
         out: Output = {}
         remix = np.zeros((2, next(iter(stems.values())).shape[-1]))
         for stem in STEMS:

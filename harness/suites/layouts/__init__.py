@@ -58,6 +58,12 @@ def _layouts() -> dict[str, tuple[Callable[..., Suite], str]]:
             "Cadenza CAD1 Task 1: <root>/audio/musdb18hq/..., <root>/metadata/*.json; "
             "test songs cut to their 30 s objective segments",
         ),
+        "icassp2024": (
+            musdb.load_icassp2024,
+            "Cadenza ICASSP 2024 rebalancing: <root>/audio/at_mic_music/..., <root>/metadata/"
+            "{scenes,scene_listeners,at_mic_music,listeners}.<split>.json and gains.json; one item "
+            "per scene, scored for the scene's listeners (--split valid by default)",
+        ),
         "voicebank-demand": (
             speech.load_voicebank_demand,
             "VoiceBank-DEMAND: <root>/{clean,noisy}_testset_wav/*.wav, <root>/logfiles/log_testset.txt",

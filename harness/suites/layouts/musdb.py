@@ -1,4 +1,5 @@
-"""MUSDB18-HQ and Cadenza CAD1 Task 1 layouts (music-remix suites).
+"""MUSDB18-HQ and Cadenza CAD1 Task 1 layouts (music-remix suites), and the Cadenza ICASSP 2024
+rebalancing layout (music-rebalance suites: `load_icassp2024`).
 
 MUSDB18-HQ: <root>/{train,test}/<Artist - Title>/{mixture,vocals,drums,bass,other}.wav,
 44.1 kHz stereo. CAD1 keeps the same tracks under <root>/audio/musdb18hq/ and adds
@@ -175,3 +176,95 @@ def _read_json(path: Path, problems: list[str], kind: type):
         problems.append(f"{path}: expected a JSON {'list' if kind is list else 'object'}")
         return kind()
     return data
+
+
+def load_icassp2024(root: Path, split: str = "valid", hash_content: bool = True) -> Suite:
+    """Cadenza ICASSP 2024 rebalancing scenes of `split` (train, valid or test), as the
+    challenge's recipes read them (pyclarity 0.9.0, recipes/cad_icassp_2024/baseline):
+
+    <root>/metadata/scenes.<split>.json            scene id -> {music, gain, head_loudspeaker_positions}
+    <root>/metadata/scene_listeners.<split>.json   scene id -> [listener id, ...]
+    <root>/metadata/gains.json                     gain id -> {vocals, drums, bass, other} in dB
+    <root>/metadata/at_mic_music.<split>.json      "<music>-<head position>" -> {"Path": ...}
+    <root>/metadata/listeners.<split>.json         the panel
+    <root>/audio/at_mic_music/<Path>/{mixture,vocals,drums,bass,other}.wav
+
+    One item per scene (its id the scene id, which seeds HAAQI as the recipe does), scored for
+    the listeners the scene names."""
+    if split not in ("train", "valid", "test"):
+        raise TreeProblems(root, "ICASSP 2024", [f"unknown split {split!r} (train, valid, test)"])
+    meta = root / "metadata"
+    audio_root = root / "audio" / "at_mic_music"
+    problems: list[str] = []
+    files = {
+        "scenes": meta / f"scenes.{split}.json",
+        "scene_listeners": meta / f"scene_listeners.{split}.json",
+        "gains": meta / "gains.json",
+        "music": meta / f"at_mic_music.{split}.json",
+    }
+    data = {k: _read_json(p, problems, dict) for k, p in files.items()}
+    listeners_file = meta / f"listeners.{split}.json"
+    panel_ids: set[str] = set()
+    if listeners_file.is_file():
+        try:
+            panel_ids = {li.id for li in load_listener_file(listeners_file).listeners}
+        except ListenerError as exc:
+            problems.append(str(exc))
+    else:
+        problems.append(f"{listeners_file}: file not found")
+    if not audio_root.is_dir():
+        problems.append(f"{audio_root}: audio folder not found")
+    if problems:
+        raise TreeProblems(root, "ICASSP 2024", problems)
+    items = []
+    tracks: dict[str, dict[str, FileRef] | None] = {}
+    for scene_id, scene in data["scenes"].items():
+        where = f"{files['scenes']}: scene {scene_id!r}"
+        if not isinstance(scene, dict) or not all(k in scene for k in
+                                                 ("music", "gain", "head_loudspeaker_positions")):
+            problems.append(f"{where} needs music, gain and head_loudspeaker_positions")
+            continue
+        gains = data["gains"].get(scene["gain"])
+        if not isinstance(gains, dict) or sorted(gains) != sorted(STEMS):
+            problems.append(f"{files['gains']}: gain {scene['gain']!r} (of scene {scene_id!r}) needs "
+                            f"a dB value for each of {', '.join(STEMS)}")
+            continue
+        listeners = data["scene_listeners"].get(scene_id)
+        if not isinstance(listeners, list) or not listeners:
+            problems.append(f"{files['scene_listeners']}: no listener list for scene {scene_id!r}")
+            continue
+        unknown = [li for li in listeners if li not in panel_ids]
+        if unknown:
+            problems.append(f"{files['scene_listeners']}: scene {scene_id!r} names listener(s) "
+                            f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
+            continue
+        song = f"{scene['music']}-{scene['head_loudspeaker_positions']}"
+        entry = data["music"].get(song)
+        if not isinstance(entry, dict) or not isinstance(entry.get("Path"), str):
+            problems.append(f"{files['music']}: no entry with a Path for {song!r} (scene {scene_id!r})")
+            continue
+        if song not in tracks:
+            folder = audio_root / entry["Path"]
+            if not folder.is_dir():
+                problems.append(f"{folder}: scene folder not found (for {song!r})")
+                tracks[song] = None
+            else:
+                tracks[song] = _track_refs(audio_root, folder, problems, hash_content=hash_content)
+        refs = tracks[song]
+        if not refs:
+            continue
+        items.append(Item(
+            id=str(scene_id), task="music-rebalance", root=audio_root,
+            inputs={"mixture": refs["mixture"]}, references={s: refs[s] for s in STEMS},
+            metadata={"gains_db": {s: gains[s] for s in STEMS}, "listeners": list(listeners),
+                      "music": scene["music"], "gain": scene["gain"],
+                      "head_loudspeaker_positions": scene["head_loudspeaker_positions"],
+                      "split": split, "dataset": "Cadenza ICASSP 2024"},
+        ))
+    if problems:
+        raise TreeProblems(root, "ICASSP 2024", problems)
+    return Suite(
+        name=f"icassp2024-{split}", version="1", task="music-rebalance", root=audio_root,
+        items=tuple(items),
+        description=f"Cadenza ICASSP 2024 rebalancing, {split} scenes; panel: {listeners_file}",
+    )
