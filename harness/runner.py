@@ -144,7 +144,7 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
     `prebuilt` maps system names of `cfg.systems` to system objects built by the caller (the
     submission replay of `harness score`) instead of the registry.
     """
-    from systems.base import system_from_spec
+    from harness.api import system_from_spec
 
     device = resolve_device(cfg.device)
     suites = [resolve_suite(s) for s in dict.fromkeys(cfg.suites)]
@@ -303,16 +303,14 @@ def score_job(
     """Worker entry point: load a job's outputs and score them under the task protocol (with
     the problems the driver found in them, so their reasons are stored); every score carries the
     backend that computed it."""
-    from harness.metrics import backends
-    from harness.protocols import base as protocol_base
+    from harness.metrics.backends import DEFAULTS, ScoringContext
 
-    protocol_base.MEMO_DIR = Path(memo_dir) if memo_dir else None
-    backends.configure(metric_backends)
+    ctx = ScoringContext({**DEFAULTS, **(metric_backends or {})},
+                         Path(memo_dir) if memo_dir else None)
     protocol = get_protocol(task)
     try:
         outputs = {k: audio_mod.read(p) for k, p in output_paths.items()}
-        return [dataclasses.replace(s, backend=backends.label(s.metric))
-                for s in protocol.score(item, outputs, listener, metrics, problems)]
+        return protocol.score(item, outputs, listener, metrics, problems, ctx)
     except Exception as exc:  # never lose a job to a crash in scoring: record why
         reason = f"scoring crashed: {first_line(exc)}"
         log.debug(traceback.format_exc())

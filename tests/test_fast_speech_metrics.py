@@ -85,12 +85,9 @@ def test_harness_metric_backends_agree_and_fast_is_default():
     _, ref, est = next(corpus(rate))
     values = {}
     for name in (backends.REFERENCE, backends.FAST):
-        backends.configure({"stoi": name})
-        try:
-            values[name] = [evaluate(m, Audio(est, rate), Audio(ref, rate)).value
-                            for m in (STOI, ESTOI)]
-        finally:
-            backends.configure(None)
+        ctx = backends.ScoringContext({"stoi": name})
+        values[name] = [evaluate(m, Audio(est, rate), Audio(ref, rate), ctx=ctx).value
+                        for m in (STOI, ESTOI)]
     np.testing.assert_allclose(values["fast"], values["reference"], atol=1e-9)
     assert backends.DEFAULTS["stoi"] == backends.FAST
 

@@ -114,14 +114,12 @@ def test_haaqi_matches_pyclarity_and_is_seeded(music_item, backend, tol):
     est = Audio(add_noise_at(ref.mono().astype(np.float64), 10), 24000)
     li = resolve_panel("builtin").get("N2")
     seed = seed_for(music_item.id, li.id, "left")
-    from harness.metrics import backends
+    from harness.metrics.backends import ScoringContext
 
-    backends.configure({"haaqi": backend})
-    try:
-        ours = evaluate(get_metric("haaqi"), est, ref, listener=li, ear="left", seed=seed)
-        again = evaluate(get_metric("haaqi"), est, ref, listener=li, ear="left", seed=seed)
-    finally:
-        backends.configure(None)
+    ctx = ScoringContext({"haaqi": backend})
+    ours = evaluate(get_metric("haaqi"), est, ref, listener=li, ear="left", seed=seed, ctx=ctx)
+    again = evaluate(get_metric("haaqi"), est, ref, listener=li, ear="left", seed=seed, ctx=ctx)
+    assert ours.backend == backend
     np.random.seed(seed)
     level1 = 65 - 20 * np.log10(np.sqrt(np.mean(ref.mono().astype(np.float64) ** 2)))
     theirs = compute_haaqi(est.mono().astype(np.float64), ref.mono().astype(np.float64), 24000,
@@ -148,3 +146,47 @@ def test_bad_inputs_get_statuses_with_reasons(speech):
         s = evaluate(get_metric(name), est, r)
         assert (s.status, s.value) == (status, None), (name, s)
         assert reason in s.reason, (name, s.reason)
+
+
+# ------------------------------------------------------------------ scoring context, no globals
+def test_two_backends_interleaved_in_one_process_each_give_their_own_values(monkeypatch):
+    """The backend travels with the ScoringContext, not with the process: scoring one item
+    under `reference` and `fast` alternately calls each implementation for its own context,
+    labels each score with it, and equals each backend scored alone."""
+    import pystoi
+
+    import harness.metrics.bsseval as bss_mod
+    import harness.metrics.fast.bsseval as fast_bss
+    import harness.metrics.fast.stoi as fast_stoi
+    from harness.metrics.backends import ScoringContext
+    from harness.protocols import get_protocol
+    from harness.suites import resolve_suite
+
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*a, **k):
+            calls.append(name)
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(pystoi, "stoi", spy("stoi:reference", pystoi.stoi))
+    monkeypatch.setattr(fast_stoi, "stoi_scores", spy("stoi:fast", fast_stoi.stoi_scores))
+    monkeypatch.setattr(bss_mod, "bsseval_v4_frames", spy("sdr:reference", bss_mod.bsseval_v4_frames))
+    monkeypatch.setattr(fast_bss, "bsseval_v4_frames", spy("sdr:fast", fast_bss.bsseval_v4_frames))
+
+    item = resolve_suite("speech-enhancement-quick").items[0]
+    protocol = get_protocol("speech-enhancement")
+    noisy = protocol.anchor("unprocessed", item, None)
+    ctx = {b: ScoringContext({"stoi": b, "bsseval": b}) for b in ("reference", "fast")}
+    alone = {b: protocol.score(item, noisy, None, ["stoi", "sdr"], ctx=ctx[b]) for b in ctx}
+    calls.clear()
+    for b in ("reference", "fast", "reference", "fast"):
+        rows = protocol.score(item, noisy, None, ["stoi", "sdr"], ctx=ctx[b])
+        assert calls == [f"stoi:{b}", f"sdr:{b}"], (b, calls)
+        calls.clear()
+        assert [r.backend for r in rows] == [b, b]
+        assert [r.value for r in rows] == [r.value for r in alone[b]]
+    # the two implementations agree to their parity tolerance, and are not the same call
+    for r, f in zip(alone["reference"], alone["fast"], strict=True):
+        assert r.value == pytest.approx(f.value, abs=1e-6)

@@ -287,13 +287,13 @@ def test_memoised_value_is_computed_once_across_processes(tmp_path):
     other waits and reads it (the crowd protocol's input SDR over 1000 recordings relies on it)."""
     code = (
         "import sys, time, pathlib\n"
-        "import harness.protocols.base as b\n"
-        "b.MEMO_DIR = pathlib.Path(sys.argv[1])\n"
+        "from harness.metrics.backends import ScoringContext\n"
+        "ctx = ScoringContext(memo_dir=pathlib.Path(sys.argv[1]))\n"
         "def compute():\n"
         "    with open(pathlib.Path(sys.argv[1]) / 'calls', 'a') as fh: fh.write('x')\n"
         "    time.sleep(1.0)\n"
         "    return {'v': 42}\n"
-        "print(b.memoised(['k'], compute)['v'])\n"
+        "print(ctx.memoised(['k'], compute)['v'])\n"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
              for _ in range(3)]

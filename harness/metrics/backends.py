@@ -10,6 +10,8 @@ exists keeps the reference and says so in the run manifest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
@@ -25,7 +27,6 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 HAS_FAST = {"bsseval", "haaqi", "stoi"}  # families with a fast kernel whose parity tests pass
 DEFAULTS = {f: (FAST if f in HAS_FAST else REFERENCE) for f in FAMILIES}
 
-_current: dict[str, str] = dict(DEFAULTS)
 
 
 def family_of(metric: str) -> str | None:
@@ -56,17 +57,48 @@ def resolve(choice: Any) -> dict[str, str]:
     return out
 
 
-def configure(backends: dict[str, str] | None) -> None:
-    """Set the process's backends (the runner calls this in every scoring process)."""
-    _current.clear()
-    _current.update(DEFAULTS if backends is None else {**DEFAULTS, **backends})
+@dataclass(frozen=True)
+class ScoringContext:
+    """What scoring needs beyond its signals, passed from the runner to the protocol to
+    `evaluate` (no process-wide state): the backend per metric family and the folder where
+    listener-independent results are memoised (None: compute every time)."""
+
+    backends: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
+    memo_dir: Path | None = None
+
+    def backend(self, family: str) -> str:
+        return self.backends.get(family, REFERENCE)
+
+    def backend_of(self, metric: str) -> str:
+        """The backend a score of this metric is computed with."""
+        fam = family_of(metric)
+        return self.backend(fam) if fam else REFERENCE
+
+    def memoised(self, key_parts: list[str], compute):
+        """compute() (a JSON-able value), cached on disk under memo_dir when it is set. Keys
+        hash what determines the value (protocol version, backend, content hashes), so a hit is
+        the same number; across processes one computes and the others wait for its result."""
+        if self.memo_dir is None:
+            return compute()
+        import fcntl
+        import hashlib
+        import json
+        import os
+
+        key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()
+        path = Path(self.memo_dir) / key[:2] / f"{key}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.exists():
+                return json.loads(path.read_text())
+            value = compute()
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(value))
+            tmp.replace(path)
+        return value
 
 
-def current(family: str) -> str:
-    return _current.get(family, REFERENCE)
-
-
-def label(metric: str) -> str:
-    """The backend a score of this metric is computed with, now."""
-    fam = family_of(metric)
-    return current(fam) if fam else REFERENCE
+DEFAULT_CONTEXT = ScoringContext()

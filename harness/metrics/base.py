@@ -17,6 +17,7 @@ import numpy as np
 
 from harness.audio import Audio, problem_finite, problem_silent
 from harness.errors import InvalidInput, MetricFailed
+from harness.metrics.backends import DEFAULT_CONTEXT, HAS_FAST, ScoringContext, family_of
 
 OK, FAILED, INVALID = "ok", "failed", "invalid"
 STATUSES = (OK, FAILED, INVALID)
@@ -71,14 +72,15 @@ class FunctionMetric:
     needs_reference: bool = True
     unit: str = ""
     description: str = ""
-    backend: str = "reference"
     estimate_may_be_silent: bool = False
     # The metric itself aligns an estimate of another length (HAAQI: pyclarity's ear model trims
     # the pair to the shorter), so a recipe's longer output is scored as the recipe scores it.
     lengths_may_differ: bool = False
 
-    def __call__(self, estimate, reference, *, listener=None, ear=None, seed=None) -> float:
-        return self.fn(estimate, reference, listener=listener, ear=ear, seed=seed)
+    def __call__(self, estimate, reference, *, listener=None, ear=None, seed=None,
+                 backend: str | None = None) -> float:
+        extra = {"backend": backend} if backend is not None else {}
+        return self.fn(estimate, reference, listener=listener, ear=ear, seed=seed, **extra)
 
 
 def seed_for(*parts: str) -> int:
@@ -91,6 +93,18 @@ def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     msg = text[0] if text else ""
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def status_of(exc: BaseException) -> tuple[str, str]:
+    """(status, reason) of a metric that raised, the one mapping for every caller: bad input is
+    `invalid` with its message, a metric that cannot give a value `failed` with its message, any
+    other exception (the reference packages raise many types) `failed` with its type and first
+    line."""
+    if isinstance(exc, InvalidInput):
+        return INVALID, str(exc)
+    if isinstance(exc, MetricFailed):
+        return FAILED, str(exc)
+    return FAILED, first_line(exc)
 
 
 def validate_pair(metric: FunctionMetric, estimate: Audio, reference: Audio | None) -> None:
@@ -124,21 +138,24 @@ def evaluate(
     ear: str = "",
     stem: str = "",
     seed: int | None = None,
+    ctx: ScoringContext | None = None,
 ) -> Score:
-    """Run one metric and return a Score with status ok / invalid / failed (never a silent 0)."""
+    """Run one metric and return a Score with status ok / invalid / failed (never a silent 0).
+    `ctx` (default: the default backends, no memo) picks the backend of the metric's family;
+    the Score records it."""
+    ctx = ctx or DEFAULT_CONTEXT
+    backend = ctx.backend_of(metric.name)
 
     def make(value, status, reason=""):
-        return Score(metric.name, value, status, reason, ear, stem, metric.backend)
+        return Score(metric.name, value, status, reason, ear, stem, backend)
 
     try:
         validate_pair(metric, estimate, reference)
-        value = metric(estimate, reference, listener=listener, ear=ear or None, seed=seed)
-    except InvalidInput as exc:
-        return make(None, INVALID, str(exc))
-    except MetricFailed as exc:
-        return make(None, FAILED, str(exc))
-    except Exception as exc:  # the reference packages raise many types; keep the reason
-        return make(None, FAILED, first_line(exc))
+        family = family_of(metric.name)
+        value = metric(estimate, reference, listener=listener, ear=ear or None, seed=seed,
+                       backend=backend if family in HAS_FAST else None)
+    except Exception as exc:
+        return make(None, *status_of(exc))
     value = float(value)
     if math.isnan(value):
         return make(None, FAILED, f"{metric.name} returned NaN")

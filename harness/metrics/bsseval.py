@@ -63,7 +63,7 @@ def bsseval_v4(
     """Per-source median over frames of SDR/ISR/SIR/SAR, capped at DB_CEILING; NaN if no frame.
 
     backend: "reference" (museval) or "fast" (harness.metrics.fast.bsseval, torch, float64);
-    None takes the process's current choice (harness.metrics.backends)."""
+    None: the default (harness.metrics.backends.DEFAULTS)."""
     rate = references[0].rate
     for i, (r, e) in enumerate(zip(references, estimates, strict=True)):
         if r.rate != rate or e.rate != rate:
@@ -78,7 +78,7 @@ def bsseval_v4(
     est = np.stack([e.samples.T for e in estimates]).astype(np.float64)
     from harness.metrics import backends
 
-    if (backend or backends.current("bsseval")) == backends.FAST:
+    if (backend or backends.DEFAULTS["bsseval"]) == backends.FAST:
         from harness.metrics.fast.bsseval import bsseval_v4_frames as fast_frames
 
         frames = fast_frames(ref, est, rate, window_s)
@@ -94,8 +94,8 @@ def bsseval_v4(
 
 
 def _single(name: str):
-    def fn(estimate: Audio, reference: Audio, **_) -> float:
-        value = float(bsseval_v4([reference], [estimate])[name][0])
+    def fn(estimate: Audio, reference: Audio, backend: str | None = None, **_) -> float:
+        value = float(bsseval_v4([reference], [estimate], backend=backend)[name][0])
         if np.isnan(value):
             raise MetricFailed("no frame of the reference is active")
         return value

@@ -41,6 +41,7 @@ def haaqi_score(
     equalisation: int = 1,
     level1: float | None = None,
     seed: int | np.random.RandomState | None = None,
+    backend: str | None = None,
 ) -> float:
     """pyclarity HAAQI of a mono estimate against a mono reference (same rate).
 
@@ -52,7 +53,7 @@ def haaqi_score(
 
     if level1 is None:
         level1 = 65.0 - 20.0 * np.log10(rms(reference))
-    if backends.current("haaqi") == backends.FAST:
+    if (backend or backends.DEFAULTS["haaqi"]) == backends.FAST:
         from harness.metrics.fast.haaqi import AUDIOGRAM_FREQUENCIES, haaqi_v1_batch
 
         losses = audiogram.resample(AUDIOGRAM_FREQUENCIES).levels
@@ -90,7 +91,7 @@ def haaqi_score(
 
 def _haaqi(
     estimate: Audio, reference: Audio, *, listener=None, ear=None, seed=None, equalisation: int = 1,
-    level1: float | None = None,
+    level1: float | None = None, backend: str | None = None,
 ) -> float:
     from harness.listener import audiogram, haaqi_audiogram
 
@@ -100,7 +101,7 @@ def _haaqi(
         raise InvalidInput(f"HAAQI scores one ear (mono); got {estimate.channels} channels")
     ag = haaqi_audiogram(audiogram(listener, ear))
     return haaqi_score(estimate.mono(), reference.mono(), estimate.rate, ag,
-                       equalisation=equalisation, level1=level1, seed=seed)
+                       equalisation=equalisation, level1=level1, seed=seed, backend=backend)
 
 
 def with_level1(metric, level1: float):

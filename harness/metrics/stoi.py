@@ -17,12 +17,12 @@ from harness.metrics.base import FunctionMetric
 
 def stoi_score(estimate, reference, rate: int, extended: bool, backend: str | None = None) -> float:
     """STOI (or ESTOI) of a mono estimate against a mono reference at `rate` Hz; `backend`
-    None takes the process's current choice (harness.metrics.backends)."""
+    None: the default (harness.metrics.backends.DEFAULTS)."""
     from pystoi import stoi
 
     from harness.metrics import backends
 
-    if (backend or backends.current("stoi")) == backends.FAST:
+    if (backend or backends.DEFAULTS["stoi"]) == backends.FAST:
         from harness.metrics.fast.stoi import TooShort, stoi_scores
 
         (value,) = stoi_scores([reference], [estimate], rate, extended=extended)
@@ -39,10 +39,10 @@ def stoi_score(estimate, reference, rate: int, extended: bool, backend: str | No
 
 
 def _make(extended: bool):
-    def fn(estimate: Audio, reference: Audio, **_) -> float:
+    def fn(estimate: Audio, reference: Audio, backend: str | None = None, **_) -> float:
         if estimate.channels != 1:
             raise InvalidInput(f"STOI scores mono signals; got {estimate.channels} channels")
-        return stoi_score(estimate.mono(), reference.mono(), estimate.rate, extended)
+        return stoi_score(estimate.mono(), reference.mono(), estimate.rate, extended, backend)
 
     return fn
 

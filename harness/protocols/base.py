@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +11,7 @@ import numpy as np
 from harness.audio import Audio, problem_channels, problem_finite, problem_rate
 from harness.errors import AudioError, RegistryError
 from harness.metrics import INVALID, Score
+from harness.metrics.backends import DEFAULT_CONTEXT, ScoringContext
 from harness.suites.types import Item
 
 
@@ -42,34 +40,6 @@ class Unusable:
     output's scores (`harness score --partial` puts one for each refused file)."""
 
     reason: str
-
-
-# Folder for memoised listener-independent results (set by the runner in each scoring worker).
-# Keys hash the protocol version, the outputs' content and the item, so a hit is the same number.
-MEMO_DIR: Path | None = None
-
-
-def memoised(key_parts: list[str], compute):
-    """Return compute() (a JSON-able value), cached on disk under MEMO_DIR when it is set."""
-    if MEMO_DIR is None:
-        return compute()
-    import fcntl
-
-    key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()
-    path = MEMO_DIR / key[:2] / f"{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One worker computes; the others wait on the lock and then read its result.
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            return json.loads(path.read_text())
-        value = compute()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(value))
-        tmp.replace(path)
-    return value
 
 
 def resampled_frames(frames: int, rate_in: int, rate_out: int) -> int:
@@ -118,9 +88,11 @@ class TaskProtocol:
         raise NotImplementedError
 
     def score_valid(
-        self, item: Item, outputs: dict[str, Audio], listener: Any, metrics: list[str]
+        self, item: Item, outputs: dict[str, Audio], listener: Any, metrics: list[str],
+        problems: dict[str, str], ctx: ScoringContext,
     ) -> list[Score]:
-        """Score outputs that passed validation; may return invalid scores for some rows."""
+        """Score outputs (those named in `problems` failed validation: their rows are invalid
+        with that reason), computing each metric with the backend `ctx` gives it."""
         raise NotImplementedError
 
     # ---- shared logic
@@ -203,19 +175,22 @@ class TaskProtocol:
 
     def score(
         self, item: Item, outputs: dict[str, Audio], listener: Any, metrics: list[str],
-        problems: dict[str, str] | None = None,
+        problems: dict[str, str] | None = None, ctx: ScoringContext | None = None,
     ) -> list[Score]:
-        """Validate outputs (unless the caller did and passes its `problems`), then score. Every
-        expected row comes back, ok or with a reason."""
+        """Validate outputs (unless the caller did and passes its `problems`), then score under
+        `ctx` (backends, memo; default: the default backends, no memo). Every expected row comes
+        back, ok or with a reason, labelled with the backend of its metric."""
+        ctx = ctx or DEFAULT_CONTEXT
         if problems is None:
             problems = self.validate_outputs(item, outputs)
         if "" in problems:
-            return self.all_invalid(item, metrics, problems[""])
-        try:
-            scores = self.score_valid(item, outputs, listener, metrics, problems)
-        except AudioError as exc:  # a bad reference file: every score of the job says which
-            return self.all_invalid(item, metrics, str(exc))
-        return scores
+            scores = self.all_invalid(item, metrics, problems[""])
+        else:
+            try:
+                scores = self.score_valid(item, outputs, listener, metrics, problems, ctx)
+            except AudioError as exc:  # a bad reference file: every score of the job says which
+                scores = self.all_invalid(item, metrics, str(exc))
+        return [dataclasses.replace(s, backend=ctx.backend_of(s.metric)) for s in scores]
 
     def unit(self, rows: list[Score]) -> tuple[float | None, str]:
         """The (item, listener) value of one metric from its rows: the mean when all are ok."""

@@ -44,7 +44,7 @@ class CocktailFork(TaskProtocol):
     def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
         return [(m, "", s) for m in metrics for s in STEMS]
 
-    def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
+    def score_valid(self, item, outputs, listener, metrics, problems, ctx) -> list[Score]:
         mix = item.input("mixture")
         out = []
         for stem in STEMS:
@@ -55,8 +55,8 @@ class CocktailFork(TaskProtocol):
             base = None
             for m in metrics:
                 if m == "si_sdri":
-                    est = evaluate(get_metric("si_sdr"), outputs[stem], ref, stem=stem)
-                    base = base or evaluate(get_metric("si_sdr"), mix, ref, stem=stem)
+                    est = evaluate(get_metric("si_sdr"), outputs[stem], ref, stem=stem, ctx=ctx)
+                    base = base or evaluate(get_metric("si_sdr"), mix, ref, stem=stem, ctx=ctx)
                     if est.status != OK or base.status != OK:
                         bad = est if est.status != OK else base
                         why = bad.reason if bad is est else f"mixture: {bad.reason}"
@@ -64,5 +64,5 @@ class CocktailFork(TaskProtocol):
                     else:
                         out.append(Score(m, est.value - base.value, OK, "", "", stem))
                 else:
-                    out.append(evaluate(get_metric(m), outputs[stem], ref, stem=stem))
+                    out.append(evaluate(get_metric(m), outputs[stem], ref, stem=stem, ctx=ctx))
         return out

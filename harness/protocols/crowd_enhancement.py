@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from harness.audio import Audio, resample
-from harness.metrics import Score, backends, evaluate, get_metric
+from harness.metrics import Score, evaluate, get_metric
+from harness.metrics.backends import ScoringContext
 from harness.metrics.base import FAILED, INVALID, OK, first_line
 from harness.metrics.bsseval import bsseval_v4
-from harness.protocols.base import OutputSpec, TaskProtocol, memoised
+from harness.protocols.base import OutputSpec, TaskProtocol
 from harness.suites.types import Item
 
 
@@ -85,22 +86,25 @@ class CrowdEnhancement(TaskProtocol):
     def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
         return [(m, "", "") for m in metrics]
 
-    def input_sdr(self, item: Item) -> dict:
+    def input_sdr(self, item: Item, ctx: ScoringContext) -> dict:
         """Mean (and spread) of the recordings' SDR against the source; memoised per item."""
+        backend = ctx.backend("bsseval")
+
         def compute() -> dict:
             ref = item.reference("source")
             values = []
             for role in recording_roles(item):
                 try:
-                    values.append(float(bsseval_v4([ref], [aligned(item, role)])["sdr"][0]))
+                    values.append(float(bsseval_v4([ref], [aligned(item, role)],
+                                                   backend=backend)["sdr"][0]))
                 except Exception:  # a silent aligned recording has no SDR: leave it out
                     continue
             values = [v for v in values if np.isfinite(v)]
             return {"mean": float(np.mean(values)) if values else None, "count": len(values)}
 
-        return memoised([self.version, "input_sdr", backends.current("bsseval"), item.hash], compute)
+        return ctx.memoised([self.version, "input_sdr", backend, item.hash], compute)
 
-    def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
+    def score_valid(self, item, outputs, listener, metrics, problems, ctx) -> list[Score]:
         if "enhanced" in problems:
             return self.all_invalid(item, metrics, problems["enhanced"])
         ref = item.reference("source")
@@ -109,7 +113,7 @@ class CrowdEnhancement(TaskProtocol):
         out = []
         for m in metrics:
             if m in ("sdr", "sdr_improvement"):
-                sdr = sdr or evaluate(get_metric("sdr"), est, ref)
+                sdr = sdr or evaluate(get_metric("sdr"), est, ref, ctx=ctx)
             if m == "sdr":
                 out.append(sdr)
             elif m == "sdr_improvement":
@@ -117,7 +121,7 @@ class CrowdEnhancement(TaskProtocol):
                     out.append(Score(m, None, sdr.status, sdr.reason))
                     continue
                 try:
-                    base = self.input_sdr(item)
+                    base = self.input_sdr(item, ctx)
                 except Exception as exc:
                     out.append(Score(m, None, FAILED, f"input SDR: {first_line(exc)}"))
                     continue
@@ -126,5 +130,5 @@ class CrowdEnhancement(TaskProtocol):
                 else:
                     out.append(Score(m, sdr.value - base["mean"], OK))
             else:
-                out.append(evaluate(get_metric(m), est, ref))
+                out.append(evaluate(get_metric(m), est, ref, ctx=ctx))
         return out

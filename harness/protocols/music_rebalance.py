@@ -178,7 +178,7 @@ class MusicRebalance(TaskProtocol):
     def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
         return [(m, ear, "") for m in metrics for ear in EARS]
 
-    def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
+    def score_valid(self, item, outputs, listener, metrics, problems, ctx) -> list[Score]:
         if "remix" in problems:
             return [Score("haaqi", None, INVALID, problems["remix"], ear) for ear in EARS]
         try:
@@ -193,5 +193,5 @@ class MusicRebalance(TaskProtocol):
             ref24, level1 = refs[ear]
             est24 = clarity_resample(remix.samples[EAR_CHANNEL[ear]], remix.rate, HAAQI_RATE)
             out.append(evaluate(with_level1(haaqi, level1), Audio(est24, HAAQI_RATE),
-                                Audio(ref24, HAAQI_RATE), listener=listener, ear=ear, seed=rng))
+                                Audio(ref24, HAAQI_RATE), listener=listener, ear=ear, seed=rng, ctx=ctx))
         return out

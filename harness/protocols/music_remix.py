@@ -30,14 +30,13 @@ import numpy as np
 
 from harness.audio import Audio, resample
 from harness.listener import EARS
-from harness.metrics import Score, backends, evaluate, get_metric
-from harness.metrics.base import INVALID, OK, first_line
+from harness.metrics import Score, evaluate, get_metric
+from harness.metrics.base import INVALID, OK, status_of
 from harness.metrics.bsseval import BSS_NAMES, bsseval_v4
 from harness.metrics.haaqi import cad1_song_seed, with_level1
 from harness.protocols.base import (
     OutputSpec,
     TaskProtocol,
-    memoised,
     recipe_tail,
     resampled_frames,
 )
@@ -114,7 +113,7 @@ class MusicRemix(TaskProtocol):
                 rows += [(m, "", stem) for stem in STEMS]
         return rows
 
-    def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
+    def score_valid(self, item, outputs, listener, metrics, problems, ctx) -> list[Score]:
         refs = {s: item.reference(s) for s in STEMS}
         out: list[Score] = []
         if "haaqi" in metrics:
@@ -129,15 +128,15 @@ class MusicRemix(TaskProtocol):
                     ref, level1 = recipe_reference(refs[stem], ear)
                     out.append(
                         evaluate(with_level1(haaqi, level1), outputs[key], ref, listener=listener,
-                                 ear=ear, stem=stem, seed=rng)
+                                 ear=ear, stem=stem, seed=rng, ctx=ctx)
                     )
         bss = [m for m in metrics if m in BSS_NAMES]
         if bss:
             refs24 = {s: resample(a, STEM_RATE) for s, a in refs.items()}
-            out += self._bss(item, outputs, refs24, bss, problems)
+            out += self._bss(item, outputs, refs24, bss, problems, ctx)
         return out
 
-    def _bss(self, item, outputs, refs24, names, problems) -> list[Score]:
+    def _bss(self, item, outputs, refs24, names, problems, ctx) -> list[Score]:
         bad = [problems[f"{e}_{s}"] for e in EARS for s in STEMS if f"{e}_{s}" in problems]
         if bad:
             return [Score(n, None, INVALID, bad[0], "", s) for n in names for s in STEMS]
@@ -148,16 +147,16 @@ class MusicRemix(TaskProtocol):
         ]
         # BSSEval does not depend on the listener: outputs that are identical across listeners
         # (anchors, listener-independent systems) are scored once per content.
-        key = [self.version, "bsseval_v4", backends.current("bsseval"), item.hash,
-               *(e.sha256() for e in ests)]
+        backend = ctx.backend("bsseval")
+        key = [self.version, "bsseval_v4", backend, item.hash, *(e.sha256() for e in ests)]
         try:
-            values = memoised(key, lambda: {
+            values = ctx.memoised(key, lambda: {
                 k: [None if np.isnan(x) else float(x) for x in v]
-                for k, v in bsseval_v4([refs24[s] for s in STEMS], ests).items()
+                for k, v in bsseval_v4([refs24[s] for s in STEMS], ests, backend=backend).items()
             })
         except Exception as exc:
-            status = INVALID if type(exc).__name__ == "InvalidInput" else "failed"
-            return [Score(n, None, status, first_line(exc), "", s) for n in names for s in STEMS]
+            status, reason = status_of(exc)
+            return [Score(n, None, status, reason, "", s) for n in names for s in STEMS]
         rows = []
         for n in names:
             for i, s in enumerate(STEMS):

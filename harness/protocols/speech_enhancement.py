@@ -46,14 +46,14 @@ class SpeechEnhancement(TaskProtocol):
     def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
         return [(m, "", "") for m in metrics]
 
-    def score_valid(self, item, outputs, listener, metrics, problems) -> list[Score]:
+    def score_valid(self, item, outputs, listener, metrics, problems, ctx) -> list[Score]:
         if "enhanced" in problems:
             return self.all_invalid(item, metrics, problems["enhanced"])
         ref = self.reference(item)
         est = outputs["enhanced"]
         out = []
         for m in metrics:
-            s = evaluate(get_metric(m), est, ref)
+            s = evaluate(get_metric(m), est, ref, ctx=ctx)
             if s.status == INVALID and "reference" in s.reason:
                 s = Score(m, None, INVALID, f"{item.root / item.references['clean'].path}: {s.reason}")
             out.append(s)
