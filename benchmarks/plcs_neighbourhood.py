@@ -64,10 +64,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9, help="timings of each search per estimate")
     args = ap.parse_args()
 
+    from harness.api import get_system
     from harness.audio import Audio
     from harness.metrics.bsseval import bsseval_v4
     from harness.suites import load_suite
-    from systems.base import get_system
     from systems.plcs.model import select_exhaustive, select_two_stage
 
     estimates: dict[str, torch.Tensor] = {}  # source estimates the searches are timed on

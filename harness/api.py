@@ -1,9 +1,16 @@
-"""The System contract and the system registry.
+"""The harness's contracts on one page, and the system registry.
 
-A system turns items (and, for tasks that need one, a listener) into outputs: one dict of named
-`Audio` signals per item, as the task's protocol specifies (see `harness.protocols`). Systems are
-registered as entry points in the `harness.systems` group; `pip install my-system` that declares
-one makes it appear in `harness systems`.
+- `Audio` (harness.audio): float32 samples (channels, frames) at a rate.
+- `Item`, `Suite` (harness.suites.types): named input and reference files plus metadata.
+- `System` / `BaseSystem` (here): items (and a listener, for listener tasks) in, one dict of
+  named `Audio` outputs per item out, as the task's protocol specifies. Systems are entry points
+  of the `harness.systems` group; `pip install my-system` that declares one makes it appear in
+  `harness systems`. The adapters in `systems/` import this module; nothing in `harness/`
+  imports `systems/`.
+- `TaskProtocol`, `OutputSpec`, `Unusable` (harness.protocols.base): what a task expects from a
+  system and how it scores it.
+- `Metric` / `FunctionMetric`, `Score`, `evaluate` (harness.metrics.base) and `ScoringContext`
+  (harness.metrics.backends): one number per (metric, ear, stem) with its status and backend.
 """
 
 from __future__ import annotations
@@ -16,9 +23,18 @@ from harness import registry
 from harness.audio import Audio
 from harness.config import check_params
 from harness.errors import RegistryError
-from harness.suites.types import Item
+from harness.metrics.backends import ScoringContext
+from harness.metrics.base import FunctionMetric, Metric, Score, evaluate
+from harness.protocols.base import OutputSpec, TaskProtocol, Unusable
+from harness.suites.types import Item, Suite
 
 Output = dict[str, Audio]
+
+__all__ = [
+    "ANY_TASK", "Audio", "BaseSystem", "FunctionMetric", "Item", "Metric", "Output", "OutputSpec",
+    "Score", "ScoringContext", "Suite", "System", "TaskProtocol", "Unusable", "evaluate",
+    "get_system", "system_from_spec", "system_names",
+]
 
 ANY_TASK = "*"
 

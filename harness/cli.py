@@ -332,7 +332,7 @@ def suites_layouts() -> None:
 def systems() -> None:
     """List the registered systems (built-in and from installed plugins)."""
     from harness import registry
-    from systems.base import get_system, system_names
+    from harness.api import get_system, system_names
 
     t = Table(title="Systems", title_justify="left")
     for c in ("name", "task", "version", "entry point", "description"):
@@ -460,14 +460,15 @@ def compare(
     unless --force.
     """
     from harness import compare as cmp
+    from harness import runs as runs_mod
     from harness.errors import ConfigError
     from harness.safety import check_output, writing
 
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha {alpha}: must be between 0 and 1")
     gates = cmp.parse_fail_on(fail_on)
-    a = cmp.load_run(baseline, store)
-    b = cmp.load_run(candidate, store)
+    a = runs_mod.load_run(baseline, store)
+    b = runs_mod.load_run(candidate, store)
     if json_out:
         check_output(json_out, force=overwrite, inputs=(a.db_path, b.db_path), what="JSON result")
     diffs = cmp.differences(a, b)
@@ -557,7 +558,6 @@ def score(
     ICASSP 2024 recipe's names (<scene>_<listener>_remix.flac, one folder).
     Archives are unpacked safely (no traversal, no links, bounded count, size and ratio).
     """
-    import hashlib
     import json as _json
 
     from harness import submission as sub
@@ -576,35 +576,8 @@ def score(
     protocol = get_protocol(suite_obj.task)
     panel_obj = resolve_panel(panel, list(dict.fromkeys(listener or [])) or None) if protocol.uses_listener else None
     expected = sub.expected_files(suite_obj, panel_obj)
-    if submission.is_dir():
-        root = submission
-        if out_dir.resolve().is_relative_to(submission.resolve()):
-            raise ConfigError(f"{out_dir}: lies inside the submission {submission}; give an --out "
-                              "outside it (the harness writes nothing into a submission)")
-    elif submission.is_file():
-        h = hashlib.sha256()
-        with open(submission, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        work = out_dir / "submissions"
-        root = work / h.hexdigest()[:16]
-        # The marker lies beside the unpacked folder, where no archive entry can put anything.
-        marker = work / f"{h.hexdigest()[:16]}.unpacked"
-        if marker.exists() and not marker.is_file():
-            raise sub.SubmissionError(f"{marker}: expected the harness's unpack marker (a file); "
-                                      "remove it and score again")
-        if not marker.is_file():
-            import shutil
-
-            if root.is_symlink() or root.is_file():
-                root.unlink()
-            shutil.rmtree(root, ignore_errors=True)
-            limits = sub.limits_for(expected, max_ratio)
-            sub.extract(submission, root, limits)
-            err.print(f"unpacked {submission} into {root}")
-            marker.write_text(submission.name + "\n")
-    else:
-        raise sub.SubmissionError(f"{submission}: no such file or folder")
+    root = sub.submission_root(submission, out_dir, expected, max_ratio,
+                               say=lambda m: err.print(m))
     v = sub.validate(root, expected)
     report = out_dir / "submissions" / f"{name}-validation.json"
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -655,11 +628,11 @@ def pack(
     import json as _json
 
     from harness import audio as audio_mod
-    from harness import compare as cmp
+    from harness import runs as runs_mod
     from harness import submission as sub
     from harness.errors import ConfigError
 
-    run = cmp.load_run(run_ref, store)
+    run = runs_mod.load_run(run_ref, store)
     jobs_df = run.jobs
     suites = list(dict.fromkeys(jobs_df.suite))
     if suite is None:
@@ -707,7 +680,7 @@ def report(
     noise); figures (distribution per system, metric against SNR, listener x system HAAQI
     heatmap); audio and spectrograms of a few items (HTML); the run manifests.
     """
-    from harness import compare as cmp
+    from harness import runs as runs_mod
     from harness.errors import ConfigError
     from harness.report.build import build
     from harness.report.render import RENDERERS
@@ -717,7 +690,7 @@ def report(
         raise ConfigError(f"unknown report format {fmt!r} (md, html, latex)")
     ext = {"md": "md", "html": "html", "latex": "tex"}[fmt]
     dest = dest or Path(f"report.{ext}")
-    loaded = [cmp.load_run(r, store) for r in runs_]
+    loaded = [runs_mod.load_run(r, store) for r in runs_]
     if len({r.run_id for r in loaded}) != len(loaded):
         raise ConfigError("a run is given twice")
     check_output(dest, force=force, inputs=tuple(r.db_path for r in loaded), what="report")
@@ -750,15 +723,12 @@ def leaderboard_add(
     store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
 ) -> None:
     """Add one system of a stored run to the leaderboard (its per-unit scores are copied)."""
-    from harness import compare as cmp
+    from harness import runs as runs_mod
     from harness.leaderboard import Leaderboard
 
-    run = cmp.load_run(run_ref, store)
-    lb = Leaderboard(db)
-    try:
+    run = runs_mod.load_run(run_ref, store)
+    with Leaderboard(db) as lb:
         sys_name, n = lb.add(run, name, system, replace, force)
-    finally:
-        lb.close()
     err.print(f"added {name} ({sys_name} of run {run.run_id}, {n} units) to {db}")
 
 
@@ -769,11 +739,8 @@ def leaderboard_remove(
 ) -> None:
     """Remove an entry."""
 
-    lb = _open_board(db)
-    try:
+    with _open_board(db) as lb:
         lb.remove(name)
-    finally:
-        lb.close()
     err.print(f"removed {name}")
 
 
@@ -797,11 +764,8 @@ def leaderboard_show(
     significantly different from their group's leader share its rank)."""
     from harness.leaderboard import standings
 
-    lb = _open_board(db)
-    try:
+    with _open_board(db) as lb:
         tables = standings(lb, suite, metric, alpha)
-    finally:
-        lb.close()
     for s, (m, t) in tables.items():
         table = Table(title=f"{s} — ranked by {m}", title_justify="left")
         for c in ("rank", "entry", "mean [95% CI]", "units ok", "not ok", "p vs group leader"):
@@ -821,15 +785,10 @@ def leaderboard_build(
 ) -> None:
     """Write the leaderboard as a static page (index.html) and as JSON."""
     from harness.leaderboard import build_site
+    from harness.safety import writing
 
-    lb = _open_board(db)
-    try:
-        from harness.safety import writing
-
-        with writing(dest, "leaderboard page"):
-            files = build_site(lb, dest, alpha, force)
-    finally:
-        lb.close()
+    with _open_board(db) as lb, writing(dest, "leaderboard page"):
+        files = build_site(lb, dest, alpha, force)
     err.print("wrote " + ", ".join(str(f) for f in files))
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.compare import RunData, differences
 from harness.errors import ConfigError, StoreError
 from harness.metrics import get_metric
 from harness.protocols import get_protocol
+from harness.runs import RunData, differences
 from harness.stats import bootstrap_ci, holm, paired
 
 SCHEMA = """
@@ -66,6 +66,12 @@ class Leaderboard:
 
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> Leaderboard:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def entries(self) -> pd.DataFrame:
         rows = self.db.execute("SELECT name, system, run_id, store, added, manifest FROM entries "

@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from harness.api import BaseSystem
 from harness.audio import Audio
 from harness.errors import HarnessError
 from harness.listener import Panel
 from harness.protocols import get_protocol
 from harness.protocols.base import OutputSpec, Unusable
 from harness.suites import Item, Suite
-from systems.base import BaseSystem
 
 AUDIO_EXTS = (".flac", ".wav")
 # PCM of 16 bits or more, or float: what a challenge accepts. 8-bit and compressed formats are not.
@@ -310,6 +310,42 @@ def _extract_tar(archive: Path, dest: Path, limits: Limits, budget: list[int]) -
         for m, _ in members:
             _write_entry(dest, m.name, m.isdir(), m.size, lambda m=m: tf.extractfile(m), budget,
                          archive)
+
+
+def submission_root(submission: Path, out_dir: Path, expected: dict[str, Expected],
+                    max_ratio: float = 200.0, say=lambda message: None) -> Path:
+    """The folder to validate: the submission itself when it is a folder (the results folder
+    may not lie inside it: the harness writes nothing into a submission), or an archive
+    unpacked once under <out_dir>/submissions/<sha256 prefix>/ (a marker file beside it says it
+    was unpacked whole; a partial unpack is redone)."""
+    from harness.errors import ConfigError
+
+    if submission.is_dir():
+        if out_dir.resolve().is_relative_to(submission.resolve()):
+            raise ConfigError(f"{out_dir}: lies inside the submission {submission}; give an --out "
+                              "outside it (the harness writes nothing into a submission)")
+        return submission
+    if not submission.is_file():
+        raise SubmissionError(f"{submission}: no such file or folder")
+    h = hashlib.sha256()
+    with open(submission, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    work = out_dir / "submissions"
+    root = work / h.hexdigest()[:16]
+    # The marker lies beside the unpacked folder, where no archive entry can put anything.
+    marker = work / f"{h.hexdigest()[:16]}.unpacked"
+    if marker.exists() and not marker.is_file():
+        raise SubmissionError(f"{marker}: expected the harness's unpack marker (a file); "
+                              "remove it and score again")
+    if not marker.is_file():
+        if root.is_symlink() or root.is_file():
+            root.unlink()
+        shutil.rmtree(root, ignore_errors=True)
+        extract(submission, root, limits_for(expected, max_ratio))
+        say(f"unpacked {submission} into {root}")
+        marker.write_text(submission.name + "\n")
+    return root
 
 
 # ------------------------------------------------------------------------- validation

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.api import ANY_TASK, BaseSystem, Output
 from harness.protocols import get_protocol
 from harness.suites.types import Item
-from systems.base import ANY_TASK, BaseSystem, Output
 
 
 class Unprocessed(BaseSystem):

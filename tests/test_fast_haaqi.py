@@ -142,11 +142,7 @@ def test_harness_score_backends_agree():
     ag = Audiogram(levels=loss, frequencies=AUDIOGRAM_FREQUENCIES)
     values = {}
     for name in (backends.REFERENCE, backends.FAST):
-        backends.configure({"haaqi": name})
-        try:
-            values[name] = haaqi_score(proc, ref, RATE, ag, seed=5)
-        finally:
-            backends.configure(None)
+        values[name] = haaqi_score(proc, ref, RATE, ag, seed=5, backend=name)
     assert abs(values["fast"] - values["reference"]) < 1e-9
     assert backends.DEFAULTS["haaqi"] == backends.FAST
 
@@ -164,23 +160,19 @@ def test_processed_of_another_length_scores_as_pyclarity(extra):
     proc = (delayed + 0.01 * rng.standard_normal(len(delayed)))[: len(ref) + extra]
     ag = Audiogram(levels=loss, frequencies=AUDIOGRAM_FREQUENCIES)
     expected = reference_haaqi(ref, proc, loss, 1, 9)
-    backends.configure({"haaqi": backends.FAST})
-    try:
-        got = haaqi_score(proc, ref, RATE, ag, seed=9, level1=level1(ref))
-    finally:
-        backends.configure(None)
+    got = haaqi_score(proc, ref, RATE, ag, seed=9, level1=level1(ref), backend=backends.FAST)
     assert abs(got - expected) < 1e-6, (got, expected)
 
 
 @pytest.mark.parametrize("n, lags, shift", [(5000, 300, 37), (9000, 240, -120), (700, 300, 0)])
 def test_align_lags_matches_the_direct_cross_correlation(n, lags, shift):
-    from harness.metrics.fast.haaqi import _align_lags
+    from harness.metrics.fast.haaqi.model import align_lags
 
     rng = np.random.default_rng(n)
     ref = np.abs(rng.standard_normal((3, n))) + 0.5  # envelope-like: positive, a large mean
     out = np.roll(ref, shift, axis=1) + 0.3 * rng.standard_normal((3, n))
     out[2] = rng.standard_normal(n)  # a row with no true lag
-    got = _align_lags(torch.from_numpy(ref), torch.from_numpy(out), lags)
+    got = align_lags(torch.from_numpy(ref), torch.from_numpy(out), lags)
     for k in range(3):
         # R(d) = sum_n ref[n - d] out[n] by direct sums, d from lags - 1 down to -lags
         ds = np.arange(lags - 1, -lags - 1, -1)
@@ -192,11 +184,11 @@ def test_align_lags_matches_the_direct_cross_correlation(n, lags, shift):
 
 @pytest.mark.parametrize("seed, sizes", [(0, [7, 1, 32 * 1001]), (12345, [3, 5, 2]), (2**31, [1, 1, 999])])
 def test_compiled_legacy_gaussian_draws_numpys_numbers_and_leaves_the_same_state(seed, sizes):
-    from harness.metrics.fast.haaqi import _standard_normal_into
+    from harness.metrics.fast.haaqi.model import standard_normal_into
 
     ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
     for n in sizes:  # odd sizes leave a cached second normal for the next call
-        got = _standard_normal_into(ours, np.empty(n))
+        got = standard_normal_into(ours, np.empty(n))
         assert np.array_equal(got, theirs.standard_normal(n))
     assert np.array_equal(ours.standard_normal(5), theirs.standard_normal(5))
     assert ours.randint(0, 2**30, 4).tolist() == theirs.randint(0, 2**30, 4).tolist()
@@ -206,7 +198,7 @@ def test_compiled_legacy_gaussian_draws_numpys_numbers_and_leaves_the_same_state
 def test_bm_covariances_form_noise_and_band_delays_as_the_explicit_signals(dtype):
     """The kernel's on-the-fly x + g n, band k delayed by d_k (zeros first), against the
     covariances of those signals built with numpy and passed in plain."""
-    from harness.metrics.fast.haaqi import bm_covariances
+    from harness.metrics.fast.haaqi.compiled import bm_covariances
 
     rng = np.random.default_rng(7)
     K, N = 5, 9000
@@ -297,14 +289,13 @@ def test_block_scan_filter_matches_scipy_lfilter(order):
     4e-8 off there)."""
     from scipy.signal import butter, lfilter
 
-    from harness.metrics.fast import haaqi_torch
-    from harness.metrics.fast.haaqi import centre_frequencies, gammatone_coefficients
+    from harness.metrics.fast.haaqi import centre_frequencies, gammatone_coefficients, torch_engine
 
     x = np.random.default_rng(3).standard_normal((3, 64 * 37 + 5))
     if order == "gammatone":
         a = gammatone_coefficients(np.ones(1), centre_frequencies()[:1])[0, 2] / 4
         A = a * np.tril(np.ones((4, 4)))[None].repeat(3, 0)
-        got = haaqi_torch.lti_filter(torch.from_numpy(x), A, np.ones((3, 4)), A[:, 3, :],
+        got = torch_engine.lti_filter(torch.from_numpy(x), A, np.ones((3, 4)), A[:, 3, :],
                                      np.ones(3)).numpy()
         al = np.longdouble(a)
         want = np.zeros(x.shape, np.longdouble)
@@ -320,7 +311,7 @@ def test_block_scan_filter_matches_scipy_lfilter(order):
         tol = 1e-13
     else:
         b, den = butter(2, 0.1, "low" if order == "lowpass" else "high")
-        got = haaqi_torch.lfilter_rows(b, den, torch.from_numpy(x)).numpy()
+        got = torch_engine.lfilter_rows(b, den, torch.from_numpy(x)).numpy()
         want = lfilter(b, den, x, axis=-1)
         tol = 1e-12
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
@@ -330,12 +321,12 @@ def test_noise_threads_draw_each_items_numbers_as_numpy_would():
     """Several noise threads (the torch engine's) over items with generators of their own: each
     item's BM noise is numpy's own draws from its RandomState, and each generator ends where
     pyclarity's draws (BM noise, then the two mel-cepstrum draws) would leave it."""
-    from harness.metrics.fast.haaqi import _NoiseWorker
+    from harness.metrics.fast.haaqi.model import NoiseWorker
 
     lengths = [700, 1300, 50, 900, 1100]
     counts = [4, 0, 7, 2, 3]
     rngs = [np.random.RandomState(40 + b) for b in range(5)]
-    worker = _NoiseWorker(rngs, lengths, 32, np.float64, threads=3)
+    worker = NoiseWorker(rngs, lengths, 32, np.float64, threads=3)
     assert len(worker.threads) == 3
     for b, n in enumerate(lengths):
         ref, proc = (v.copy() for v in worker.noise(b))  # copies: the buffers are reused
@@ -352,4 +343,4 @@ def test_noise_threads_draw_each_items_numbers_as_numpy_would():
         got, exp = rngs[b].get_state(), want.get_state()
         assert np.array_equal(got[1], exp[1]) and got[2:] == exp[2:]
     shared = np.random.RandomState(1)  # items sharing a generator: one thread, in item order
-    assert len(_NoiseWorker([shared] * 3, [10, 10, 10], 32, threads=4).threads) == 1
+    assert len(NoiseWorker([shared] * 3, [10, 10, 10], 32, threads=4).threads) == 1

@@ -112,7 +112,7 @@ def test_oracle_is_the_reference(scene, listener):
 
 
 def test_remix_system_applies_the_scene_gains(scene, listener):
-    from systems.base import get_system
+    from harness.api import get_system
 
     p = get_protocol("music-rebalance")
     plain = dict(separator="oracle", nalr_design="clarity", bandpass=None, soft_clip_knee=100.0)

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli
 
-from harness.compare import load_run
 from harness.leaderboard import rank
 from harness.report.build import build
+from harness.runs import load_run
 
 ARTIFACTS = ROOT / "test-artifacts"
 

@@ -272,7 +272,7 @@ def test_compare_refuses_different_suites_or_panels(work, tmp_path):
 
 
 def test_differences_name_protocol_suite_hash_and_panel():
-    from harness.compare import RunData, differences
+    from harness.runs import RunData, differences
 
     def run(protocol, suite_hash, audiogram):
         manifest = {"suites": {"s": {"protocol": protocol, "hash": suite_hash}},

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.compare import RunData, differences, paired_units
 from harness.errors import ConfigError
 from harness.listener import panel_from_digest, severity
 from harness.metrics import get_metric
+from harness.runs import RunData, differences, paired_units
 from harness.stats import bootstrap_ci, holm, paired
 from harness.suites import Item
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.api import BaseSystem, Output
 from harness.errors import ConfigError
 from harness.suites.types import Item
-from systems.base import BaseSystem, Output
 from systems.plcs import align
 from systems.plcs.model import (
     PLCS,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError
-from systems.remix.separators import STEMS
+from harness.protocols.music_remix import STEMS
 
 DEMUCS_ORDER = ("drums", "bass", "other", "vocals")  # the published Demucs models' source order
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.api import BaseSystem, Output
 from harness.audio import Audio, resample
 from harness.errors import ConfigError
 from harness.listener import EARS
 from harness.suites.types import Item
-from systems.base import BaseSystem, Output
 from systems.remix import stages
 from systems.remix.separators import STEMS, chunked, make_separator, validate_stems
 

@@ -1,7 +1,7 @@
 """CPU kernels for the sample-by-sample parts of the fast HAAQI: recursive filters and the
 short-lag segment cross-covariances. Each loops over time inside compiled code and runs its rows
 (bands, signals, segments) in parallel threads; the gammatone also runs its 32 bands side
-by side, vectorised. They are CPU-only: on a GPU the fast HAAQI runs `haaqi_torch` instead.
+by side, vectorised. They are CPU-only: on a GPU the fast HAAQI runs `haaqi.torch_engine` instead.
 
 Filters are direct form II transposed, as scipy's `lfilter`, so the results agree with the
 reference's scipy calls to rounding.

@@ -10,39 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import AudioError, SuiteError
-from harness.suites.types import FileRef, Suite, file_ref
-
-
-class TreeProblems(SuiteError):
-    """A dataset tree has problems; the message lists each one with its path."""
-
-    def __init__(self, root: Path, layout: str, problems: list[str]):
-        self.problems = problems
-        head = f"{root}: {len(problems)} problem(s) in this {layout} tree"
-        super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-def checked_ref(root: Path, path: Path, problems: list[str], *, hash_content: bool = True,
-                channels: int | None = None, rate: int | None = None) -> FileRef | None:
-    """A manifest entry for an audio file, or None after recording why not (missing, unreadable,
-    wrong rate or channel count) in `problems`, with its path."""
-    if not path.is_file():
-        problems.append(f"{path}: file not found")
-        return None
-    try:
-        ref = file_ref(root, path, hash_content=hash_content)
-    except AudioError as exc:
-        problems.append(str(exc))
-        return None
-    layout = {1: "mono", 2: "stereo"}.get(channels or 0, f"{channels} channels")
-    if rate is not None and (ref.rate, ref.channels) != (rate, channels):
-        problems.append(f"{path}: {ref.rate} Hz, {ref.channels} channel(s); expected {rate} Hz {layout}")
-        return None
-    if channels is not None and ref.channels != channels:
-        problems.append(f"{path}: {ref.channels} channels, expected {layout}")
-        return None
-    return ref
+from harness.errors import SuiteError
+from harness.suites.layouts.common import TreeProblems, checked_ref  # noqa: F401  (re-exported)
+from harness.suites.types import Suite
 
 
 def _layouts() -> dict[str, tuple[Callable[..., Suite], str]]:

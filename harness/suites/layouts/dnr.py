@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harness.suites.layouts import TreeProblems, checked_ref
+from harness.suites.layouts.common import TreeProblems, checked_ref
 from harness.suites.types import Item, Suite
 
 SPLITS = {"tr": "train", "cv": "validation", "tt": "test"}

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import ListenerError
 from harness.listener import load_listener_file
-from harness.suites.layouts import TreeProblems, checked_ref
+from harness.suites.layouts.common import TreeProblems, checked_ref
 from harness.suites.types import FileRef, Item, Suite, file_ref
 
 FILES = ("mixture", "vocals", "drums", "bass", "other")

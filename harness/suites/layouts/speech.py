@@ -18,7 +18,7 @@ import numpy as np
 
 from harness import audio as audio_mod
 from harness.errors import AudioError
-from harness.suites.layouts import TreeProblems, checked_ref
+from harness.suites.layouts.common import TreeProblems, checked_ref
 from harness.suites.types import FileRef, Item, Suite
 
 DAPS_DEVICES = (

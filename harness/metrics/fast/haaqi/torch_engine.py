@@ -1,6 +1,6 @@
 """The fast HAAQI's model in torch operations only, for any device (CUDA when there is one).
 
-The compiled CPU path (`haaqi._one`, `_numba`) runs the recursions sample by sample. Here every
+The compiled CPU path (`compiled.score_one`, `_numba`) runs the recursions sample by sample. Here every
 recursion is a linear time-invariant system (the middle-ear filters, the gammatone's low-pass
 pair, the compression gain's low-pass and even the IHC adaptation circuit, whose two capacitor
 voltages evolve linearly with the dB SL envelope; only its output is clipped), so each is a
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy.signal import butter
 
-from harness.metrics.fast import haaqi as H
+from harness.metrics.fast.haaqi import model as H
 
 BLOCK = 64
 
@@ -148,7 +148,7 @@ def ihc_adaptation(env: torch.Tensor, bm: torch.Tensor, db: torch.Tensor, rate: 
     adapted envelope (clipped at 0), and bm scaled as the envelope was (to dB SL, then by the
     adaptation's gain). The circuit's two voltages are linear in db, so it is a 2-state filter
     whose output v1 (after each update) gives the adapted level (db - v1) / r1."""
-    r_1, r_2, p1, p2, a11, a12, a21, a22, denom = H._ihc_circuit(rate)
+    r_1, r_2, p1, p2, a11, a12, a21, a22, denom = H.ihc_circuit(rate)
     # v' = F v + E db with F = denom [[a22 p1, -a12 p2], [-a21 p1, a11 p2]],
     # E = denom [a22 r2, -a21 r2]; output v1' = F[0] v + E[0] db
     F = denom * np.array([[a22 * p1, -a12 * p2], [-a21 * p1, a11 * p2]])
@@ -251,7 +251,7 @@ def one(x, y, loss, level1, cf, bw_max, control_coef, dtype, device, worker, b) 
     rows = 2 * K
     env, bm = env.to(dtype).reshape(rows, N), bm.to(dtype).reshape(rows, N)
 
-    gain = H._ohc_gain(control.to(dtype).reshape(rows, N), np.tile(ear.low_knee, 2),
+    gain = H.ohc_gain(control.to(dtype).reshape(rows, N), np.tile(ear.low_knee, 2),
                        np.tile(1 - 1 / ear.ratio, 2), np.tile(ear.attn_ohc, 2), level1)
     del control
     gain = lfilter_rows(*butter(1, 800 / (0.5 * H.RATE)), gain).to(dtype)
@@ -262,17 +262,17 @@ def one(x, y, loss, level1, cf, bw_max, control_coef, dtype, device, worker, b) 
     lags = min(int(np.rint(0.001 * H.ALIGN_RANGE_MS * H.RATE)), N)
     env = env.view(2, K, N)
     bm = bm.view(2, K, N)
-    env = torch.stack([env[0], shift_rows(env[1], H._align_lags(env[0], env[1], lags))])
-    bm = torch.stack([bm[0], shift_rows(bm[1], H._align_lags(bm[0], bm[1], lags))])
+    env = torch.stack([env[0], shift_rows(env[1], H.align_lags(env[0], env[1], lags))])
+    bm = torch.stack([bm[0], shift_rows(bm[1], H.align_lags(bm[0], bm[1], lags))])
 
     db = torch.empty_like(env.reshape(rows, N))
-    H._db_sl(env.reshape(rows, N), np.tile(ear.attn_ihc, 2), level1, db)
+    H.db_sl(env.reshape(rows, N), np.tile(ear.attn_ihc, 2), level1, db)
     adapted, bm = ihc_adaptation(env.reshape(rows, N).to(torch.float64), bm.reshape(rows, N),
                                  db)
     adapted, bm = adapted.to(dtype), bm.to(dtype)
     del env, db
 
-    delays = H._group_delays(bw[0], cf)
+    delays = H.group_delays(bw[0], cf)
     advance = -np.tile(np.asarray(delays, np.int64), 2)
     adapted = shift_rows(adapted, advance).view(2, K, N)
     smooth = [H.smooth_envelopes(adapted[s]) for s in range(2)]
@@ -289,6 +289,6 @@ def one(x, y, loss, level1, cf, bw_max, control_coef, dtype, device, worker, b) 
     cov, ms = bm_covariances(noisy[0], noisy[1])
     sync5 = H.bm_sync(cov.cpu().numpy(), ms.cpu().numpy(), cf)
 
-    ref_sl = H._levels_to_sl(env_rms[0], control_rms[0], ear, level1)
-    proc_sl = H._levels_to_sl(env_rms[1], control_rms[1], ear, level1)
-    return H._combine(cep_high, sync5, ref_sl, proc_sl)
+    ref_sl = H.levels_to_sl(env_rms[0], control_rms[0], ear, level1)
+    proc_sl = H.levels_to_sl(env_rms[1], control_rms[1], ear, level1)
+    return H.combine(cep_high, sync5, ref_sl, proc_sl)
