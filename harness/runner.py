@@ -15,23 +15,23 @@ import os
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import audio as audio_mod
-from harness import workers as workers_mod
 from harness.audio import Audio
 from harness.config import RunConfig
 from harness.errors import ConfigError, HarnessError, StoreError
 from harness.listener import Listener, Panel, resolve_panel
 from harness.manifest import environment
 from harness.metrics import FAILED, INVALID, Score
+from harness.metrics.backends import DEFAULTS, ScoringContext
 from harness.metrics.base import first_line
+from harness.progress import RunProgress
 from harness.protocols import TaskProtocol, get_protocol
+from harness.scoring import InProcessScorer, PoolScorer, score_job  # noqa: F401  (score_job: re-exported)
 from harness.store import Store
 from harness.suites import Item, Suite, resolve_suite
 from harness.workers import SystemFault, SystemProcess, SystemRaised
@@ -296,29 +296,6 @@ def _io_reason(exc: Exception, folder: Path) -> str:
     return first_line(exc)
 
 
-def score_job(
-    task: str, item: Item, output_paths: dict[str, str], listener, metrics, memo_dir: str | None = None,
-    metric_backends: dict[str, str] | None = None, problems: dict[str, str] | None = None,
-) -> list[Score]:
-    """Worker entry point: load a job's outputs and score them under the task protocol (with
-    the problems the driver found in them, so their reasons are stored); every score carries the
-    backend that computed it."""
-    from harness.metrics.backends import DEFAULTS, ScoringContext
-
-    ctx = ScoringContext({**DEFAULTS, **(metric_backends or {})},
-                         Path(memo_dir) if memo_dir else None)
-    protocol = get_protocol(task)
-    try:
-        outputs = {k: audio_mod.read(p) for k, p in output_paths.items()}
-        return protocol.score(item, outputs, listener, metrics, problems, ctx)
-    except Exception as exc:  # never lose a job to a crash in scoring: record why
-        reason = f"scoring crashed: {first_line(exc)}"
-        log.debug(traceback.format_exc())
-        return [
-            Score(m, None, FAILED, reason, ear, stem) for m, ear, stem in protocol.expected(item, metrics)
-        ]
-
-
 def _process(worker: SystemProcess, jobs: list[Job]) -> list[tuple[Any, str, str]]:
     """Run a system on a batch in its process; when the batch fails, retry item by item so that
     only the culprit fails. Returns (outputs or None, status, reason) per job."""
@@ -366,46 +343,6 @@ def _check_outputs(job: Job, outputs: Any) -> dict[str, str]:
         return {"": f"system {job.system} returned outputs that cannot be checked ({first_line(exc)})"}
 
 
-class _Progress:
-    """The progress bar, or a plain line every 15 s when stderr is not a terminal."""
-
-    def __init__(self, p: Plan, done: int, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.console = Console(stderr=True)
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=self.console, disable=not enabled or not self.console.is_terminal,
-            transient=False,
-        )
-        self.plain = enabled and not self.console.is_terminal
-        self.total, self.start_done, self.done = len(p.jobs), done, done
-        self.run_id = p.run_id
-        self.t_start = self.last = time.time()
-        self.task = self.bar.add_task(f"run {p.run_id}", total=self.total, completed=done)
-
-    def advance(self) -> None:
-        self.bar.advance(self.task)
-        self.done += 1
-        now = time.time()
-        if self.plain and (now - self.last >= 15 or self.done == self.total):
-            self.last = now
-            new = self.done - self.start_done
-            elapsed = now - self.t_start
-            eta = elapsed / new * (self.total - self.done) if new else float("nan")
-            self.console.print(f"run {self.run_id}: {self.done}/{self.total} jobs, "
-                               f"{elapsed:.0f} s elapsed, eta {eta:.0f} s", highlight=False)
-
-
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -420,11 +357,9 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
     out = Path(cfg.out)
     store = Store(out)
     cache = out / "cache"
-    memo = cache / "memo"
     t_start = time.time()
-    pool = None
+    scorer = None
     workers: dict[str, SystemProcess] = {}
-    in_flight: dict[Future, tuple[Job, dict[str, str], float]] = {}
     main_thread = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     try:
@@ -439,27 +374,18 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
         pending = [j for j in p.jobs if j.key not in done]
         workers = {n: SystemProcess(n, s, p.device, cfg.system_timeout) for n, s in p.systems.items()
                    if any(j.system == n for j in pending)}
-        bar = _Progress(p, len(done), progress)
+        bar = RunProgress(p.run_id, len(p.jobs), len(done), progress)
+        ctx = ScoringContext({**DEFAULTS, **(p.backends or {})}, cache / "memo")
+        scorer = PoolScorer(cfg.jobs, ctx) if cfg.jobs > 1 and pending else InProcessScorer(ctx)
 
         def commit(job: Job, status: str, reason: str, outputs: dict[str, str], t0: float, scores):
             store.commit_job(p.run_id, job.row(), status, reason, outputs, time.time() - t0, scores)
             bar.advance()
 
-        def drain(limit: int) -> None:
-            while len(in_flight) > limit:
-                finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job, paths, t0 = in_flight.pop(fut)
-                    try:
-                        scores = fut.result()
-                    except Exception as exc:  # a worker died (e.g. out of memory)
-                        scores = _rows(job, FAILED, f"scoring worker failed: {first_line(exc)}")
-                    commit(job, "ok", "", paths, t0, scores)
+        def commit_scored(limit: int) -> None:
+            for job, paths, t0, scores in scorer.finished(limit):
+                commit(job, "ok", "", paths, t0, scores)
 
-        if cfg.jobs > 1 and pending:
-            pool = ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=workers_mod.context(),
-                                       initializer=workers_mod.scoring_worker_init,
-                                       initargs=(os.getpid(),))
         with bar.bar:
             for batch in _batches(pending, cfg.batch_size):
                 t0 = time.time()
@@ -478,24 +404,20 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
                     if outputs is None:
                         commit(job, status, reason, {}, t0, _rows(job, status, reason))
                         continue
-                    found = _check_outputs(job, outputs)
+                    found = _check_outputs(job, outputs)  # validated once, here
                     if "" in found:
                         commit(job, INVALID, found[""], {}, t0, _rows(job, INVALID, found[""]))
                         continue
-                    paths = _cache_outputs(cache, {k: v for k, v in outputs.items()
-                                                   if isinstance(v, Audio) and k not in found})
-                    args = (job.suite.task, job.item, paths, job.listener, job.metrics, str(memo),
-                            p.backends, found)
-                    if pool is None:
-                        commit(job, "ok", "", paths, t0, score_job(*args))
-                    else:
-                        in_flight[pool.submit(score_job, *args)] = (job, paths, t0)
-                        drain(2 * cfg.jobs)
-            drain(0)
+                    usable = {k: v for k, v in outputs.items()
+                              if isinstance(v, Audio) and k not in found}
+                    paths = _cache_outputs(cache, usable)
+                    scorer.submit(job, usable, paths, t0, found)
+                    commit_scored(2 * cfg.jobs)
+            commit_scored(0)
         store.finish_run(p.run_id, "complete")
     except KeyboardInterrupt:
-        _stop(pool, workers)
-        pool = None
+        _stop(scorer, workers)
+        scorer = None
         stored = _stored_jobs(store, p.run_id)
         try:
             store.finish_run(p.run_id, "interrupted")
@@ -506,8 +428,8 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_term)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if scorer is not None:
+            scorer.close()
         for w in workers.values():
             w.close()
         store.close()
@@ -521,14 +443,9 @@ def _stored_jobs(store: Store, run_id: str) -> int:
         return 0
 
 
-def _stop(pool: ProcessPoolExecutor | None, workers: dict[str, SystemProcess]) -> None:
-    """Stop every child at once (after Ctrl-C): kill the scoring workers and system processes."""
+def _stop(scorer, workers: dict[str, SystemProcess]) -> None:
+    """Stop every child at once (after Ctrl-C): the system processes and the scoring workers."""
     for w in workers.values():
         w.stop()
-    if pool is not None:
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            try:
-                proc.kill()
-            except Exception:
-                pass
-        pool.shutdown(wait=False, cancel_futures=True)
+    if scorer is not None:
+        scorer.kill()

@@ -1,0 +1,133 @@
+"""Scoring a job's outputs, in the driver's process or on a pool of worker processes.
+
+Both scorers have one interface, the seam where another executor (a Ray cluster) plugs in:
+`submit(job, outputs, paths, t0)` hands over a job whose system outputs passed validation (the
+in-memory signals, and where they are cached), and `finished(limit)` yields `(job, paths, t0,
+scores)` for scored jobs until at most `limit` are still in flight. The driver commits what
+`finished` yields, so it remains the only writer of the store. A scorer never loses a job: a
+crash in scoring or a dead worker becomes `failed` scores with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from harness import audio as audio_mod
+from harness import workers as workers_mod
+from harness.audio import Audio
+from harness.metrics import FAILED, Score
+from harness.metrics.backends import DEFAULTS, ScoringContext
+from harness.metrics.base import first_line
+from harness.protocols import get_protocol
+from harness.suites import Item
+
+log = logging.getLogger("harness")
+
+
+def score_outputs(task: str, item: Item, outputs: dict[str, Audio], listener: Any,
+                  metrics: list[str], ctx: ScoringContext,
+                  problems: dict[str, str] | None = None) -> list[Score]:
+    """A job's scores under the task protocol (with the problems the driver found in its
+    outputs, so their reasons are stored); a crash in scoring becomes `failed` rows."""
+    protocol = get_protocol(task)
+    try:
+        return protocol.score(item, outputs, listener, metrics, problems, ctx)
+    except Exception as exc:  # never lose a job to a crash in scoring: record why
+        log.debug(traceback.format_exc())
+        return failed_rows(protocol, item, metrics, f"scoring crashed: {first_line(exc)}")
+
+
+def failed_rows(protocol, item: Item, metrics: list[str], reason: str) -> list[Score]:
+    return [Score(m, None, FAILED, reason, ear, stem)
+            for m, ear, stem in protocol.expected(item, metrics)]
+
+
+def score_job(
+    task: str, item: Item, output_paths: dict[str, str], listener, metrics, memo_dir: str | None = None,
+    metric_backends: dict[str, str] | None = None, problems: dict[str, str] | None = None,
+) -> list[Score]:
+    """Worker entry point: read a job's cached outputs and score them (every score carries the
+    backend that computed it)."""
+    ctx = ScoringContext({**DEFAULTS, **(metric_backends or {})},
+                         Path(memo_dir) if memo_dir else None)
+    try:
+        outputs = {k: audio_mod.read(p) for k, p in output_paths.items()}
+    except Exception as exc:
+        log.debug(traceback.format_exc())
+        return failed_rows(get_protocol(task), item, metrics, f"scoring crashed: {first_line(exc)}")
+    return score_outputs(task, item, outputs, listener, metrics, ctx, problems)
+
+
+class InProcessScorer:
+    """Scores each job as it is submitted, from the signals in memory (the cache is exact
+    float32, so these are the numbers a worker would read back)."""
+
+    def __init__(self, ctx: ScoringContext) -> None:
+        self.ctx = ctx
+        self.done: list[tuple[Any, dict[str, str], float, list[Score]]] = []
+
+    def submit(self, job, outputs: dict[str, Audio], paths: dict[str, str], t0: float,
+               problems: dict[str, str]) -> None:
+        scores = score_outputs(job.suite.task, job.item, outputs, job.listener, job.metrics,
+                               self.ctx, problems)
+        self.done.append((job, paths, t0, scores))
+
+    def finished(self, limit: int = 0) -> Iterator[tuple[Any, dict[str, str], float, list[Score]]]:
+        while self.done:
+            yield self.done.pop(0)
+
+    def kill(self) -> None:
+        self.done.clear()
+
+    def close(self) -> None:
+        self.done.clear()
+
+
+class PoolScorer:
+    """Scores jobs on worker processes (forkserver children that die with the driver), each
+    reading the job's outputs from the cache."""
+
+    def __init__(self, workers: int, ctx: ScoringContext) -> None:
+        self.ctx = ctx
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=workers_mod.context(),
+                                        initializer=workers_mod.scoring_worker_init,
+                                        initargs=(os.getpid(),))
+        self.in_flight: dict[Future, tuple[Any, dict[str, str], float]] = {}
+
+    def submit(self, job, outputs: dict[str, Audio], paths: dict[str, str], t0: float,
+               problems: dict[str, str]) -> None:
+        memo = str(self.ctx.memo_dir) if self.ctx.memo_dir else None
+        fut = self.pool.submit(score_job, job.suite.task, job.item, paths, job.listener,
+                               job.metrics, memo, self.ctx.backends, problems)
+        self.in_flight[fut] = (job, paths, t0)
+
+    def finished(self, limit: int = 0) -> Iterator[tuple[Any, dict[str, str], float, list[Score]]]:
+        while len(self.in_flight) > limit:
+            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job, paths, t0 = self.in_flight.pop(fut)
+                try:
+                    scores = fut.result()
+                except Exception as exc:  # a worker died (e.g. out of memory)
+                    scores = [Score(m, None, FAILED, f"scoring worker failed: {first_line(exc)}",
+                                    e, s) for m, e, s in job.protocol.expected(job.item, job.metrics)]
+                yield job, paths, t0, scores
+
+    def kill(self) -> None:
+        """Stop at once (after Ctrl-C): kill the workers, drop what is in flight."""
+        for proc in list(getattr(self.pool, "_processes", {}).values()):
+            try:
+                proc.kill()
+            except Exception:
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.in_flight.clear()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
