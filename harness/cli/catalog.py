@@ -1,0 +1,79 @@
+"""`harness systems`, `metrics`, `listeners`: what is installed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from harness.cli.app import (
+    app,
+    out,
+)
+from harness.errors import HarnessError
+
+
+@app.command()
+def systems() -> None:
+    """List the registered systems (built-in and from installed plugins)."""
+    from harness import registry
+    from harness.api import get_system, system_names
+
+    t = Table(title="Systems", title_justify="left")
+    for c in ("name", "task", "version", "entry point", "description"):
+        t.add_column(c)
+    for n in system_names():
+        try:
+            s = get_system(n)
+            tasks = ", ".join([s.task, *getattr(s, "also_tasks", ())])
+            t.add_row(n, tasks, s.version, registry.names("harness.systems")[n],
+                      getattr(s, "description", ""))
+        except HarnessError as exc:
+            t.add_row(n, "?", "?", registry.names("harness.systems")[n], f"[red]{exc}[/]")
+    out.print(t)
+
+
+@app.command()
+def metrics() -> None:
+    """List the metrics with their direction, rate and requirements."""
+    from harness.metrics import all_metrics
+
+    t = Table(title="Metrics", title_justify="left")
+    for c in ("name", "better", "unit", "rate", "listener", "description"):
+        t.add_column(c)
+    for n, m in all_metrics().items():
+        t.add_row(n, "higher" if m.higher_is_better else "lower", m.unit or "",
+                  f"{m.sample_rate}" if m.sample_rate else "any",
+                  "yes" if m.needs_listener else "no", m.description)
+    out.print(t)
+
+
+@app.command()
+def listeners(
+    panel: Annotated[str, typer.Argument(help="Panel name or a listeners*.json file.")] = "builtin",
+) -> None:
+    """List a panel's listeners: id, severity and thresholds (dB HL) per ear."""
+    import numpy as np
+
+    from harness.listener import resolve_panel, severity
+
+    p = resolve_panel(panel)
+    cfs = p.listeners[0].audiogram_left.frequencies
+    t = Table(title=f"Panel {p.name} ({len(p.listeners)} listeners) — {p.source}", title_justify="left")
+    t.add_column("id")
+    t.add_column("severity")
+    t.add_column("ear")
+    same = all(np.array_equal(li.audiogram_left.frequencies, cfs) for li in p.listeners)
+    if same:
+        for f in cfs:
+            t.add_column(f"{f / 1000:g}k" if f >= 1000 else f"{f:g}", justify="right")
+    else:
+        t.add_column("thresholds (Hz: dB HL)")
+    for li in p.listeners:
+        for ear, ag in (("L", li.audiogram_left), ("R", li.audiogram_right)):
+            lv = [f"{v:g}" for v in ag.levels]
+            if not same:
+                lv = [", ".join(f"{f:g}:{v:g}" for f, v in zip(ag.frequencies, ag.levels, strict=True))]
+            t.add_row(li.id if ear == "L" else "", severity(li) if ear == "L" else "", ear, *lv)
+    out.print(t)
