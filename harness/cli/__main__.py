@@ -2,4 +2,5 @@
 
 from harness.cli import main
 
-main()
+if __name__ == "__main__":  # importing this module (a test, a tool) runs nothing
+    main()
