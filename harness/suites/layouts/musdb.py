@@ -106,15 +106,7 @@ def load_cad1(root: Path, split: str = "test", hash_content: bool = True) -> Sui
     listeners_file = meta / f"listeners.{split}.json"
     tracks = _read_json(tracks_file, problems, list)
     segments = _read_json(seg_file, problems, dict) if split == "test" else {}
-    if listeners_file.is_file():
-        try:
-            load_listener_file(listeners_file)
-        except ListenerError as exc:
-            problems.append(str(exc))
-    else:
-        problems.append(f"{listeners_file}: file not found")
-    if not audio_root.is_dir():
-        problems.append(f"{audio_root}: audio folder not found")
+    _panel_ids(listeners_file, audio_root, problems)
     if problems:
         raise TreeProblems(root, "CAD1", problems)
     items = []
@@ -152,6 +144,22 @@ def load_cad1(root: Path, split: str = "test", hash_content: bool = True) -> Sui
         + (" (30 s objective segments)" if split == "test" else "")
         + f"; panel: {listeners_file}",
     )
+
+
+def _panel_ids(listeners_file: Path, audio_root: Path, problems: list[str]) -> set[str]:
+    """The ids of a challenge's listeners file (recording what is wrong with it, or with the
+    audio folder, in `problems`)."""
+    ids: set[str] = set()
+    if listeners_file.is_file():
+        try:
+            ids = {li.id for li in load_listener_file(listeners_file).listeners}
+        except ListenerError as exc:
+            problems.append(str(exc))
+    else:
+        problems.append(f"{listeners_file}: file not found")
+    if not audio_root.is_dir():
+        problems.append(f"{audio_root}: audio folder not found")
+    return ids
 
 
 def recipe_segment(start_s: float, end_s: float, rate: int) -> tuple[int, int]:
@@ -204,16 +212,7 @@ def load_icassp2024(root: Path, split: str = "valid", hash_content: bool = True)
     }
     data = {k: _read_json(p, problems, dict) for k, p in files.items()}
     listeners_file = meta / f"listeners.{split}.json"
-    panel_ids: set[str] = set()
-    if listeners_file.is_file():
-        try:
-            panel_ids = {li.id for li in load_listener_file(listeners_file).listeners}
-        except ListenerError as exc:
-            problems.append(str(exc))
-    else:
-        problems.append(f"{listeners_file}: file not found")
-    if not audio_root.is_dir():
-        problems.append(f"{audio_root}: audio folder not found")
+    panel_ids = _panel_ids(listeners_file, audio_root, problems)
     if problems:
         raise TreeProblems(root, "ICASSP 2024", problems)
     items = []
