@@ -104,6 +104,19 @@ def oracle_stems(song_dirs: list[Path]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def run_recipe(monkeypatch, tmp_path: Path, enhance, evaluate, config) -> tuple[Path, list[dict]]:
+    """The recipe's enhance then its evaluation, through their hydra entry points given the
+    config, in a fresh experiment folder (they read and write relative to it); the rows of the
+    scores.csv it writes."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    monkeypatch.chdir(exp)
+    enhance(config)
+    evaluate(config)
+    with open(exp / "scores.csv") as f:
+        return exp, list(csv.DictReader(f))
+
+
 def stored_haaqi(out: Path) -> dict[tuple, float]:
     with Store(out) as store:
         df = store.scores(store.resolve("latest"))
@@ -148,13 +161,8 @@ def test_cad1_task1_recipe_and_harness_agree(recipe_env, tmp_path):
     config.path.root = str(root)
     config.path.music_file = str(root / "metadata" / "musdb18.valid.json")
     config.path.listeners_file = str(root / "metadata" / "listeners.valid.json")
-    exp = tmp_path / "exp"
-    exp.mkdir()
-    recipe_env.chdir(exp)
-    enhance_mod.enhance(config)
-    run_calculate_aq(config)
-    with open(exp / "scores.csv") as f:
-        theirs = {(r["song"], r["listener"]): r for r in csv.DictReader(f)}
+    exp, rows = run_recipe(recipe_env, tmp_path, enhance_mod.enhance, run_calculate_aq, config)
+    theirs = {(r["song"], r["listener"]): r for r in rows}
     assert len(theirs) == 4
 
     enhanced = exp / "enhanced_signals"
@@ -246,13 +254,8 @@ def test_icassp2024_recipe_and_harness_agree(recipe_env, tmp_path):
     recipe_env.setattr(enhance_mod, "decompose_signal", separate)
     config = OmegaConf.load(RECIPES / "cad_icassp_2024" / "baseline" / "config.yaml")
     config.path.root = str(root)
-    exp = tmp_path / "exp"
-    exp.mkdir()
-    recipe_env.chdir(exp)
-    enhance_mod.enhance(config)
-    run_calculate_aq(config)
-    with open(exp / "scores.csv") as f:
-        theirs = {(r["scene"], r["listener"]): r for r in csv.DictReader(f)}
+    exp, rows = run_recipe(recipe_env, tmp_path, enhance_mod.enhance, run_calculate_aq, config)
+    theirs = {(r["scene"], r["listener"]): r for r in rows}
     assert set(theirs) == {(s, lid) for s, v in SCENES.items() for lid in v[2]}
 
     enhanced = exp / "enhanced_signals"
