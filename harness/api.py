@@ -7,7 +7,7 @@
   of the `harness.systems` group; `pip install my-system` that declares one makes it appear in
   `harness systems`. The adapters in `systems/` import this module; nothing in `harness/`
   imports `systems/`.
-- `TaskProtocol`, `OutputSpec`, `Unusable` (harness.protocols.base): what a task expects from a
+- `TaskProtocol`, `OutputSpec`, `Unusable` (harness.tasks.base): what a task expects from a
   system and how it scores it.
 - `Metric` / `FunctionMetric`, `Score`, `evaluate` (harness.metrics.base) and `ScoringContext`
   (harness.metrics.backends): one number per (metric, ear, stem) with its status and backend.
@@ -25,8 +25,8 @@ from harness.config import check_params
 from harness.errors import RegistryError
 from harness.metrics.backends import ScoringContext
 from harness.metrics.base import FunctionMetric, Metric, Score, evaluate
-from harness.protocols.base import OutputSpec, TaskProtocol, Unusable
 from harness.suites.types import Item, Suite
+from harness.tasks.base import OutputSpec, TaskProtocol, Unusable
 
 Output = dict[str, Audio]
 

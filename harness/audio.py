@@ -160,15 +160,26 @@ def _zero_peak_timestamp(path: Path) -> None:
             fh.write(b"\0\0\0\0")
 
 
-def resample(audio: Audio, rate: int, quality: str = "VHQ") -> Audio:
-    """Resample with soxr (very high quality by default); a no-op when the rate already matches."""
+def resample_samples(x: np.ndarray, rate_in: int, rate_out: int, quality: str = "VHQ") -> np.ndarray:
+    """soxr resampling (VHQ by default: linear phase, delay-compensated) of a 1-D or
+    (channels, frames) array, in float64: the harness's one resampler."""
     import soxr
 
+    x = np.asarray(x, dtype=np.float64)
+    if rate_in == rate_out:
+        return np.array(x)
+    if x.ndim == 1:
+        return soxr.resample(x, rate_in, rate_out, quality=quality)
+    return soxr.resample(x.T, rate_in, rate_out, quality=quality).T
+
+
+def resample(audio: Audio, rate: int, quality: str = "VHQ") -> Audio:
+    """Resample with soxr (very high quality by default); a no-op when the rate already matches."""
     rate = int(rate)
     if rate == audio.rate:
         return audio
-    y = soxr.resample(audio.samples.T.astype(np.float64), audio.rate, rate, quality=quality)
-    return Audio(np.asarray(y, dtype=np.float32).T, rate)
+    y = resample_samples(audio.samples, audio.rate, rate, quality)
+    return Audio(np.asarray(y, dtype=np.float32), rate)
 
 
 def loudness(audio: Audio) -> float:

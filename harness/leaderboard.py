@@ -20,9 +20,9 @@ import pandas as pd
 
 from harness.errors import ConfigError, StoreError
 from harness.metrics import get_metric
-from harness.protocols import get_protocol
 from harness.runs import RunData, differences
 from harness.stats import bootstrap_ci, holm, paired
+from harness.tasks import get_protocol
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (

@@ -17,11 +17,16 @@ from harness import registry
 from harness.errors import ListenerError, read_structured
 from harness.suites.types import plain_component
 
-HAAQI_FREQUENCIES = np.array([250, 500, 1000, 2000, 4000, 6000])
+# The audiometric frequencies HAAQI's ear model and NAL-R's prescription read (pyclarity's).
+AUDIOGRAM_FREQUENCIES = np.array([250, 500, 1000, 2000, 4000, 6000])
+HAAQI_FREQUENCIES = AUDIOGRAM_FREQUENCIES
+# pyclarity's NALR in the Cadenza recipes: nfir = 220 at 44.1 kHz, a filter of 221 taps.
+NALR_NFIR = 220
 # The audiometric range of the Clarity/Cadenza listener data: a threshold outside it is a typo.
 THRESHOLD_RANGE_DB_HL = (-10.0, 120.0)
 SEVERITY_ORDER = ("NOTHING", "MILD", "MODERATE", "SEVERE")
 EARS = ("left", "right")
+EAR_CHANNEL = {"left": 0, "right": 1}  # the channel of each ear in a stereo signal
 
 __all__ = ["Audiogram", "Listener", "Panel", "load_listener_file", "resolve_panel"]
 
@@ -166,3 +171,20 @@ def resolve_panel(spec: str = "builtin", ids: list[str] | None = None) -> Panel:
         known = ", ".join(registry.names("harness.panels"))
         raise ListenerError(f"unknown panel {spec!r}: not a registered panel ({known}) nor a file")
     return panel.subset(list(dict.fromkeys(ids))) if ids else panel
+
+
+def nalr_fir(audiogram: Audiogram, rate: int, nfir: int = NALR_NFIR) -> np.ndarray:
+    """pyclarity's NAL-R filter (nfir + 1 taps) for one ear's audiogram at `rate`: the one place
+    the harness builds it."""
+    from clarity.enhancer.nalr import NALR
+
+    fir, _ = NALR(nfir, rate).build(audiogram)
+    return np.asarray(fir)
+
+
+def nalr_full(x: np.ndarray, rate: int, audiogram: Audiogram, nfir: int = NALR_NFIR) -> np.ndarray:
+    """pyclarity's NAL-R for one audiogram as its `NALR.apply` does it: np.convolve, full length
+    (len(x) + nfir), the filter's delay kept."""
+    from clarity.enhancer.nalr import NALR
+
+    return NALR(nfir, rate).apply(nalr_fir(audiogram, rate, nfir), x)

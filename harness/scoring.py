@@ -24,8 +24,8 @@ from harness.audio import Audio
 from harness.metrics import FAILED, Score
 from harness.metrics.backends import DEFAULTS, ScoringContext
 from harness.metrics.base import first_line
-from harness.protocols import get_protocol
 from harness.suites import Item
+from harness.tasks import get_protocol
 
 log = logging.getLogger("harness")
 

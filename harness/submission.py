@@ -30,9 +30,9 @@ from harness.archives import (  # noqa: F401  (re-exported for callers of submis
 from harness.audio import Audio
 from harness.errors import HarnessError
 from harness.listener import Panel
-from harness.protocols import get_protocol
-from harness.protocols.base import OutputSpec, Unusable
 from harness.suites import Item, Suite
+from harness.tasks import get_protocol
+from harness.tasks.base import OutputSpec, Unusable
 
 AUDIO_EXTS = (".flac", ".wav")
 # PCM of 16 bits or more, or float: what a challenge accepts. 8-bit and compressed formats are not.

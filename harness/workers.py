@@ -35,7 +35,7 @@ log = logging.getLogger("harness")
 
 # The forkserver imports these once; each child is then a fork of a clean, single-threaded
 # server, ready in milliseconds (a spawned child would import torch and the harness again).
-PRELOAD = ["harness.runner", "harness.api"]  # system modules load when a system unpickles
+PRELOAD = ["harness.runner", "harness.planning", "harness.api"]  # system modules load when a system unpickles
 
 # The deadline of a system call when none is configured: a fixed allowance plus a multiple of
 # the audio it is given (seconds of every input file of the batch's items).

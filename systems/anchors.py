@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from harness.api import ANY_TASK, BaseSystem, Output
-from harness.protocols import get_protocol
 from harness.suites.types import Item
+from harness.tasks import get_protocol
 
 
 class Unprocessed(BaseSystem):

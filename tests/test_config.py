@@ -9,7 +9,7 @@ from conftest import run_cli
 
 from harness.config import load_config
 from harness.errors import ConfigError
-from harness.runner import resolve_device
+from harness.planning import resolve_device
 
 
 def test_toml_keys_and_flag_overrides(tmp_path):

@@ -179,3 +179,34 @@ def test_block_levinson_solves_block_toeplitz_systems_like_a_dense_solver():
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-9
     assert _toeplitz_residual(Rt, X, torch.as_tensor(D.reshape(L, P, Q))[None]) < 1e-10
     assert _toeplitz_residual(Rt, 1.01 * X, torch.as_tensor(D.reshape(L, P, Q))[None]) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["sdr", "isr", "sar"])  # one source: SIR is infinite
+def test_registered_metrics_match_museval_under_every_backend(name):
+    """The registered one-source metric through `evaluate` (reference and fast backends) against
+    museval's bss_eval called directly (its metrics.py file, as `import museval` needs ffmpeg):
+    median over 1 s frames, NaN frames left out."""
+    from helpers import Case, assert_parity
+
+    from harness.metrics.bsseval import museval_metrics
+
+    mm = museval_metrics()
+    from harness.metrics import get_metric
+
+    rng = np.random.default_rng(21)
+    cases = []
+    for i, seconds in enumerate((3.0, 2.5, 4.0)):
+        refs = tone_track(rng, seconds, 1, 2)
+        ests = degrade(rng, refs) + (0.1 * i) * rng.standard_normal(refs.shape)
+        cases.append(Case(f"track {i}", Audio(ests[0].T, RATE), Audio(refs[0].T, RATE)))
+    cases.append(Case("silent estimate", Audio(np.zeros((2, RATE * 2)), RATE),
+                      Audio(tone_track(rng, 2.0, 1, 2)[0].T, RATE), "invalid"))
+
+    def museval_value(c: Case) -> float:
+        out = mm.bss_eval(c.reference.samples.T[None].astype(np.float64),
+                          c.estimate.samples.T[None].astype(np.float64), window=RATE, hop=RATE,
+                          compute_permutation=False, framewise_filters=False,
+                          bsseval_sources_version=False)
+        return float(np.nanmedian(out[("sdr", "isr", "sir", "sar").index(name)][0]))
+
+    assert_parity(get_metric(name), cases, museval_value, tol=0.01, min_spread=0.3)

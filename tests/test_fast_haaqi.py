@@ -13,6 +13,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 import torch
+from helpers import at_snr
 
 from harness.listener import audiogram, haaqi_audiogram, resolve_panel
 from harness.metrics import backends
@@ -26,11 +27,6 @@ def load(rel: str, seconds: float = 1.5) -> np.ndarray:
     x, rate = sf.read(QUICK / rel, always_2d=True)
     x = scipy.signal.resample_poly(x[:, 0], RATE, rate)
     return x[: int(seconds * RATE)]
-
-
-def at_snr(rng, x: np.ndarray, snr_db: float) -> np.ndarray:
-    noise = rng.standard_normal(len(x))
-    return x + noise * np.sqrt(np.mean(x ** 2) / np.mean(noise ** 2)) * 10 ** (-snr_db / 20)
 
 
 def nalr(x: np.ndarray, loss: np.ndarray) -> np.ndarray:
@@ -54,17 +50,17 @@ def corpus():
     panel = resolve_panel("builtin")
     losses = [haaqi_audiogram(audiogram(li, "left")).levels.astype(float) for li in panel.listeners]
     cases = [
-        ("speech snr -5", lambda x, loss: at_snr(rng, x, -5), speech, 1),
-        ("music snr 0", lambda x, loss: at_snr(rng, x, 0), music, 1),
-        ("speech snr 10, nal-r", lambda x, loss: nalr(at_snr(rng, x, 10), loss), speech, 1),
-        ("music snr 30", lambda x, loss: at_snr(rng, x, 30), music, 1),
+        ("speech snr -5", lambda x, loss: at_snr(x, -5, rng=rng), speech, 1),
+        ("music snr 0", lambda x, loss: at_snr(x, 0, rng=rng), music, 1),
+        ("speech snr 10, nal-r", lambda x, loss: nalr(at_snr(x, 10, rng=rng), loss), speech, 1),
+        ("music snr 30", lambda x, loss: at_snr(x, 30, rng=rng), music, 1),
         ("music clipped", lambda x, loss: np.clip(x, -0.3 * abs(x).max(), 0.3 * abs(x).max()),
          music, 1),
         ("speech low-passed 3 kHz", lambda x, loss: scipy.signal.sosfilt(lowpass, x), speech, 1),
         ("music vocals vs mix, high-passed", lambda x, loss: scipy.signal.sosfilt(highpass, x + music),
          vocals, 1),
-        ("speech delayed 25 ms, snr 5", lambda x, loss: np.roll(at_snr(rng, x, 5), 600), speech, 1),
-        ("music nal-r reference (eq 2)", lambda x, loss: at_snr(rng, x, 15), music, 2),
+        ("speech delayed 25 ms, snr 5", lambda x, loss: np.roll(at_snr(x, 5, rng=rng), 600), speech, 1),
+        ("music nal-r reference (eq 2)", lambda x, loss: at_snr(x, 15, rng=rng), music, 2),
         ("speech silent estimate", lambda x, loss: np.zeros_like(x), speech, 1),
         ("music low-passed + clipped", lambda x, loss: np.clip(scipy.signal.sosfilt(lowpass, x),
                                                                -0.05, 0.05), music, 1),

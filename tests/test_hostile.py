@@ -32,10 +32,11 @@ from harness import registry
 from harness import workers as workers_mod
 from harness.cli import main as cli_main
 from harness.config import RunConfig
-from harness.protocols import get_protocol
-from harness.runner import execute, plan
+from harness.planning import plan
+from harness.runner import execute
 from harness.store import Store
 from harness.suites import resolve_suite
+from harness.tasks import get_protocol
 
 SPEECH = "speech-enhancement-quick"
 QUICK = ROOT / "harness" / "suites" / "quick" / SPEECH

@@ -12,8 +12,8 @@ from conftest import run_cli
 
 from harness.audio import Audio
 from harness.metrics.snr import si_sdr_db
-from harness.protocols import get_protocol
 from harness.suites.layouts import TreeProblems, import_layout
+from harness.tasks import get_protocol
 
 RATE = 44100
 

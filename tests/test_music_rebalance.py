@@ -10,7 +10,7 @@ import pytest
 import soxr
 
 from harness.listener import Listener, resolve_panel
-from harness.protocols import get_protocol
+from harness.tasks import get_protocol
 
 STEMS = ("vocals", "drums", "bass", "other")
 GAINS = {"vocals": 6.0, "drums": -4.5, "bass": 2.0, "other": -9.0}

@@ -9,9 +9,9 @@ import pytest
 import soxr
 from conftest import run_cli
 
-from harness.protocols.music_remix import MusicRemix
 from harness.store import Store
 from harness.suites import resolve_suite
+from harness.tasks.music_remix import MusicRemix
 
 
 def test_anchor_outputs_meet_the_cad1_output_spec(music_item):

@@ -12,9 +12,9 @@ from conftest import run_cli
 from scipy import signal
 
 from harness.api import get_system
-from harness.protocols import get_protocol
 from harness.suites import load_suite
 from harness.suites.synth.tools import PACKAGES, missing
+from harness.tasks import get_protocol
 from systems.plcs import align
 from systems.plcs.system import CrowdSystem
 

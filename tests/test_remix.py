@@ -8,8 +8,8 @@ from scipy import signal
 
 from harness.api import system_from_spec
 from harness.listener import resolve_panel
-from harness.protocols import get_protocol
 from harness.suites import resolve_suite
+from harness.tasks import get_protocol
 from systems.remix import stages
 from systems.remix.separators import DspSeparator, chunked, validate_stems
 

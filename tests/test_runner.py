@@ -18,7 +18,8 @@ from conftest import ROOT, descendants, jobs_stored, run_cli
 from harness import registry
 from harness.audio import Audio
 from harness.config import RunConfig
-from harness.runner import execute, plan
+from harness.planning import plan
+from harness.runner import execute
 from harness.store import Store
 from harness.suites import Item, Suite, resolve_suite, write_manifest
 from harness.suites.types import file_ref

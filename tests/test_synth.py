@@ -104,8 +104,8 @@ def test_unknown_generator_and_option(tmp_path):
 def test_crowd_alignment_puts_each_recording_on_the_source_grid(tmp_path):
     """A recording that starts 0.1 s after the source, at half the rate, lands 1600 samples in."""
     from harness.audio import write
-    from harness.protocols.crowd_enhancement import aligned
     from harness.suites.types import Item, file_ref
+    from harness.tasks.crowd_enhancement import aligned
 
     rate = 16000
     t = np.arange(rate) / rate

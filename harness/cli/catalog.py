@@ -1,10 +1,11 @@
-"""`harness systems`, `metrics`, `listeners`: what is installed."""
+"""`harness systems`, `tasks`, `metrics`, `listeners`: what is installed."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.app import (
@@ -35,15 +36,40 @@ def systems() -> None:
 
 
 @app.command()
+def tasks() -> None:
+    """List the tasks (the `harness.tasks` registry): protocol version, inputs and references,
+    default and supported metrics, whether listeners are used."""
+    from harness.tasks import get_protocol, task_names
+
+    t = Table(title="Tasks", title_justify="left")
+    for c in ("task", "version", "inputs", "references", "listeners", "default metrics", "also"):
+        t.add_column(c)
+    for name in task_names():
+        try:
+            p = get_protocol(name)
+        except HarnessError as exc:
+            t.add_row(name, "?", "", "", "", f"[red]{escape(str(exc))}[/]", "")
+            continue
+        also = [m for m in p.supported_metrics if m not in p.default_metrics]
+        t.add_row(name, p.version, ", ".join(p.input_roles) or p.inputs_note,
+                  ", ".join(p.reference_roles), "yes" if p.uses_listener else "no",
+                  ", ".join(p.default_metrics), ", ".join(also))
+    out.print(t)
+
+
+@app.command()
 def metrics() -> None:
-    """List the metrics with their direction, rate and requirements."""
+    """List the metrics with their kind, direction, rate and requirements."""
     from harness.metrics import all_metrics
 
     t = Table(title="Metrics", title_justify="left")
-    for c in ("name", "better", "unit", "rate", "listener", "description"):
+    for c in ("name", "kind", "better", "unit", "rate", "listener", "description"):
         t.add_column(c)
     for n, m in all_metrics().items():
-        t.add_row(n, "higher" if m.higher_is_better else "lower", m.unit or "",
+        kind = getattr(m, "kind", "intrusive")
+        if getattr(m, "of", None) is not None:
+            kind += f" of {m.of.name}"
+        t.add_row(n, kind, "higher" if m.higher_is_better else "lower", m.unit or "",
                   f"{m.sample_rate}" if m.sample_rate else "any",
                   "yes" if m.needs_listener else "no", m.description)
     out.print(t)

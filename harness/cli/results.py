@@ -146,10 +146,11 @@ def score(
     from harness.config import load_config
     from harness.errors import ConfigError
     from harness.listener import resolve_panel
-    from harness.protocols import get_protocol
-    from harness.runner import execute, plan
+    from harness.planning import plan
+    from harness.runner import execute
     from harness.safety import plain_name
     from harness.suites import resolve_suite
+    from harness.tasks import get_protocol
 
     plain_name(name, "--name")
     if out_dir.exists() and not out_dir.is_dir():

@@ -42,7 +42,8 @@ def run(
     panel. Rerunning the same configuration resumes: jobs already stored are skipped.
     """
     from harness.config import load_config
-    from harness.runner import execute, plan
+    from harness.planning import plan
+    from harness.runner import execute
 
     cfg = load_config(
         config,

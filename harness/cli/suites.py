@@ -158,12 +158,12 @@ def suites_make(
 @suites_app.command("generators")
 def suites_generators() -> None:
     """List the suite generators `harness suites make` runs, with their -O options."""
-    from harness.suites.synth.generators import GENERATORS
+    from harness.suites.synth.generators import generators
 
     t = Table(title="Suite generators", title_justify="left")
     for c in ("name", "task", "default", "makes", "-O options"):
         t.add_column(c)
-    for g in GENERATORS.values():
+    for g in generators().values():
         t.add_row(g.name, g.task, f"{g.items} x {g.seconds:g} s", g.description, ", ".join(g.options))
     out.print(t)
 

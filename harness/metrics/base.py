@@ -22,6 +22,15 @@ from harness.metrics.backends import DEFAULT_CONTEXT, HAS_FAST, ScoringContext, 
 OK, FAILED, INVALID = "ok", "failed", "invalid"
 STATUSES = (OK, FAILED, INVALID)
 
+# Metric kinds. intrusive: an estimate against its reference. non-intrusive: the estimate alone
+# (needs_reference False). multi-source: defined over a set of sources scored jointly (BSSEval;
+# one source is the one-source case); the joint call is the family's own (bsseval.evaluate_sources).
+# improvement: the metric named by `of` on the estimate minus its value on a baseline the task
+# knows (the mixture, the recordings), computed by `evaluate` from the `baseline` it is given.
+INTRUSIVE, NON_INTRUSIVE, MULTI_SOURCE, IMPROVEMENT = (
+    "intrusive", "non-intrusive", "multi-source", "improvement")
+KINDS = (INTRUSIVE, NON_INTRUSIVE, MULTI_SOURCE, IMPROVEMENT)
+
 # dB metrics of a (near-)perfect estimate are +inf; they are reported at this ceiling instead.
 # Clipping is monotone, so frame medians and orderings below the ceiling are unchanged.
 DB_CEILING = 100.0
@@ -29,6 +38,7 @@ DB_CEILING = 100.0
 
 class Metric(Protocol):
     name: str
+    kind: str
     higher_is_better: bool
     sample_rate: int | None
     needs_listener: bool
@@ -62,10 +72,11 @@ class Score:
 
 @dataclass(frozen=True)
 class FunctionMetric:
-    """A metric defined by a function `fn(estimate, reference, **kw) -> float` and its facts."""
+    """A metric defined by a function `fn(estimate, reference, **kw) -> float` and its facts
+    (an improvement metric has no `fn`: it is `of` minus its value on a baseline)."""
 
     name: str
-    fn: Callable[..., float]
+    fn: Callable[..., float] | None
     higher_is_better: bool = True
     sample_rate: int | None = None
     needs_listener: bool = False
@@ -76,6 +87,16 @@ class FunctionMetric:
     # The metric itself aligns an estimate of another length (HAAQI: pyclarity's ear model trims
     # the pair to the shorter), so a recipe's longer output is scored as the recipe scores it.
     lengths_may_differ: bool = False
+    kind: str = INTRUSIVE
+    of: FunctionMetric | None = None  # improvement metrics: the metric that is improved
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.name}: kind {self.kind!r} is not one of {KINDS}")
+        if (self.kind == IMPROVEMENT) != (self.of is not None):
+            raise ValueError(f"metric {self.name}: an improvement metric (and only one) names `of`")
+        if (self.kind == NON_INTRUSIVE) == self.needs_reference:
+            raise ValueError(f"metric {self.name}: non-intrusive exactly when needs_reference is False")
 
     def __call__(self, estimate, reference, *, listener=None, ear=None, seed=None,
                  backend: str | None = None) -> float:
@@ -105,6 +126,14 @@ def status_of(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, MetricFailed):
         return FAILED, str(exc)
     return FAILED, first_line(exc)
+
+
+def value_of(score: Score, prefix: str = "") -> float:
+    """The value of an ok Score; otherwise raise what `status_of` maps back to its status and
+    reason (with `prefix`): for baselines computed through `evaluate`."""
+    if score.status == OK:
+        return float(score.value)
+    raise (InvalidInput if score.status == INVALID else MetricFailed)(prefix + score.reason)
 
 
 def validate_pair(metric: FunctionMetric, estimate: Audio, reference: Audio | None) -> None:
@@ -139,16 +168,31 @@ def evaluate(
     stem: str = "",
     seed: int | None = None,
     ctx: ScoringContext | None = None,
+    baseline: Callable[[], float] | None = None,
+    of: Score | None = None,
 ) -> Score:
     """Run one metric and return a Score with status ok / invalid / failed (never a silent 0).
     `ctx` (default: the default backends, no memo) picks the backend of the metric's family;
-    the Score records it."""
+    the Score records it. An improvement metric takes `baseline`, a callable giving the
+    baseline's value of `metric.of` (it raises InvalidInput / MetricFailed, see `value_of`, when
+    there is none), and `of`, the estimate's Score of `metric.of` when the caller has it."""
     ctx = ctx or DEFAULT_CONTEXT
     backend = ctx.backend_of(metric.name)
 
     def make(value, status, reason=""):
         return Score(metric.name, value, status, reason, ear, stem, backend)
 
+    if metric.kind == IMPROVEMENT:
+        if baseline is None:
+            return make(None, INVALID, f"{metric.name} needs a baseline (given by the task)")
+        est = of or evaluate(metric.of, estimate, reference, listener=listener, ear=ear,
+                             stem=stem, seed=seed, ctx=ctx)
+        if est.status != OK:
+            return make(None, est.status, est.reason)
+        try:
+            return make(est.value - float(baseline()), OK)
+        except Exception as exc:
+            return make(None, *status_of(exc))
     try:
         validate_pair(metric, estimate, reference)
         family = family_of(metric.name)

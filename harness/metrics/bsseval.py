@@ -18,7 +18,8 @@ import numpy as np
 
 from harness.audio import Audio
 from harness.errors import InvalidInput, MetricFailed
-from harness.metrics.base import DB_CEILING, FunctionMetric
+from harness.metrics.backends import DEFAULT_CONTEXT, ScoringContext
+from harness.metrics.base import DB_CEILING, FAILED, MULTI_SOURCE, OK, FunctionMetric, Score, status_of
 
 BSS_NAMES = ("sdr", "isr", "sir", "sar")
 
@@ -109,4 +110,35 @@ _DESC = {
     "sir": "BSSEval v4 signal-to-interference ratio (museval, 1 s frames, median)",
     "sar": "BSSEval v4 signal-to-artefacts ratio (museval, 1 s frames, median)",
 }
-BSS_METRICS = {n: FunctionMetric(n, _single(n), unit="dB", description=_DESC[n]) for n in BSS_NAMES}
+BSS_METRICS = {n: FunctionMetric(n, _single(n), unit="dB", description=_DESC[n], kind=MULTI_SOURCE)
+               for n in BSS_NAMES}
+
+
+def evaluate_sources(
+    names: list[str], references: list[Audio], estimates: list[Audio], stems: list[str],
+    ctx: ScoringContext | None = None, memo_key: list[str] | None = None,
+) -> list[Score]:
+    """BSSEval v4 of several sources jointly (the multi-source call): one Score per (metric in
+    `names`, stem), each with its status (`status_of` for what raised; `failed` for a source
+    with no active reference frame) and its backend; memoised under `memo_key` when given."""
+    ctx = ctx or DEFAULT_CONTEXT
+    backend = ctx.backend("bsseval")
+
+    def compute() -> dict[str, list[float | None]]:
+        return {k: [None if np.isnan(x) else float(x) for x in v]
+                for k, v in bsseval_v4(references, estimates, backend=backend).items()}
+
+    try:
+        values = ctx.memoised(memo_key, compute) if memo_key else compute()
+    except Exception as exc:
+        status, reason = status_of(exc)
+        return [Score(n, None, status, reason, "", s, backend) for n in names for s in stems]
+    rows = []
+    for n in names:
+        for i, s in enumerate(stems):
+            v = values[n][i]
+            if v is None:
+                rows.append(Score(n, None, FAILED, "no active reference frame", "", s, backend))
+            else:
+                rows.append(Score(n, v, OK, "", "", s, backend))
+    return rows

@@ -11,7 +11,8 @@ import numpy as np
 
 from harness.audio import Audio
 from harness.errors import InvalidInput
-from harness.metrics.base import DB_CEILING, FunctionMetric, clip_db
+from harness.metrics.base import DB_CEILING, IMPROVEMENT, FunctionMetric, clip_db
+from harness.metrics.bsseval import BSS_METRICS
 
 _TINY = 10.0 ** (-DB_CEILING / 10)
 
@@ -59,21 +60,14 @@ SI_SDR = FunctionMetric(
 )
 
 
-def _needs_protocol(name: str, what: str):
-    def fn(estimate: Audio, reference: Audio, **_) -> float:
-        raise InvalidInput(f"{name} needs {what}: it is computed by the task protocol, not alone")
-
-    return fn
-
-
-# Improvement metrics are differences the protocol computes (it knows the mixture / the inputs);
-# they are declared here so reports know their unit and direction.
+# Improvement metrics: `evaluate` computes `of` on the estimate minus the baseline's value, which
+# the task gives (it knows the mixture / the recordings).
 SI_SDRI = FunctionMetric(
-    "si_sdri", _needs_protocol("si_sdri", "the mixture"), unit="dB",
+    "si_sdri", None, unit="dB", kind=IMPROVEMENT, of=SI_SDR,
     description="SI-SDR improvement: SI-SDR(estimate) - SI-SDR(mixture) (cocktail-fork)",
 )
 SDR_IMPROVEMENT = FunctionMetric(
-    "sdr_improvement", _needs_protocol("sdr_improvement", "the recordings"), unit="dB",
+    "sdr_improvement", None, unit="dB", kind=IMPROVEMENT, of=BSS_METRICS["sdr"],
     description="BSSEval v4 SDR of the estimate minus the mean SDR of the aligned inputs "
     "(crowd-enhancement)",
 )

@@ -12,8 +12,8 @@ import pandas as pd
 
 from harness.listener import Panel, severity
 from harness.metrics import Score, get_metric
-from harness.protocols import get_protocol
 from harness.stats import bootstrap_ci
+from harness.tasks import get_protocol
 
 UNIT_KEYS = ["suite", "task", "system", "item_id", "listener_id", "metric"]
 

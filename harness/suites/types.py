@@ -14,19 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import audio as audio_mod
+from harness import registry
 from harness.audio import Audio
 from harness.errors import AudioError, SuiteError, read_structured
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "harness-suite/1"
-TASKS = (
-    "speech-enhancement",
-    "bandwidth-extension",
-    "music-remix",
-    "music-rebalance",
-    "crowd-enhancement",
-    "cocktail-fork",
-)
 
 
 @dataclass(frozen=True)
@@ -337,8 +330,9 @@ def load_suite(folder: str | Path) -> Suite:
         if key not in raw:
             raise SuiteError(f"{manifest}: lacks key {key!r}")
     task = raw["task"]
-    if task not in TASKS:
-        raise SuiteError(f"{manifest}: unknown task {task!r} (known: {', '.join(TASKS)})")
+    tasks = registry.names("harness.tasks")
+    if task not in tasks:
+        raise SuiteError(f"{manifest}: unknown task {task!r} (known: {', '.join(tasks)})")
     name = raw["name"]
     if not isinstance(name, str) or not name.strip():
         raise SuiteError(f"{manifest}: 'name' must be a non-empty string, got {name!r}")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness.audio import Audio, resample
-from harness.protocols.crowd_enhancement import recording_roles as recordings
 from harness.suites.types import Item
+from harness.tasks.crowd_enhancement import recording_roles as recordings
 
 __all__ = ["align", "as_audio", "estimate_lag", "load_on_rate", "recordings", "true_lags"]
 

@@ -137,7 +137,7 @@ class BestSingle(CrowdSystem):
 
     def process_item(self, item: Item) -> Output:
         from harness.metrics.bsseval import bsseval_v4
-        from harness.protocols.crowd_enhancement import aligned
+        from harness.tasks.crowd_enhancement import aligned
 
         src = item.reference("source")
         best, best_sdr = None, -math.inf

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError
-from harness.protocols.music_remix import STEMS
+from harness.tasks.music_remix import STEMS
 
 DEMUCS_ORDER = ("drums", "bass", "other", "vocals")  # the published Demucs models' source order
 
@@ -94,7 +94,7 @@ class TorchSeparator:
     def separate(self, x: np.ndarray, rate: int) -> dict[str, np.ndarray]:
         import torch
 
-        from harness.suites.synth.degrade import resample
+        from harness.audio import resample_samples as resample
 
         if rate != self.rate:
             x = resample(x, rate, self.rate)

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from harness.errors import ConfigError
-from harness.protocols.music_remix import STEMS  # the task's stems, named once
+from harness.tasks.music_remix import STEMS  # the task's stems, named once
 
 
 def validate_stems(stems: Any, shape: tuple[int, ...], backend: str) -> dict[str, np.ndarray]:

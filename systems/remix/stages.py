@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-NALR_FREQS = (250, 500, 1000, 2000, 4000, 6000)
+from harness.listener import AUDIOGRAM_FREQUENCIES, nalr_fir
+
+NALR_FREQS = tuple(int(f) for f in AUDIOGRAM_FREQUENCIES)
 
 
 def nalr_gains_db(thresholds_hl) -> np.ndarray:
@@ -47,10 +49,7 @@ class NalR:
 
     def fir(self, audiogram) -> np.ndarray:
         if self.design == "clarity":
-            from clarity.enhancer.nalr import NALR
-
-            fir, _ = NALR(self.taps, self.rate).build(audiogram)
-            return np.asarray(fir, dtype=np.float64)
+            return np.asarray(nalr_fir(audiogram, self.rate, self.taps), dtype=np.float64)
         if self.design != "precise":
             raise ValueError(f"unknown NAL-R design {self.design!r} (precise, clarity)")
         levels = audiogram.resample(np.array(NALR_FREQS, dtype=float)).levels

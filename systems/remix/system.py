@@ -21,13 +21,11 @@ import numpy as np
 from harness.api import BaseSystem, Output
 from harness.audio import Audio, resample
 from harness.errors import ConfigError
-from harness.listener import EARS
+from harness.listener import EAR_CHANNEL, EARS
 from harness.suites.types import Item
+from harness.tasks.music_remix import REMIX_RATE, STEM_RATE
 from systems.remix import stages
 from systems.remix.separators import STEMS, chunked, make_separator, validate_stems
-
-STEM_RATE, REMIX_RATE = 24000, 32000
-EAR_CHANNEL = {"left": 0, "right": 1}
 
 DEFAULTS: dict[str, Any] = {
     "separator": "dsp",
@@ -100,7 +98,7 @@ class Remix(BaseSystem):
         """The configured gain per stem, plus the scene's requested gain on music-rebalance."""
         gains = {s: float(self.cfg["gains_db"].get(s, 0.0)) for s in STEMS}
         if item.task == "music-rebalance":
-            from harness.protocols.music_rebalance import scene_gains
+            from harness.tasks.music_rebalance import scene_gains
 
             gains = {s: g + scene_gains(item)[s] for s, g in gains.items()}
         return gains

@@ -1,11 +1,24 @@
-"""What every dataset-layout loader shares: the tree-problems error and the checked file entry."""
+"""What every dataset-layout loader shares: the Layout record, the tree-problems error and the
+checked file entry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import AudioError, SuiteError
-from harness.suites.types import FileRef, file_ref
+from harness.suites.types import FileRef, Suite, file_ref
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A dataset layout `harness suites import NAME ROOT` reads: its loader and what it expects
+    on disk. Registered in the `harness.layouts` group of `harness.registry`."""
+
+    name: str
+    load: Callable[..., Suite]  # load(root, split=..., hash_content=...) -> Suite
+    description: str
 
 
 class TreeProblems(SuiteError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harness.suites.layouts.common import TreeProblems, checked_ref
+from harness.suites.layouts.common import Layout, TreeProblems, checked_ref
 from harness.suites.types import Item, Suite
 
 SPLITS = {"tr": "train", "cv": "validation", "tt": "test"}
@@ -68,3 +68,10 @@ def load_dnr(root: Path, split: str = "tt", hash_content: bool = True) -> Suite:
         name=f"dnr-{split}", version="1", task="cocktail-fork", root=root, items=tuple(items),
         description=f"Divide and Remaster v2, {SPLITS[split]} split: speech/music/sfx stems",
     )
+
+
+DNR = Layout(
+    "dnr", load_dnr,
+    "Divide and Remaster v2: <root>/{tr,cv,tt}/<mix_id>/{mix,speech,music,sfx}.wav "
+    "(--split tt by default)",
+)

@@ -16,11 +16,11 @@ from typing import Any
 
 from harness.errors import ListenerError
 from harness.listener import load_listener_file
-from harness.suites.layouts.common import TreeProblems, checked_ref
+from harness.suites.layouts.common import Layout, TreeProblems, checked_ref
 from harness.suites.types import FileRef, Item, Suite, file_ref
+from harness.tasks.music_remix import STEMS
 
-FILES = ("mixture", "vocals", "drums", "bass", "other")
-STEMS = FILES[1:]
+FILES = ("mixture", *STEMS)
 RATE, CHANNELS = 44100, 2
 
 
@@ -267,3 +267,20 @@ def load_icassp2024(root: Path, split: str = "valid", hash_content: bool = True)
         items=tuple(items),
         description=f"Cadenza ICASSP 2024 rebalancing, {split} scenes; panel: {listeners_file}",
     )
+
+
+MUSDB18HQ = Layout(
+    "musdb18hq", load_musdb18hq,
+    "MUSDB18-HQ: <root>/{train,test}/<track>/{mixture,vocals,drums,bass,other}.wav",
+)
+CAD1 = Layout(
+    "cad1", load_cad1,
+    "Cadenza CAD1 Task 1: <root>/audio/musdb18hq/..., <root>/metadata/*.json; "
+    "test songs cut to their 30 s objective segments",
+)
+ICASSP2024 = Layout(
+    "icassp2024", load_icassp2024,
+    "Cadenza ICASSP 2024 rebalancing: <root>/audio/at_mic_music/..., <root>/metadata/"
+    "{scenes,scene_listeners,at_mic_music,listeners}.<split>.json and gains.json; one item "
+    "per scene, scored for the scene's listeners (--split valid by default)",
+)

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness import audio as audio_mod
 from harness.errors import AudioError
-from harness.suites.layouts.common import TreeProblems, checked_ref
+from harness.suites.layouts.common import Layout, TreeProblems, checked_ref
 from harness.suites.types import FileRef, Item, Suite
 
 DAPS_DEVICES = (
@@ -181,3 +181,14 @@ def _daps_item(root, path, twin, device, spk, script, problems, hash_content) ->
         metadata={"speaker": spk, "script": script, "device": device, "offset_frames": lag,
                   "dataset": "DAPS"},
     )
+
+
+VOICEBANK_DEMAND = Layout(
+    "voicebank-demand", load_voicebank_demand,
+    "VoiceBank-DEMAND: <root>/{clean,noisy}_testset_wav/*.wav, <root>/logfiles/log_testset.txt",
+)
+DAPS = Layout(
+    "daps", load_daps,
+    "DAPS: <root>/clean/<spk>_<script>_clean.wav and device folders (--split DEVICE or all); "
+    "aligned to the clean twin by cross-correlation",
+)

@@ -29,6 +29,7 @@ from scipy import signal
 from harness.audio import Audio, read, resample, write
 from harness.suites.synth.music import append_notes
 from harness.suites.types import Item, Suite, file_ref, write_manifest
+from harness.tasks.music_remix import STEMS
 
 HERE = Path(__file__).parent
 SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -213,7 +214,7 @@ def render_music(root: Path) -> Suite:
     items = []
     for song_id, song in SONGS.items():
         stems = {}
-        for stem in ("vocals", "drums", "bass", "other"):
+        for stem in STEMS:
             mid = tmp / f"{song_id}-{stem}.mid"
             wav = tmp / f"{song_id}-{stem}.wav"
             _midi(stem, song, mid)
@@ -245,7 +246,7 @@ def render_music(root: Path) -> Suite:
                 task="music-remix",
                 root=root,
                 inputs={"mixture": file_ref(root, paths["mixture"])},
-                references={s: file_ref(root, paths[s]) for s in ("vocals", "drums", "bass", "other")},
+                references={s: file_ref(root, paths[s]) for s in STEMS},
                 metadata={
                     "tempo_bpm": song["tempo"], "key_midi": song["key"],
                     "programs": {"vocals": song["vocal_prog"], "bass": song["bass_prog"],

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import soxr
 from scipy import signal
+
+from harness.audio import resample_samples as resample
 
 NOISE_KINDS = ("white", "pink", "brown", "hum50", "hum60", "babble")
 DEVICE_RATES = (8000, 16000, 22050, 44100)
@@ -105,16 +106,6 @@ def bandlimit(x: np.ndarray, rate: int, low: float | None, high: float | None, o
     spec = np.fft.rfft(x, size)
     spec *= butterworth_gain(np.fft.rfftfreq(size, 1 / rate), low, high, order)
     return np.fft.irfft(spec, size)[:n]
-
-
-def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """soxr VHQ (linear phase, delay-compensated) resampling of a 1-D or (ch, n) array."""
-    if rate_in == rate_out:
-        return np.array(x, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        return soxr.resample(x, rate_in, rate_out, quality="VHQ")
-    return soxr.resample(x.T, rate_in, rate_out, quality="VHQ").T
 
 
 def hard_clip(x: np.ndarray, threshold: float) -> np.ndarray:

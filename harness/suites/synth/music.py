@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.suites.synth.tools import require, soundfont
+from harness.tasks.music_remix import STEMS
 
-STEMS = ("vocals", "drums", "bass", "other")
 RATE = 44100
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)

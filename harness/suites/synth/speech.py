@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.suites.synth.degrade import fade, resample
+from harness.audio import resample_samples as resample
+from harness.suites.synth.degrade import fade
 from harness.suites.synth.tools import require
 
 VOICES = ("slt", "rms", "awb", "kal16", "hts_slt")

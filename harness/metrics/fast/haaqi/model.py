@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from scipy.signal import firwin, group_delay
 
+from harness.listener import AUDIOGRAM_FREQUENCIES, nalr_full
 from harness.metrics.fast import _numba
 from harness.metrics.fast.bsseval import _fast_len
 
 RATE = 24000
 NCHAN = 32
-AUDIOGRAM_FREQUENCIES = np.array([250, 500, 1000, 2000, 4000, 6000])
 EAR_Q = 9.26449
 MIN_BW = 24.7
 SMALL = 1e-30
@@ -107,12 +107,10 @@ def align_inputs(reference: np.ndarray, processed: np.ndarray) -> tuple[np.ndarr
 
 
 def nalr_reference(reference: np.ndarray, loss: np.ndarray) -> np.ndarray:
-    from clarity.enhancer.nalr import NALR
     from clarity.utils.audiogram import Audiogram
 
-    enhancer = NALR(NALR_TAPS, RATE)
-    fir, _ = enhancer.build(Audiogram(levels=np.asarray(loss), frequencies=AUDIOGRAM_FREQUENCIES))
-    return enhancer.apply(fir, reference)[NALR_TAPS:NALR_TAPS + len(reference)]
+    ag = Audiogram(levels=np.asarray(loss), frequencies=AUDIOGRAM_FREQUENCIES)
+    return nalr_full(reference, RATE, ag, NALR_TAPS)[NALR_TAPS:NALR_TAPS + len(reference)]
 
 
 def align_lags(ref: torch.Tensor, out: torch.Tensor, lags: int,

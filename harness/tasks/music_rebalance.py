@@ -34,19 +34,18 @@ import numpy as np
 
 from harness.audio import Audio
 from harness.errors import SuiteError
-from harness.listener import EARS, audiogram
+from harness.listener import EAR_CHANNEL, EARS, audiogram, nalr_full
 from harness.metrics import Score, evaluate
 from harness.metrics.base import INVALID
 from harness.metrics.haaqi import HAAQI_PRE_EQUALISED, HAAQI_RATE, cad1_song_seed, with_level1
-from harness.protocols.base import (
-    NALR_NFIR,
+from harness.suites.types import Item
+from harness.tasks.base import (
     OutputSpec,
     TaskProtocol,
     recipe_tail,
     resampled_frames,
 )
-from harness.protocols.music_remix import CAD1_SCORING_ORDER, EAR_CHANNEL, REMIX_RATE, STEMS
-from harness.suites.types import Item
+from harness.tasks.music_remix import CAD1_SCORING_ORDER, REMIX_RATE, STEMS
 
 SILENT_LUFS = -80.0  # the recipe's stand-in for the loudness of a silent signal
 MIN_LOUDNESS_S = 0.4  # one ITU-R BS.1770 gating block: pyloudnorm measures nothing shorter
@@ -109,16 +108,6 @@ def recipe_remix(item: Item) -> tuple[np.ndarray, int]:
     remix_lufs = _loudness(meter, remix)
     gain = _loudness(meter, mixture) - remix_lufs
     return _to_loudness(remix, remix_lufs, remix_lufs + gain), rate
-
-
-def nalr_full(x: np.ndarray, rate: int, ag) -> np.ndarray:
-    """pyclarity's NAL-R for one audiogram as its `NALR.apply` does it: np.convolve, full length
-    (len(x) + 219 at 44.1 kHz), the filter's delay kept."""
-    from clarity.enhancer.nalr import NALR
-
-    enhancer = NALR(NALR_NFIR, rate)
-    fir, _ = enhancer.build(ag)
-    return enhancer.apply(fir, x)
 
 
 def clarity_resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

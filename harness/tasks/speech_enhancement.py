@@ -11,8 +11,8 @@ from typing import Any
 from harness.audio import Audio, resample
 from harness.metrics import Score, evaluate, get_metric
 from harness.metrics.base import INVALID
-from harness.protocols.base import OutputSpec, TaskProtocol, resampled_frames
 from harness.suites.types import Item
+from harness.tasks.base import OutputSpec, TaskProtocol, resampled_frames
 
 RATE = 16000
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from harness.audio import Audio
 from harness.metrics import Score, evaluate, get_metric
-from harness.metrics.base import INVALID, OK
-from harness.protocols.base import OutputSpec, TaskProtocol
+from harness.metrics.base import INVALID, value_of
 from harness.suites.types import Item
+from harness.tasks.base import OutputSpec, TaskProtocol
 
 STEMS = ("speech", "music", "sfx")
 
@@ -52,17 +52,11 @@ class CocktailFork(TaskProtocol):
                 out += [Score(m, None, INVALID, problems[stem], "", stem) for m in metrics]
                 continue
             ref = item.reference(stem)
-            base = None
-            for m in metrics:
-                if m == "si_sdri":
-                    est = evaluate(get_metric("si_sdr"), outputs[stem], ref, stem=stem, ctx=ctx)
-                    base = base or evaluate(get_metric("si_sdr"), mix, ref, stem=stem, ctx=ctx)
-                    if est.status != OK or base.status != OK:
-                        bad = est if est.status != OK else base
-                        why = bad.reason if bad is est else f"mixture: {bad.reason}"
-                        out.append(Score(m, None, bad.status, why, "", stem))
-                    else:
-                        out.append(Score(m, est.value - base.value, OK, "", "", stem))
-                else:
-                    out.append(evaluate(get_metric(m), outputs[stem], ref, stem=stem, ctx=ctx))
+
+            def mixture(ref=ref, stem=stem) -> float:  # SI-SDR of the unseparated mixture
+                return value_of(evaluate(get_metric("si_sdr"), mix, ref, stem=stem, ctx=ctx),
+                                "mixture: ")
+
+            out += [evaluate(get_metric(m), outputs[stem], ref, stem=stem, ctx=ctx,
+                             baseline=mixture) for m in metrics]
         return out

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from harness.audio import Audio, resample
+from harness.errors import InvalidInput, MetricFailed
 from harness.metrics import Score, evaluate, get_metric
 from harness.metrics.backends import ScoringContext
-from harness.metrics.base import FAILED, INVALID, OK, first_line
+from harness.metrics.base import first_line
 from harness.metrics.bsseval import bsseval_v4
-from harness.protocols.base import OutputSpec, TaskProtocol
 from harness.suites.types import Item
+from harness.tasks.base import OutputSpec, TaskProtocol
 
 
 def recording_roles(item: Item) -> list[str]:
@@ -59,6 +60,7 @@ class CrowdEnhancement(TaskProtocol):
     version = "crowd-enhancement/1"
     uses_listener = False
     reference_roles = ("source",)
+    inputs_note = "rec* (one per recording, any number)"
     default_metrics = ("sdr", "sdr_improvement", "si_sdr")
     supported_metrics = ("sdr", "sdr_improvement", "si_sdr", "snr")
     resampling_note = (
@@ -104,6 +106,17 @@ class CrowdEnhancement(TaskProtocol):
 
         return ctx.memoised([self.version, "input_sdr", backend, item.hash], compute)
 
+    def recordings_sdr(self, item: Item, ctx: ScoringContext) -> float:
+        """The baseline of sdr_improvement: the recordings' mean SDR (raises with the reason when
+        there is none)."""
+        try:
+            base = self.input_sdr(item, ctx)
+        except Exception as exc:
+            raise MetricFailed(f"input SDR: {first_line(exc)}") from None
+        if base["mean"] is None:
+            raise InvalidInput("no recording has a defined SDR")
+        return base["mean"]
+
     def score_valid(self, item, outputs, listener, metrics, problems, ctx) -> list[Score]:
         if "enhanced" in problems:
             return self.all_invalid(item, metrics, problems["enhanced"])
@@ -117,18 +130,8 @@ class CrowdEnhancement(TaskProtocol):
             if m == "sdr":
                 out.append(sdr)
             elif m == "sdr_improvement":
-                if sdr.status != OK:
-                    out.append(Score(m, None, sdr.status, sdr.reason))
-                    continue
-                try:
-                    base = self.input_sdr(item, ctx)
-                except Exception as exc:
-                    out.append(Score(m, None, FAILED, f"input SDR: {first_line(exc)}"))
-                    continue
-                if base["mean"] is None:
-                    out.append(Score(m, None, INVALID, "no recording has a defined SDR"))
-                else:
-                    out.append(Score(m, sdr.value - base["mean"], OK))
+                out.append(evaluate(get_metric(m), est, ref, ctx=ctx, of=sdr,
+                                    baseline=lambda: self.recordings_sdr(item, ctx)))
             else:
                 out.append(evaluate(get_metric(m), est, ref, ctx=ctx))
         return out

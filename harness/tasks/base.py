@@ -10,6 +10,7 @@ import numpy as np
 
 from harness.audio import Audio, problem_channels, problem_finite, problem_rate
 from harness.errors import AudioError, RegistryError
+from harness.listener import NALR_NFIR
 from harness.metrics import INVALID, Score
 from harness.metrics.backends import DEFAULT_CONTEXT, ScoringContext
 from harness.suites.types import Item
@@ -49,10 +50,8 @@ def resampled_frames(frames: int, rate_in: int, rate_out: int) -> int:
     return int(np.floor(frames * rate_out / rate_in + 0.5))
 
 
-# pyclarity's NALR in the Cadenza recipes: nfir = 220 at 44.1 kHz, a filter of 221 taps; its
-# `apply` is a full convolution (np.convolve), so a recipe's processed signal is 220 samples
-# longer at 44.1 kHz than its input.
-NALR_NFIR = 220
+# pyclarity's NALR `apply` is a full convolution (np.convolve), so a recipe's processed signal is
+# NALR_NFIR = 220 samples longer at 44.1 kHz than its input.
 
 
 def recipe_tail(frames: int, rate_in: int, rate_out: int, nfir: int = NALR_NFIR) -> int:
@@ -73,6 +72,7 @@ class TaskProtocol:
     resampling_note: str = ""
     seeding: str = ""  # how random metric noise is seeded, recorded in the run manifest
     input_roles: tuple[str, ...] = ()  # inputs every item of the task must have
+    inputs_note: str = ""  # the inputs in words, when they are not a fixed list of roles
     reference_roles: tuple[str, ...] = ()  # references every item of the task must have
 
     # ---- hooks

@@ -10,7 +10,7 @@ Metrics: SNR and log-spectral distance (LSD, lower is better) against the refere
 
 from __future__ import annotations
 
-from harness.protocols.speech_enhancement import SpeechEnhancement
+from harness.tasks.speech_enhancement import SpeechEnhancement
 
 
 class BandwidthExtension(SpeechEnhancement):

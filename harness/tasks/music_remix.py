@@ -29,24 +29,23 @@ from typing import Any
 import numpy as np
 
 from harness.audio import Audio, resample
-from harness.listener import EARS
+from harness.listener import EAR_CHANNEL, EARS
 from harness.metrics import Score, evaluate, get_metric
-from harness.metrics.base import INVALID, OK, status_of
-from harness.metrics.bsseval import BSS_NAMES, bsseval_v4
+from harness.metrics.base import INVALID
+from harness.metrics.bsseval import BSS_NAMES, evaluate_sources
 from harness.metrics.haaqi import cad1_song_seed, with_level1
-from harness.protocols.base import (
+from harness.suites.types import Item
+from harness.tasks.base import (
     OutputSpec,
     TaskProtocol,
     recipe_tail,
     resampled_frames,
 )
-from harness.suites.types import Item
 
 STEMS = ("vocals", "drums", "bass", "other")
 CAD1_SCORING_ORDER = ("drums", "bass", "other", "vocals")  # the order the recipe draws noise in
 STEM_RATE = 24000
 REMIX_RATE = 32000
-EAR_CHANNEL = {"left": 0, "right": 1}
 
 
 def recipe_reference(stem: Audio, ear: str) -> tuple[Audio, float]:
@@ -147,22 +146,6 @@ class MusicRemix(TaskProtocol):
         ]
         # BSSEval does not depend on the listener: outputs that are identical across listeners
         # (anchors, listener-independent systems) are scored once per content.
-        backend = ctx.backend("bsseval")
-        key = [self.version, "bsseval_v4", backend, item.hash, *(e.sha256() for e in ests)]
-        try:
-            values = ctx.memoised(key, lambda: {
-                k: [None if np.isnan(x) else float(x) for x in v]
-                for k, v in bsseval_v4([refs24[s] for s in STEMS], ests, backend=backend).items()
-            })
-        except Exception as exc:
-            status, reason = status_of(exc)
-            return [Score(n, None, status, reason, "", s) for n in names for s in STEMS]
-        rows = []
-        for n in names:
-            for i, s in enumerate(STEMS):
-                v = values[n][i]
-                if v is None:
-                    rows.append(Score(n, None, "failed", "no active reference frame", "", s))
-                else:
-                    rows.append(Score(n, v, OK, "", "", s))
-        return rows
+        key = [self.version, "bsseval_v4", ctx.backend("bsseval"), item.hash,
+               *(e.sha256() for e in ests)]
+        return evaluate_sources(names, [refs24[s] for s in STEMS], ests, list(STEMS), ctx, key)

@@ -1,0 +1,158 @@
+"""Generators of the speech tasks: speech-enhancement and bandwidth-extension."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import interpolate, signal
+
+from harness.errors import SuiteError
+from harness.suites.synth import degrade as dg
+from harness.suites.synth import speech
+from harness.suites.synth.generators import (
+    SPEECH_RATE,
+    Generator,
+    Writer,
+    _r,
+    cycled,
+    device_chain,
+    effective_band,
+    headroom,
+    item_rng,
+)
+from harness.suites.synth.tools import require
+from harness.suites.types import Item
+
+# ------------------------------------------------------------------ speech-enhancement
+SE_SNRS = [-5.0, 0.0, 5.0, 10.0, 15.0, 20.0]
+SE_RT60S = [0.0, 0.3, 0.6, 0.9]
+SE_DEVICES = ["studio", "headset", "laptop", "phone", "camcorder", "handheld-clipping"]
+SE_NOISES = list(dg.NOISE_KINDS)
+
+
+def make_speech_enhancement(root: Path, items: int, seconds: float, seed: int, opts: dict,
+                            tick: Callable[[], None]) -> tuple[list[Item], dict]:
+    snrs = [float(s) for s in opts.get("snrs", SE_SNRS)]
+    rt60s = [float(s) for s in opts.get("rt60s", SE_RT60S)]
+    devices = list(opts.get("devices", SE_DEVICES))
+    noises = list(opts.get("noises", SE_NOISES))
+    voices = list(opts.get("voices", speech.VOICES))
+    level = float(opts.get("level_lufs", -30.0))
+    for d in devices:
+        if d not in dg.DEVICES:
+            raise SuiteError(f"unknown device {d!r} (known: {', '.join(dg.DEVICES)})")
+    require(speech.programs_for(voices + ["slt", "rms", "awb", "kal16"]), "speech-enhancement")
+    w = Writer(root)
+    out = []
+    for i in range(items):
+        iid = f"se{i:04d}"
+        rng = item_rng(seed, "speech-enhancement", i)
+        voice = cycled(voices, i, seed, "voice")
+        snr = cycled(snrs, i, seed, "snr")
+        rt60 = cycled(rt60s, i, seed, "rt60")
+        device = dg.DEVICES[cycled(devices, i, seed, "device")]
+        kind = cycled(noises, i, seed, "noise")
+        clean, texts = speech.talk(voice, rng, seconds, SPEECH_RATE)
+        clean = dg.to_loudness(clean, SPEECH_RATE, level)
+        room: dict[str, Any] = {"rt60_s": rt60}
+        if rt60 > 0:
+            h, info = dg.shoebox_rir(rt60, SPEECH_RATE, rng)
+            room.update(info)
+            wet = dg.reverberate(clean, h)
+        else:
+            h, wet = None, clean
+        others = [v for v in ("slt", "rms", "awb", "kal16") if v != voice]
+        babble = speech.babble(rng, seconds, SPEECH_RATE, 4, tuple(others)) if kind == "babble" else None
+        noise = dg.make_noise(kind, len(clean), SPEECH_RATE, rng, babble)
+        speech_img = device_chain(device, wet, SPEECH_RATE)
+        noise_img = dg.scale_to_snr(speech_img, device_chain(device, noise, SPEECH_RATE), snr)
+        mix = speech_img + noise_img
+        threshold = device.clip_threshold(mix)
+        noisy = dg.hard_clip(mix, threshold) if threshold is not None else mix
+        g = headroom(float(np.max(np.abs(noisy))))
+        refs = {"clean": w(f"clean/{iid}", clean, SPEECH_RATE)}
+        inputs = {"input": w(f"input/{iid}", noisy * g, device.rate)}
+        comp = {
+            "speech_image": w(f"components/{iid}/speech_image", speech_img * g, device.rate).path,
+            "noise_image": w(f"components/{iid}/noise_image", noise_img * g, device.rate).path,
+        }
+        if h is not None:
+            comp["rir"] = w(f"components/{iid}/rir", h, SPEECH_RATE).path
+        low, high = effective_band(device, SPEECH_RATE)
+        out.append(Item(iid, "speech-enhancement", root, inputs, refs, {
+            "voice": voice, "texts": texts, "level_lufs": level, "snr_db": snr,
+            "snr_defined": "speech image vs noise image at the device output, before clipping",
+            "noise": kind, "room": room,
+            "device": {**device.to_json(), "band_hz_effective": [low, high],
+                       "clip_threshold": None if threshold is None else _r(threshold * g, 6)},
+            "headroom_gain_db": _r(20 * np.log10(g)), "components": comp,
+        }))
+        tick()
+    return out, {"snrs": snrs, "rt60s": rt60s, "devices": devices, "noises": noises,
+                 "voices": voices, "level_lufs": level}
+
+
+# ------------------------------------------------------------------ bandwidth-extension
+BWE_RATIOS = [2, 4, 6]
+
+
+def spline_upsample(low: np.ndarray, ratio: int, n: int) -> np.ndarray:
+    """Cubic-spline interpolation of the low-rate samples onto the high-rate grid (n samples);
+    it passes through every low-rate sample: y[::ratio] == low."""
+    knots = np.arange(len(low)) * ratio
+    spline = interpolate.make_interp_spline(knots, low, k=3)
+    return spline(np.arange(n))
+
+
+def make_bandwidth_extension(root: Path, items: int, seconds: float, seed: int, opts: dict,
+                             tick: Callable[[], None]) -> tuple[list[Item], dict]:
+    ratios = [int(r) for r in opts.get("ratios", BWE_RATIOS)]
+    voices = list(opts.get("voices", speech.VOICES))
+    level = float(opts.get("level_lufs", -26.0))
+    require(speech.programs_for(voices), "bandwidth-extension")
+    block = int(np.lcm.reduce(ratios))
+    n = int(round(seconds * SPEECH_RATE)) // block * block
+    w = Writer(root)
+    out = []
+    for i in range(items):
+        iid = f"bwe{i:04d}"
+        rng = item_rng(seed, "bandwidth-extension", i)
+        voice = cycled(voices, i, seed, "voice")
+        ratio = cycled(ratios, i, seed, "ratio")
+        clean, texts = speech.talk(voice, rng, n / SPEECH_RATE, SPEECH_RATE)
+        clean = dg.to_loudness(clean[:n], SPEECH_RATE, level)
+        # scipy's decimate: order-8 Chebyshev type I (0.05 dB ripple, edge 0.8 x the new
+        # Nyquist), applied forwards and backwards (zero phase), then every ratio-th sample
+        low = signal.decimate(clean, ratio, n=8, ftype="iir", zero_phase=True)
+        upsampled = spline_upsample(low, ratio, n)
+        g = headroom(float(np.max(np.abs(upsampled))))
+        refs = {"clean": w(f"clean/{iid}", clean, SPEECH_RATE)}
+        inputs = {"input": w(f"input/{iid}", upsampled * g, SPEECH_RATE)}
+        out.append(Item(iid, "bandwidth-extension", root, inputs, refs, {
+            "voice": voice, "texts": texts, "level_lufs": level, "ratio": ratio,
+            "low_rate_hz": _r(SPEECH_RATE / ratio, 3),
+            "anti_alias": "scipy.signal.decimate: Chebyshev I order 8, 0.05 dB, zero phase",
+            "filter_edge_hz": _r(0.8 * SPEECH_RATE / 2 / ratio, 2),
+            "input": "cubic-spline interpolation of the low-rate signal at 16 kHz; input[::ratio] "
+                     "is the decimated signal",
+            "headroom_gain_db": _r(20 * np.log10(g)),
+        }))
+        tick()
+    return out, {"ratios": ratios, "voices": voices, "level_lufs": level}
+
+
+
+
+SPEECH_ENHANCEMENT = Generator(
+    "speech-enhancement", "speech-enhancement", make_speech_enhancement, 4.0, 24,
+    "flite/festival speech at 16 kHz; room (RT60), device and noise (SNR) on a grid",
+    ("snrs", "rt60s", "devices", "noises", "voices", "level_lufs"),
+)
+BANDWIDTH_EXTENSION = Generator(
+    "bandwidth-extension", "bandwidth-extension", make_bandwidth_extension, 4.0, 12,
+    "16 kHz speech; inputs decimated 2x/4x/6x (Chebyshev order 8) and spline-upsampled",
+    ("ratios", "voices", "level_lufs"),
+)
