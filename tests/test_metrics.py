@@ -269,3 +269,21 @@ def _memory_item(task: str, inputs: dict, refs: dict):
 
     return Item("it", task, root, {k: ref(k, v) for k, v in inputs.items()},
                 {k: ref(k, v) for k, v in refs.items()})
+
+
+def test_every_metric_of_a_family_with_a_fast_kernel_registers_both_implementations():
+    """The backend table (metrics/backends.py) and the metrics agree: a family said to have a fast
+    kernel gives each of its metrics a `fast` implementation distinct from the reference one, and
+    no other metric claims one (so a score labelled `fast` was computed by the fast code)."""
+    from harness.metrics import all_metrics
+    from harness.metrics.backends import HAS_FAST, family_of
+    from harness.metrics.base import IMPROVEMENT
+
+    for name, m in all_metrics().items():
+        if m.kind == IMPROVEMENT:
+            assert m.fn is None and m.fast is None, name
+        elif family_of(name) in HAS_FAST:
+            assert m.fast is not None and m.fast is not m.fn, name
+            assert m.implementation("fast") is m.fast and m.implementation("reference") is m.fn
+        else:
+            assert m.fast is None and m.implementation("fast") is m.fn, name

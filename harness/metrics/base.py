@@ -7,6 +7,8 @@ ran and produced no number; `evaluate` turns either (and any other exception) in
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import math
 from collections.abc import Callable
@@ -17,7 +19,7 @@ import numpy as np
 
 from harness.audio import Audio, problem_finite, problem_silent
 from harness.errors import InvalidInput, MetricFailed
-from harness.metrics.backends import DEFAULT_CONTEXT, HAS_FAST, ScoringContext, family_of
+from harness.metrics.backends import DEFAULT_CONTEXT, DEFAULTS, FAST, REFERENCE, ScoringContext, family_of
 
 OK, FAILED, INVALID = "ok", "failed", "invalid"
 STATUSES = (OK, FAILED, INVALID)
@@ -72,8 +74,10 @@ class Score:
 
 @dataclass(frozen=True)
 class FunctionMetric:
-    """A metric defined by a function `fn(estimate, reference, **kw) -> float` and its facts
-    (an improvement metric has no `fn`: it is `of` minus its value on a baseline)."""
+    """A metric defined by its reference implementation `fn(estimate, reference, **kw) -> float`,
+    its `fast` implementation where one exists (the same numbers within the family's parity
+    tolerance; harness.metrics.backends lists the families that have one), and its facts. An
+    improvement metric has neither: it is `of` minus its value on a baseline."""
 
     name: str
     fn: Callable[..., float] | None
@@ -89,6 +93,7 @@ class FunctionMetric:
     lengths_may_differ: bool = False
     kind: str = INTRUSIVE
     of: FunctionMetric | None = None  # improvement metrics: the metric that is improved
+    fast: Callable[..., float] | None = None  # the `fast` backend's implementation
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -98,10 +103,21 @@ class FunctionMetric:
         if (self.kind == NON_INTRUSIVE) == self.needs_reference:
             raise ValueError(f"metric {self.name}: non-intrusive exactly when needs_reference is False")
 
+    def implementation(self, backend: str | None = None) -> Callable[..., float]:
+        """The function computing this metric under `backend` (None: the family's default)."""
+        backend = backend or DEFAULTS.get(family_of(self.name) or "", REFERENCE)
+        return self.fast if (backend == FAST and self.fast is not None) else self.fn
+
+    def with_options(self, **options: Any) -> FunctionMetric:
+        """This metric with keyword options bound in both implementations (HAAQI's level1)."""
+        return dataclasses.replace(
+            self, fn=functools.partial(self.fn, **options),
+            fast=functools.partial(self.fast, **options) if self.fast is not None else None)
+
     def __call__(self, estimate, reference, *, listener=None, ear=None, seed=None,
                  backend: str | None = None) -> float:
-        extra = {"backend": backend} if backend is not None else {}
-        return self.fn(estimate, reference, listener=listener, ear=ear, seed=seed, **extra)
+        return self.implementation(backend)(estimate, reference, listener=listener, ear=ear,
+                                            seed=seed)
 
 
 def seed_for(*parts: str) -> int:
@@ -195,9 +211,8 @@ def evaluate(
             return make(None, *status_of(exc))
     try:
         validate_pair(metric, estimate, reference)
-        family = family_of(metric.name)
         value = metric(estimate, reference, listener=listener, ear=ear or None, seed=seed,
-                       backend=backend if family in HAS_FAST else None)
+                       backend=backend)
     except Exception as exc:
         return make(None, *status_of(exc))
     value = float(value)

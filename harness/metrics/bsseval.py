@@ -94,8 +94,8 @@ def bsseval_v4(
     return out
 
 
-def _single(name: str):
-    def fn(estimate: Audio, reference: Audio, backend: str | None = None, **_) -> float:
+def _single(name: str, backend: str):
+    def fn(estimate: Audio, reference: Audio, **_) -> float:
         value = float(bsseval_v4([reference], [estimate], backend=backend)[name][0])
         if np.isnan(value):
             raise MetricFailed("no frame of the reference is active")
@@ -110,7 +110,8 @@ _DESC = {
     "sir": "BSSEval v4 signal-to-interference ratio (museval, 1 s frames, median)",
     "sar": "BSSEval v4 signal-to-artefacts ratio (museval, 1 s frames, median)",
 }
-BSS_METRICS = {n: FunctionMetric(n, _single(n), unit="dB", description=_DESC[n], kind=MULTI_SOURCE)
+BSS_METRICS = {n: FunctionMetric(n, _single(n, "reference"), fast=_single(n, "fast"), unit="dB",
+                                 description=_DESC[n], kind=MULTI_SOURCE)
                for n in BSS_NAMES}
 
 

@@ -107,12 +107,13 @@ def _haaqi(
 def with_level1(metric, level1: float):
     """The HAAQI metric with the reference's presentation level given (a protocol that takes it
     from another signal than the reference it scores against, as the CAD1 recipe does)."""
-    return dataclasses.replace(metric, fn=functools.partial(metric.fn, level1=level1))
+    return metric.with_options(level1=level1)
 
 
 HAAQI = FunctionMetric(
     "haaqi",
-    _haaqi,
+    functools.partial(_haaqi, backend="reference"),
+    fast=functools.partial(_haaqi, backend="fast"),
     sample_rate=HAAQI_RATE,
     needs_listener=True,
     unit="",
@@ -124,6 +125,7 @@ HAAQI = FunctionMetric(
 # The ICASSP 2024 rebalancing convention: the reference already carries NAL-R (equalisation=2).
 HAAQI_PRE_EQUALISED = dataclasses.replace(
     HAAQI,
-    fn=functools.partial(_haaqi, equalisation=2),
+    fn=functools.partial(_haaqi, equalisation=2, backend="reference"),
+    fast=functools.partial(_haaqi, equalisation=2, backend="fast"),
     description="HAAQI v1 (pyclarity), reference already NAL-R equalised (equalisation=2)",
 )

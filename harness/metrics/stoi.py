@@ -38,8 +38,8 @@ def stoi_score(estimate, reference, rate: int, extended: bool, backend: str | No
     return value
 
 
-def _make(extended: bool):
-    def fn(estimate: Audio, reference: Audio, backend: str | None = None, **_) -> float:
+def _make(extended: bool, backend: str):
+    def fn(estimate: Audio, reference: Audio, **_) -> float:
         if estimate.channels != 1:
             raise InvalidInput(f"STOI scores mono signals; got {estimate.channels} channels")
         return stoi_score(estimate.mono(), reference.mono(), estimate.rate, extended, backend)
@@ -48,8 +48,10 @@ def _make(extended: bool):
 
 
 STOI = FunctionMetric(
-    "stoi", _make(False), unit="", description="Short-time objective intelligibility (pystoi)"
+    "stoi", _make(False, "reference"), fast=_make(False, "fast"), unit="",
+    description="Short-time objective intelligibility (pystoi)",
 )
 ESTOI = FunctionMetric(
-    "estoi", _make(True), unit="", description="Extended STOI (Jensen & Taal 2016, pystoi)"
+    "estoi", _make(True, "reference"), fast=_make(True, "fast"), unit="",
+    description="Extended STOI (Jensen & Taal 2016, pystoi)",
 )
