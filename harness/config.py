@@ -164,8 +164,40 @@ KEYS = {f.name for f in fields(RunConfig)}
 _LISTS = {"suites", "systems", "listeners", "metrics"}
 
 
+def parse_param(text: str) -> tuple[str, list[str], Any]:
+    """`SYSTEM.KEY=VALUE` (a `--param` flag; KEY may be dotted for a nested table) as (system,
+    key path, value). VALUE is read as a TOML value when it is one (10, 0.5, true, [1, 2],
+    "text"), otherwise taken as a string (a path, a name)."""
+    import tomllib
+
+    left, eq, value = text.partition("=")
+    system, dot, key = left.strip().partition(".")
+    if not eq or not dot or not system or not key or any(not k for k in key.split(".")):
+        raise ConfigError(f"--param {text!r}: expected SYSTEM.KEY=VALUE (e.g. wpe.taps=10)")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return system, key.split("."), parsed
+
+
+def apply_params(system_params: dict[str, dict[str, Any]], params: list[str]) -> dict:
+    """`system_params` with every `--param SYSTEM.KEY=VALUE` set (later flags win)."""
+    out = {k: dict(v) for k, v in system_params.items()}
+    for text in params:
+        system, keys, value = parse_param(text)
+        table = out.setdefault(system, {})
+        for k in keys[:-1]:
+            table = table.setdefault(k, {}) if isinstance(table.get(k, {}), dict) else {}
+        table[keys[-1]] = value
+    return out
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig:
-    """Merge a TOML file (if given) with command-line overrides (None/empty means 'not given')."""
+    """Merge a TOML file (if given) with command-line overrides (None/empty means 'not given');
+    `overrides["params"]` holds `--param SYSTEM.KEY=VALUE` flags, set over `system_params`."""
+    overrides = dict(overrides)
+    params = overrides.pop("params", None) or []
     values: dict[str, Any] = {}
     if path:
         p = Path(path)
@@ -183,6 +215,9 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> RunConfig
         if v is None or (k in _LISTS and not v):
             continue
         values[k] = v
+    if params:
+        current = values.get("system_params", {})
+        values["system_params"] = apply_params(current if isinstance(current, dict) else {}, params)
     where = f"{path}: " if path else ""
     try:
         cfg = RunConfig(**values)

@@ -81,3 +81,22 @@ def test_a_stage_option_table_may_be_switched_off_but_not_given_a_number(tmp_pat
     cfg_file.write_text('systems = ["remix"]\n[system_params.remix]\nbandpass = 3\n')
     with pytest.raises(ConfigError, match="system_params.remix.bandpass' must be a table"):
         load_config(cfg_file, {})
+
+
+def test_param_flags_set_system_parameters_over_the_config(tmp_path):
+    from harness.config import load_config, parse_param
+
+    assert parse_param("wpe.taps=10") == ("wpe", ["taps"], 10)
+    assert parse_param("mmse-lsa.floor_db=-20.5") == ("mmse-lsa", ["floor_db"], -20.5)
+    assert parse_param("remix/dsp.nalr=false") == ("remix/dsp", ["nalr"], False)
+    assert parse_param("hifigan.checkpoint=ckpt/a b.safetensors") == (
+        "hifigan", ["checkpoint"], "ckpt/a b.safetensors")  # not TOML: taken as a string
+    assert parse_param("remix.separator_options.n_fft=4096") == ("remix", ["separator_options", "n_fft"], 4096)
+    conf = tmp_path / "run.toml"
+    conf.write_text('[system_params.wpe]\ntaps = 5\ndelay = 2\n')
+    cfg = load_config(conf, {"params": ["wpe.taps=12", "mmse-lsa.rule=wiener"]})
+    assert cfg.system_params == {"wpe": {"taps": 12, "delay": 2}, "mmse-lsa": {"rule": "wiener"}}
+    for bad, msg in [("wpe", "expected SYSTEM.KEY=VALUE"), ("wpe.=3", "expected SYSTEM.KEY=VALUE"),
+                     ("wpe.taps=ten", "must be an integer"), ("wpe.tapz=3", "unknown parameter")]:
+        with pytest.raises(ConfigError, match=msg):
+            load_config(None, {"params": [bad]})

@@ -34,6 +34,7 @@ def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML file; any flag above is a key.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     metrics_backend: Annotated[str, typer.Option(help="reference (the field's packages) or fast (torch kernels); default: fast where its parity tests pass (BSSEval), reference elsewhere.")] = None,
+    param: Annotated[list[str], typer.Option("--param", "-p", help="SYSTEM.KEY=VALUE: set a system parameter (repeatable; over the config's [system_params]), e.g. --param wpe.taps=10 or --param hifigan.checkpoint=PATH.")] = None,
     system_timeout: Annotated[str, typer.Option(help="Seconds a system may take per call (one batch of items). Past it the system's process is killed and the batch retried item by item; an item that still overruns is stored failed ('timed out after N s'). 'auto' (default): 120 s + 10 s per second of input audio in the call.")] = None,
 ) -> None:
     """Run systems on suites for a listener panel, score them, store and summarise.
@@ -52,7 +53,7 @@ def run(
             "metrics": metric, "jobs": jobs, "device": device,
             "out": str(out_dir) if out_dir else None, "batch_size": batch_size,
             "run_name": run_name, "quiet": quiet or None, "metrics_backend": metrics_backend,
-            "system_timeout": system_timeout,
+            "system_timeout": system_timeout, "params": param,
         },
     )
     p = plan(cfg)

@@ -1,0 +1,1 @@
+"""Speech-enhancement systems: DSP baselines (dsp.py) and learned models."""
