@@ -27,6 +27,10 @@ class RegistryError(HarnessError):
     """A system, metric, panel or protocol name is unknown or fails to load."""
 
 
+class CheckpointError(HarnessError):
+    """A checkpoint (safetensors + JSON sidecar) is missing, unreadable or of another model."""
+
+
 class StoreError(HarnessError):
     """The results store cannot be opened, or a run id is unknown."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,47 @@ SE_DEVICES = ["studio", "headset", "laptop", "phone", "camcorder", "handheld-cli
 SE_NOISES = list(dg.NOISE_KINDS)
 
 
+@dataclass(frozen=True)
+class Degraded:
+    """One pass of the speech degradation chain, with its parts (at the device's rate)."""
+
+    noisy: np.ndarray
+    speech_image: np.ndarray  # the (reverberant) speech after the device, before noise
+    noise_image: np.ndarray  # the noise after the device, scaled to the SNR
+    rir: np.ndarray | None
+    room: dict[str, Any]
+    threshold: float | None  # the device's clipping threshold, if it clips
+
+
+def degrade_speech(clean: np.ndarray, rng: np.random.Generator, snr: float, rt60: float,
+                   device: dg.Device, kind: str, babble_voices: tuple[str, ...], *,
+                   make_rir: Callable[..., tuple[np.ndarray, dict]] = dg.shoebox_rir,
+                   sentences: tuple[str, ...] = speech.SENTENCES) -> Degraded:
+    """The speech-enhancement degradation chain (the generator's, and the trainer's): clean 16 kHz
+    speech -> a shoebox room of the given RT60 (none at 0) -> the device's band-limit and rate ->
+    noise of `kind` at `snr` dB (speech image vs noise image at the device output) -> the device's
+    clipping. Draws from `rng` in a fixed order, so one seed gives one degradation.
+    `make_rir(rt60, rate, rng)` gives the impulse response (default: a fresh shoebox simulation;
+    the trainer draws from a bank of simulated rooms); babble talkers say `sentences`."""
+    room: dict[str, Any] = {"rt60_s": rt60}
+    if rt60 > 0:
+        h, info = make_rir(rt60, SPEECH_RATE, rng)
+        room.update(info)
+        wet = dg.reverberate(clean, h)
+    else:
+        h, wet = None, clean
+    seconds = len(clean) / SPEECH_RATE
+    babble = (speech.babble(rng, seconds, SPEECH_RATE, 4, babble_voices, sentences)
+              if kind == "babble" else None)
+    noise = dg.make_noise(kind, len(clean), SPEECH_RATE, rng, babble)
+    speech_img = device_chain(device, wet, SPEECH_RATE)
+    noise_img = dg.scale_to_snr(speech_img, device_chain(device, noise, SPEECH_RATE), snr)
+    mix = speech_img + noise_img
+    threshold = device.clip_threshold(mix)
+    noisy = dg.hard_clip(mix, threshold) if threshold is not None else mix
+    return Degraded(noisy, speech_img, noise_img, h, room, threshold)
+
+
 def make_speech_enhancement(root: Path, items: int, seconds: float, seed: int, opts: dict,
                             tick: Callable[[], None]) -> tuple[list[Item], dict]:
     snrs = [float(s) for s in opts.get("snrs", SE_SNRS)]
@@ -57,21 +99,10 @@ def make_speech_enhancement(root: Path, items: int, seconds: float, seed: int, o
         kind = cycled(noises, i, seed, "noise")
         clean, texts = speech.talk(voice, rng, seconds, SPEECH_RATE)
         clean = dg.to_loudness(clean, SPEECH_RATE, level)
-        room: dict[str, Any] = {"rt60_s": rt60}
-        if rt60 > 0:
-            h, info = dg.shoebox_rir(rt60, SPEECH_RATE, rng)
-            room.update(info)
-            wet = dg.reverberate(clean, h)
-        else:
-            h, wet = None, clean
-        others = [v for v in ("slt", "rms", "awb", "kal16") if v != voice]
-        babble = speech.babble(rng, seconds, SPEECH_RATE, 4, tuple(others)) if kind == "babble" else None
-        noise = dg.make_noise(kind, len(clean), SPEECH_RATE, rng, babble)
-        speech_img = device_chain(device, wet, SPEECH_RATE)
-        noise_img = dg.scale_to_snr(speech_img, device_chain(device, noise, SPEECH_RATE), snr)
-        mix = speech_img + noise_img
-        threshold = device.clip_threshold(mix)
-        noisy = dg.hard_clip(mix, threshold) if threshold is not None else mix
+        others = tuple(v for v in ("slt", "rms", "awb", "kal16") if v != voice)
+        d = degrade_speech(clean, rng, snr, rt60, device, kind, others)
+        room, h, speech_img, noise_img, threshold = d.room, d.rir, d.speech_image, d.noise_image, d.threshold
+        noisy = d.noisy
         g = headroom(float(np.max(np.abs(noisy))))
         refs = {"clean": w(f"clean/{iid}", clean, SPEECH_RATE)}
         inputs = {"input": w(f"input/{iid}", noisy * g, device.rate)}

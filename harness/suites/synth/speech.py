@@ -17,6 +17,18 @@ from harness.suites.synth.tools import require
 
 VOICES = ("slt", "rms", "awb", "kal16", "hts_slt")
 FEMALE_VOICES = ("slt", "hts_slt")
+# Voices for training learned systems only, never in an evaluation suite: other speakers, from
+# festival voice packages (apt: festvox-kdlpc16k festvox-ca-ona-hts festvox-suopuhe-lj
+# festvox-suopuhe-mv festvox-italp16k festvox-itapc16k), speaking English text in their own
+# phonology. Name -> festival voice function.
+TRAINING_VOICES = {
+    "ked": "voice_ked_diphone",  # US English, male
+    "ona": "voice_upc_ca_ona_hts",  # Catalan, female (HTS)
+    "lj": "voice_suo_fi_lj_diphone",  # Finnish, female
+    "mv": "voice_hy_fi_mv_diphone",  # Finnish, male
+    "lp": "voice_lp_diphone",  # Italian, female
+    "pc": "voice_pc_diphone",  # Italian, male
+}
 RATE = 16000
 
 SENTENCES = (
@@ -73,25 +85,36 @@ SENTENCES = (
 
 def programs_for(voices: tuple[str, ...] | list[str]) -> list[str]:
     progs = []
-    if any(v != "hts_slt" for v in voices):
+    if any(v in VOICES and v != "hts_slt" for v in voices):
         progs.append("flite")
-    if "hts_slt" in voices:
+    if any(v == "hts_slt" or v in TRAINING_VOICES for v in voices):
         progs.append("text2wave")
     return progs
+
+
+def training_sentence(rng: np.random.Generator) -> str:
+    """A training text: 5 to 9 words drawn from the evaluation sentences' vocabulary, so the
+    training speech never says an evaluation sentence (but covers the same sounds)."""
+    words = sorted({w.strip(".,'").lower() for s in SENTENCES for w in s.split()} - {""})
+    k = int(rng.integers(5, 10))
+    text = " ".join(words[int(i)] for i in rng.integers(0, len(words), k))
+    return text[0].upper() + text[1:] + "."
 
 
 @lru_cache(maxsize=512)
 def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tts.wav"
-        if voice == "hts_slt":
-            cmd = ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-o", str(out)]
+        if voice == "hts_slt" or voice in TRAINING_VOICES:
+            fn = TRAINING_VOICES.get(voice, "voice_cmu_us_slt_arctic_hts")
+            cmd = ["text2wave", "-eval", f"({fn})", "-o", str(out)]
             subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
         elif voice in VOICES:
             subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True,
                            capture_output=True)
         else:
-            raise ValueError(f"unknown voice {voice!r} (known: {', '.join(VOICES)})")
+            raise ValueError(f"unknown voice {voice!r} (known: {', '.join(VOICES)}; for training: "
+                             f"{', '.join(TRAINING_VOICES)})")
         import soundfile as sf
 
         x, rate = sf.read(str(out), dtype="float64", always_2d=True)
@@ -114,14 +137,14 @@ def say(voice: str, text: str, rate: int = RATE) -> np.ndarray:
 
 
 def talk(voice: str, rng: np.random.Generator, seconds: float, rate: int = RATE,
-         gap: float = 0.25) -> tuple[np.ndarray, list[str]]:
+         gap: float = 0.25, sentences: tuple[str, ...] = SENTENCES) -> tuple[np.ndarray, list[str]]:
     """Sentences drawn without repeats, spoken by one voice with short gaps, until `seconds` are
     filled; cut to exactly `seconds` with a 20 ms fade. Returns the signal and the texts."""
     n = int(round(seconds * rate))
-    order = rng.permutation(len(SENTENCES))
+    order = rng.permutation(len(sentences))
     parts, texts, total, k = [], [], 0, 0
     while total < n:
-        text = SENTENCES[order[k % len(order)]]
+        text = sentences[order[k % len(order)]]
         k += 1
         x = say(voice, text, rate)
         parts += [x, np.zeros(int(gap * rate))]
@@ -132,12 +155,13 @@ def talk(voice: str, rng: np.random.Generator, seconds: float, rate: int = RATE,
 
 
 def babble(rng: np.random.Generator, seconds: float, rate: int = RATE, talkers: int = 4,
-           voices: tuple[str, ...] = ("slt", "rms", "awb", "kal16")) -> np.ndarray:
+           voices: tuple[str, ...] = ("slt", "rms", "awb", "kal16"),
+           sentences: tuple[str, ...] = SENTENCES) -> np.ndarray:
     """Several voices talking at once at equal level (each at unit RMS), summed."""
     n = int(round(seconds * rate))
     out = np.zeros(n)
     for i in range(talkers):
-        x, _ = talk(voices[i % len(voices)], rng, seconds, rate)
+        x, _ = talk(voices[i % len(voices)], rng, seconds, rate, sentences=sentences)
         start = int(rng.integers(0, max(n // 4, 1)))
         x = np.roll(x, start)
         out += x / max(float(np.sqrt(np.mean(x**2))), 1e-12)

@@ -1,0 +1,144 @@
+"""Model checkpoints: a safetensors file of tensors plus a JSON sidecar that says what they are.
+
+`model.safetensors` holds the weights (no pickle: nothing in it can run code); `model.json`
+beside it holds the record a reader needs to trust and rebuild them: the architecture (name and
+config), the parameter count, the training config and data seeds, steps and loss history, the
+harness version and git commit, and the sha256 of the weights file. Loading refuses, in one line
+naming the file: a missing file, a pickled PyTorch file (`torch.save`), a corrupt or truncated
+file, a missing or malformed sidecar, weights that do not match their sidecar, a checkpoint of
+another architecture, and tensors that do not fit the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.errors import CheckpointError
+
+FORMAT = "harness-checkpoint/1"
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container; a bare pickle
+
+
+def sidecar_of(path: str | Path) -> Path:
+    """The JSON sidecar of a checkpoint: `x.safetensors` -> `x.json`."""
+    return Path(path).with_suffix(".json")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save(path: str | Path, tensors: dict[str, Any], record: dict[str, Any]) -> Path:
+    """Write `tensors` (name -> torch tensor) to `path` and the sidecar beside it, each
+    atomically (a kill mid-write leaves the previous checkpoint). `record` must name the
+    `architecture` ({"name": ..., "config": {...}}); the format, parameter count, file hash,
+    harness version and git commit are added here."""
+    from safetensors.torch import save as st_save
+
+    from harness.manifest import environment
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: a checkpoint file ends in .safetensors")
+    if "architecture" not in record or "name" not in record["architecture"]:
+        raise CheckpointError(f"{path}: the record must name its architecture")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    blob = st_save(flat)
+    _atomic_write(path, blob)
+    env = environment()
+    side = {
+        "format": FORMAT,
+        **record,
+        "parameters": int(sum(v.numel() for v in flat.values())),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "harness_version": env["harness_version"],
+        "git": env["git"],
+        "saved_utc": env["created_utc"],
+    }
+    _atomic_write(sidecar_of(path), (json.dumps(side, indent=1, default=str) + "\n").encode())
+    return path
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """The sidecar of a checkpoint, checked for form (not against the weights)."""
+    path = Path(path)
+    side = sidecar_of(path)
+    if not side.is_file():
+        raise CheckpointError(f"{path}: no sidecar {side.name} beside it (the architecture and "
+                              "training record; harness train and harness checkpoints write one)")
+    try:
+        record = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{side}: not a readable JSON sidecar ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(f"{side}: not a checkpoint sidecar (expected format {FORMAT!r})")
+    arch = record.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
+        raise CheckpointError(f"{side}: 'architecture' must be an object with a 'name'")
+    return record
+
+
+def load(path: str | Path, architecture: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, record) of a checkpoint; with `architecture`, refuse one of another model."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    blob = path.read_bytes()
+    if blob.startswith(PICKLE_MAGIC):
+        raise CheckpointError(f"{path}: a pickled PyTorch file (torch.save); the harness loads "
+                              "only safetensors (convert it: harness checkpoints convert)")
+    record = read_record(path)
+    if architecture is not None and record["architecture"]["name"] != architecture:
+        raise CheckpointError(f"{path}: a {record['architecture']['name']!r} checkpoint, expected "
+                              f"{architecture!r}")
+    if hashlib.sha256(blob).hexdigest() != record.get("sha256"):
+        raise CheckpointError(f"{path}: its content does not match its sidecar's sha256 (a "
+                              "changed, truncated or mismatched file)")
+    try:
+        tensors = st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    return tensors, record
+
+
+def load_into(module: Any, tensors: dict[str, Any], path: str | Path, prefix: str = "") -> None:
+    """Load `tensors` (those under `prefix`) into a torch module, strictly; a mismatch is one line
+    naming the file, the missing and unexpected keys and the first shape that differs."""
+    own = module.state_dict()
+    given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    missing = sorted(set(own) - set(given))
+    extra = sorted(set(given) - set(own))
+    shapes = [f"{k} {tuple(given[k].shape)} != {tuple(own[k].shape)}" for k in own
+              if k in given and tuple(given[k].shape) != tuple(own[k].shape)]
+    if missing or extra or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
+        if shapes:
+            parts.append(f"shape of {shapes[0]}")
+        raise CheckpointError(f"{path}: does not fit the {type(module).__name__} model "
+                              f"({'; '.join(parts)})")
+    module.load_state_dict(given, strict=True)

@@ -1,0 +1,102 @@
+"""`harness train`: train a learned system into a safetensors checkpoint."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.app import app, err
+
+
+@app.command()
+def train(
+    system: Annotated[str, typer.Argument(help="A trainable system (harness systems lists them; e.g. hifigan).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write: NAME.safetensors (+ NAME.json, NAME.train.*, NAME.loss.png, NAME.report.md beside it).")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="TRAIN.toml: any key of the system's training defaults (unknown keys are refused).")] = None,
+    steps: Annotated[int, typer.Option(help="Stop after this many steps in all (default: the stages' total); --resume continues to it.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: cuda when present).")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the training state beside --out (same config and seed: the same weights as an uninterrupted run).")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    validate_every: Annotated[int, typer.Option(help="Steps between validations on held-out generated data (0: only at the end).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train SYSTEM on data drawn on the fly from the harness's generators (training voices,
+    rooms, noises and seeds disjoint from every evaluation suite) and write its checkpoint.
+
+    A kill loses at most `--checkpoint-every` steps: rerun the same command with --resume."""
+    import os
+
+    import torch
+
+    from harness import registry
+    from harness.errors import CheckpointError, ConfigError, RegistryError
+    from harness.planning import resolve_device
+    from harness.training.report import loss_curve, write_report
+    from harness.training.trainer import Trainer, load_train_config, state_path
+
+    cls = registry.load("harness.systems", system)
+    if not callable(getattr(cls, "training", None)):
+        trainable = [n for n in registry.names("harness.systems")
+                     if callable(getattr(_safe_load(n), "training", None))]
+        raise RegistryError(f"system {system!r} is not trainable (trainable: {', '.join(trainable) or 'none'})")
+    if checkpoint_every < 1 or validate_every < 0 or (steps is not None and steps < 0):
+        raise ConfigError("--checkpoint-every must be >= 1, --validate-every and --steps >= 0")
+    spec = cls.training()
+    cfg = load_train_config(spec, config)
+    dev = resolve_device(device)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    trainer = Trainer(spec, cfg, out, dev, log=lambda m: err.print(m, soft_wrap=True))
+    if resume:
+        trainer.resume()
+        err.print(f"resumed {out} at step {trainer.step} of {trainer.total_steps}")
+    elif state_path(trainer.out).exists() or trainer.out.exists():
+        raise CheckpointError(f"{trainer.out}: a checkpoint is already there (--resume continues it; "
+                              "choose another --out to start afresh)")
+    n_params = sum(p.numel() for p in trainer.modules[next(iter(trainer.modules))].parameters())
+    err.print(f"training {system} ({spec.architecture}, {n_params:,} parameters in "
+              f"{next(iter(trainer.modules))}) on {dev}: {trainer.total_steps} steps, stages "
+              + ", ".join(f"{s.name} {s.steps}" for s in trainer.stages), soft_wrap=True)
+    end = trainer.total_steps if steps is None else min(steps, trainer.total_steps)
+    if quiet:
+        trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
+                      TimeRemainingColumn(), console=err) as bar:
+            task = bar.add_task("train", total=end, completed=trainer.step, loss="", rate="")
+
+            def tick(step: int, logs: dict) -> None:
+                shown = " ".join(f"{k} {v:.4g}" for k, v in logs.items() if not k.endswith("grad_norm"))
+                rate = trainer.history[-1].get("steps_per_s", 0) if trainer.history else 0
+                bar.update(task, completed=step, loss=shown, rate=f"{rate:.2f} steps/s")
+
+            trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every,
+                        progress=tick)
+    if trainer.step >= trainer.total_steps and (not trainer.validation
+                                                or trainer.validation[-1]["step"] != trainer.step):
+        trainer.run_validation()
+        trainer.save()
+    from harness import checkpoints
+
+    record = checkpoints.read_record(trainer.out)
+    png = loss_curve(trainer.history, trainer.out.with_suffix(".loss.png"),
+                     f"{system}: loss per logged step")
+    command = "harness " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = write_report(record, trainer.out.with_suffix(".report.md"), command)
+    err.print(f"wrote {trainer.out} ({record['parameters']:,} parameters, step {trainer.step}), "
+              f"{png}, {report}")
+
+
+def _safe_load(name: str):
+    from harness import registry
+
+    try:
+        return registry.load("harness.systems", name)
+    except Exception:
+        return None

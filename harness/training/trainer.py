@@ -1,0 +1,275 @@
+"""The training loop: stages, optimisers, schedules, clipping, logging, checkpoints, resume.
+
+Determinism: every step seeds torch from (seed, step) before it draws its batch and runs its
+losses, and the batch itself is a function of (seed, step). So a run stopped at any checkpoint
+and resumed with `--resume` sees the same batches and the same random draws (dropout) as an
+uninterrupted one, and with the optimiser states restored ends with the same weights (on the
+same device and thread count).
+
+Files, for `--out DIR/NAME.safetensors`:
+- `NAME.safetensors` + `NAME.json`: the inference weights and their record (what `harness run`
+  loads); rewritten at every checkpoint, so a stopped run leaves a usable model;
+- `NAME.train.safetensors` + `NAME.train.json`: every module and optimiser state, the step and
+  the loss history (what `--resume` reads); no pickle anywhere;
+- `NAME.loss.png`, `NAME.report.md`: the loss curve and the training report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness import checkpoints
+from harness.config import check_type
+from harness.errors import CheckpointError, ConfigError, read_structured
+from harness.training.spec import OptimiserSpec, Stage, Trainable
+
+STATE_SUFFIX = ".train.safetensors"
+
+
+def state_path(out: Path) -> Path:
+    return out.with_name(out.stem + STATE_SUFFIX)
+
+
+# ------------------------------------------------------------------ configuration
+def merge_config(defaults: dict[str, Any], given: dict[str, Any], where: str, prefix: str = "") -> dict:
+    """`given` over `defaults`, recursively: an unknown key or a value of another type than its
+    default is a ConfigError naming `where` and the dotted key."""
+    out = dict(defaults)
+    for key, value in given.items():
+        dotted = f"{prefix}{key}"
+        if key not in defaults:
+            known = ", ".join(sorted(defaults))
+            scope = f" in {prefix[:-1]}" if prefix else ""
+            raise ConfigError(f"{where}unknown key {dotted!r} (known{scope}: {known})")
+        d = defaults[key]
+        if isinstance(d, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}key {dotted!r} must be a table")
+            out[key] = merge_config(d, value, where, dotted + ".")
+            continue
+        try:
+            if d is not None:
+                kind = float if isinstance(d, float) else (list if isinstance(d, list) else type(d))
+                check_type(dotted, value, (int, float) if kind is float else kind)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc}") from None
+        out[key] = float(value) if isinstance(d, float) else value
+    return out
+
+
+def load_train_config(trainable: Trainable, path: str | Path | None,
+                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The training configuration: the trainable's defaults, then TRAIN.toml, then overrides."""
+    cfg = trainable.defaults()
+    if path:
+        p = Path(path)
+        if p.suffix.lower() != ".toml":
+            raise ConfigError(f"{p}: a training config must be a .toml file")
+        raw = read_structured(p, ConfigError, "training config", "training config not found")
+        cfg = merge_config(cfg, raw, f"{p}: ")
+    if overrides:
+        cfg = merge_config(cfg, overrides, "")
+    for key in ("seed", "batch_size"):
+        if key not in cfg:
+            raise ConfigError(f"{trainable.architecture}: its training defaults lack {key!r}")
+    if cfg["batch_size"] < 1:
+        raise ConfigError(f"{path or 'training config'}: batch_size must be at least 1")
+    return cfg
+
+
+# ------------------------------------------------------------------ the loop
+def step_seed(seed: int, step: int) -> int:
+    return zlib.crc32(f"{seed}:{step}".encode())
+
+
+def stage_at(stages: list[Stage], step: int) -> tuple[Stage, int]:
+    """The stage a (0-based) step falls in and the step's index within it."""
+    start = 0
+    for s in stages:
+        if step < start + s.steps:
+            return s, step - start
+        start += s.steps
+    return stages[-1], step - (start - stages[-1].steps)
+
+
+class Trainer:
+    """Train `trainable` with configuration `cfg` into `out` (a .safetensors path)."""
+
+    def __init__(self, trainable: Trainable, cfg: dict[str, Any], out: str | Path,
+                 device: str = "cpu", *, log: Callable[[str], None] | None = None) -> None:
+        import torch
+
+        self.t, self.cfg, self.device = trainable, cfg, device
+        self.out = Path(out)
+        if self.out.suffix != ".safetensors":
+            raise ConfigError(f"{self.out}: --out names a .safetensors file")
+        self.log = log or (lambda _m: None)
+        torch.manual_seed(int(cfg["seed"]))
+        self.modules = {k: m.to(device) for k, m in trainable.build(cfg).items()}
+        self.specs = {o.name: o for o in trainable.optimisers(cfg)}
+        self.stages = [s for s in trainable.stages(cfg) if s.steps > 0]
+        if not self.stages:
+            raise ConfigError(f"{trainable.architecture}: no training step in any stage")
+        for s in self.stages:
+            unknown = [o for o in s.optimisers if o not in self.specs]
+            if unknown:
+                raise ConfigError(f"stage {s.name}: unknown optimiser(s) {', '.join(unknown)}")
+        self.optims = {}
+        for name, spec in self.specs.items():
+            params = [p for m in spec.modules for p in self.modules[m].parameters()]
+            self.optims[name] = torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas,
+                                                  weight_decay=spec.weight_decay)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []  # {"step", "stage", losses..., "seconds"}
+        self.validation: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    # ---- learning rate of an optimiser at a step (a pure function: nothing to save for it)
+    def lr_at(self, name: str, step: int) -> float:
+        stage, within = stage_at(self.stages, step)
+        spec: OptimiserSpec = self.specs[name]
+        base = (stage.lr or {}).get(name, spec.lr)
+        return base * spec.decay ** (within // max(spec.decay_every, 1))
+
+    def train_step(self) -> dict[str, float]:
+        import torch
+
+        stage, _ = stage_at(self.stages, self.step)
+        torch.manual_seed(step_seed(int(self.cfg["seed"]), self.step))
+        for m in self.modules.values():
+            m.train()
+        batch = self.t.batch(self.cfg, self.step, self.device)
+        cache: dict[str, Any] = {}
+        logs: dict[str, float] = {}
+        for name in stage.optimisers:
+            opt, spec = self.optims[name], self.specs[name]
+            for group in opt.param_groups:
+                group["lr"] = self.lr_at(name, self.step)
+            opt.zero_grad(set_to_none=True)
+            loss, parts = self.t.loss(self.cfg, stage.name, name, self.modules, batch, cache)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {self.step}: {name} loss is {float(loss)}")
+            loss.backward()
+            if spec.clip_norm:
+                params = [p for m in spec.modules for p in self.modules[m].parameters()]
+                parts[f"{name}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, spec.clip_norm))
+            opt.step()
+            logs.update(parts)
+        self.step += 1
+        return logs
+
+    # ---- checkpoints
+    def record(self) -> dict[str, Any]:
+        return {
+            "architecture": {"name": self.t.architecture, "config": self.cfg.get("arch", {})},
+            "training": {
+                "config": self.cfg, "steps": self.step, "total_steps": self.total_steps,
+                "stages": [asdict(s) for s in self.stages],
+                "optimisers": [asdict(o) for o in self.specs.values()],
+                "device": self.device, "seconds": round(self.elapsed, 1),
+                "loss_history": self.history, "validation": self.validation,
+            },
+            "data": self.t.data_record(self.cfg),
+        }
+
+    def save(self) -> None:
+        """The inference weights and the full training state, each written atomically (the
+        weights last: a kill between the two leaves a state that resumes to the same place)."""
+        import torch
+
+        tensors = {f"module/{m}/{k}": v for m, mod in self.modules.items()
+                   for k, v in mod.state_dict().items()}
+        groups = {}
+        for name, opt in self.optims.items():
+            sd = opt.state_dict()
+            for idx, st in sd["state"].items():
+                for key, val in st.items():
+                    t = val if torch.is_tensor(val) else torch.tensor(val)
+                    tensors[f"optim/{name}/{idx}/{key}"] = t
+            groups[name] = sd["param_groups"]
+        tensors["rng/torch"] = torch.get_rng_state()
+        rec = self.record()
+        rec["state"] = {"optimiser_groups": groups, "step": self.step}
+        checkpoints.save(state_path(self.out), tensors, rec)
+        checkpoints.save(self.out, self.t.export(self.modules), self.record())
+
+    def resume(self) -> None:
+        import torch
+
+        path = state_path(self.out)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: nothing to resume (no training state beside {self.out.name})")
+        tensors, rec = checkpoints.load(path, self.t.architecture)
+        if rec["architecture"].get("config") != self.cfg.get("arch", {}):
+            raise CheckpointError(f"{path}: trained with another architecture config "
+                                  f"({rec['architecture'].get('config')}); resume with the same one")
+        for m, mod in self.modules.items():
+            checkpoints.load_into(mod, tensors, path, prefix=f"module/{m}/")
+        groups = rec["state"]["optimiser_groups"]
+        for name, opt in self.optims.items():
+            state: dict[int, dict[str, Any]] = {}
+            for key, val in tensors.items():
+                parts = key.split("/")
+                if parts[0] == "optim" and parts[1] == name:
+                    keep = val if parts[3] == "step" else val.to(self.device)
+                    state.setdefault(int(parts[2]), {})[parts[3]] = keep
+            opt.load_state_dict({"state": state, "param_groups": groups[name]})
+        torch.set_rng_state(tensors["rng/torch"])
+        train = rec["training"]
+        self.step = int(rec["state"]["step"])
+        self.history = list(train.get("loss_history", []))
+        self.validation = list(train.get("validation", []))
+        self.elapsed = float(train.get("seconds", 0.0))
+
+    # ---- the run
+    def run(self, steps: int | None = None, *, checkpoint_every: int = 100, log_every: int = 10,
+            validate_every: int = 0,
+            progress: Callable[[int, dict[str, float]], None] | None = None) -> None:
+        """Train until step `steps` (default: the stages' total), checkpointing every
+        `checkpoint_every` steps and at the end."""
+        end = min(steps if steps is not None else self.total_steps, self.total_steps)
+        window: dict[str, list[float]] = {}
+        t0 = time.time() - self.elapsed
+        last = time.time()
+        while self.step < end:
+            logs = self.train_step()
+            for k, v in logs.items():
+                window.setdefault(k, []).append(v)
+            if self.step % log_every == 0 or self.step == end:
+                now = time.time()
+                entry = {"step": self.step, "stage": stage_at(self.stages, self.step - 1)[0].name,
+                         **{k: round(sum(v) / len(v), 6) for k, v in window.items()},
+                         "steps_per_s": round(len(next(iter(window.values()), [0]))
+                                              / max(now - last, 1e-9), 4)}
+                self.history.append(entry)
+                window, last = {}, now
+            self.elapsed = time.time() - t0
+            if validate_every and self.step % validate_every == 0:
+                self.run_validation()
+            if self.step % checkpoint_every == 0 or self.step == end:
+                self.save()
+            if progress:
+                progress(self.step, logs)
+        self.elapsed = time.time() - t0
+
+    def run_validation(self) -> dict[str, float]:
+        import torch
+
+        for m in self.modules.values():
+            m.eval()
+        with torch.no_grad():
+            scores = self.t.validate(self.cfg, self.modules, self.device)
+        entry = {"step": self.step, **{k: round(float(v), 5) for k, v in scores.items()}}
+        self.validation.append(entry)
+        self.log(f"validation at step {self.step}: " + json.dumps(entry))
+        return scores

@@ -1,0 +1,241 @@
+"""Training HiFi-GAN: batches drawn on the fly from the speech-enhancement generator's degradation
+chain, the paper's three stages, validation on held-out generated data.
+
+Data (all disjoint from the evaluation suites): voices from TRAINING_VOICES (festival voices of
+speakers no suite uses), texts drawn from the suites' vocabulary but never a suite sentence,
+rooms from a bank simulated with training seeds, noises drawn with training seeds (babble from
+the training voices). Each example: clean speech (level jittered around -30 LUFS) -> a room
+(none with probability p_dry) -> a random device's band-limit and rate -> noise of a random kind
+at an SNR drawn from [snr_min, snr_max] -> the device's clipping -> resampled to 16 kHz; input
+and target scaled together so that the input's RMS is 0.1 (as the system does at inference).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.training import OptimiserSpec, Stage
+from systems.speech import hifigan as hg
+
+RATE = hg.RATE
+VALIDATION_OFFSET = 10**9  # validation examples use seeds no training step reaches
+
+
+def default_config() -> dict[str, Any]:
+    from harness.suites.synth.speech import TRAINING_VOICES
+
+    return {
+        "seed": 20261204,
+        "batch_size": 8,
+        "segment_s": 1.0,
+        "arch": dict(hg.ARCH_SMALL),
+        "steps": {"wavenet": 2000, "postnet": 500, "adversarial": 500},
+        "lr": {"wavenet": 1e-3, "postnet": 1e-4, "generator": 1e-5, "discriminators": 1e-3},
+        "loss": {"l1": 1.0, "spec": 0.01, "adv": 1.0, "fm": 2.0},
+        "clip_norm": 10.0,
+        "data": {
+            "voices": list(TRAINING_VOICES), "texts": 60, "rooms": 48, "rt60_min": 0.2,
+            "rt60_max": 1.0, "p_dry": 0.25, "snr_min": -5.0, "snr_max": 25.0,
+            "level_lufs": -30.0, "level_jitter_db": 6.0, "validation_items": 16,
+            "cache": "",  # folder for the simulated room bank ("" = ~/.cache/audio-harness)
+        },
+    }
+
+
+class SpeechData:
+    """The training examples of one data config, deterministic from (seed, step, index)."""
+
+    def __init__(self, data: dict[str, Any], seed: int) -> None:
+        self.cfg, self.seed = data, seed
+
+    @cached_property
+    def texts(self) -> tuple[str, ...]:
+        from harness.suites.synth.speech import training_sentence
+
+        rng = np.random.default_rng([self.seed, 1])
+        return tuple(training_sentence(rng) for _ in range(int(self.cfg["texts"])))
+
+    def bank_path(self) -> Path:
+        key = json.dumps([self.seed, self.cfg["rooms"], self.cfg["rt60_min"], self.cfg["rt60_max"]])
+        root = self.cfg["cache"] or os.environ.get("HARNESS_CACHE", "~/.cache/audio-harness")
+        root = Path(root).expanduser()
+        return root / f"rooms-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+    @cached_property
+    def rooms(self) -> list[np.ndarray]:
+        """A bank of simulated shoebox rooms (training seeds), cached on disk (simulating one
+        takes seconds)."""
+        from harness.suites.synth import degrade as dg
+
+        path = self.bank_path()
+        if path.is_file():
+            with np.load(path) as z:
+                return [z[k] for k in sorted(z.files, key=int)]
+        rng = np.random.default_rng([self.seed, 2])
+        bank = []
+        for _ in range(int(self.cfg["rooms"])):
+            rt60 = float(rng.uniform(self.cfg["rt60_min"], self.cfg["rt60_max"]))
+            h, _ = dg.shoebox_rir(rt60, RATE, rng)
+            bank.append(h.astype(np.float32))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **{str(i): h for i, h in enumerate(bank)})
+        os.replace(tmp, path)
+        return bank
+
+    def room(self, rt60: float, rate: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        i = int(rng.integers(len(self.rooms)))
+        return self.rooms[i].astype(np.float64), {"bank_room": i}
+
+    def example(self, rng: np.random.Generator, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+        """(noisy input at 16 kHz, clean target), scaled together to input RMS 0.1."""
+        from harness.audio import resample_samples
+        from harness.suites.synth import degrade as dg
+        from harness.suites.synth import speech
+        from harness.suites.synth.gen_speech import degrade_speech
+
+        c = self.cfg
+        voices = tuple(c["voices"])
+        voice = voices[int(rng.integers(len(voices)))]
+        clean, _ = speech.talk(voice, rng, seconds, RATE, sentences=self.texts)
+        level = c["level_lufs"] + rng.uniform(-c["level_jitter_db"], c["level_jitter_db"])
+        clean = dg.to_loudness(clean, RATE, level)
+        rt60 = 0.0 if rng.random() < c["p_dry"] else 1.0  # > 0: a room from the bank
+        devices = sorted(dg.DEVICES)
+        device = dg.DEVICES[devices[int(rng.integers(len(devices)))]]
+        kind = dg.NOISE_KINDS[int(rng.integers(len(dg.NOISE_KINDS)))]
+        snr = float(rng.uniform(c["snr_min"], c["snr_max"]))
+        others = tuple(v for v in voices if v != voice)
+        d = degrade_speech(clean, rng, snr, rt60, device, kind, others, make_rir=self.room,
+                           sentences=self.texts)
+        noisy = resample_samples(d.noisy, device.rate, RATE)
+        n = len(clean)
+        noisy = np.pad(noisy[:n], (0, max(0, n - len(noisy))))
+        scale = 0.1 / max(float(np.sqrt(np.mean(noisy ** 2))), 1e-8)
+        return noisy * scale, clean * scale
+
+    def batch(self, step: int, size: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for i in range(size):
+            x, y = self.example(np.random.default_rng([self.seed, 3, step, i]), seconds)
+            xs.append(x)
+            ys.append(y)
+        return np.stack(xs), np.stack(ys)
+
+    def record(self) -> dict[str, Any]:
+        from harness.suites.synth.speech import VOICES
+
+        return {"generator": "speech-enhancement degradation chain (harness.suites.synth.gen_speech."
+                             "degrade_speech)",
+                "voices": list(self.cfg["voices"]), "evaluation_voices_excluded": list(VOICES),
+                "texts": f"{self.cfg['texts']} sentences drawn from the suites' vocabulary with seed "
+                         f"[{self.seed}, 1]; no suite sentence",
+                "rooms": f"{self.cfg['rooms']} shoebox rooms, RT60 {self.cfg['rt60_min']}-"
+                         f"{self.cfg['rt60_max']} s, seed [{self.seed}, 2]; dry with probability "
+                         f"{self.cfg['p_dry']}",
+                "examples": f"seed [{self.seed}, 3, step, index]; validation seed [{self.seed}, 3, "
+                            f"{VALIDATION_OFFSET}, index]",
+                "snr_db": [self.cfg["snr_min"], self.cfg["snr_max"]],
+                "noises": "white, pink, brown, hum50, hum60, babble (training voices)",
+                "devices": "every device model of the generator, drawn uniformly"}
+
+
+class HifiganTraining:
+    """The Trainable of `hifigan` (harness.training.spec)."""
+
+    architecture = "hifigan"
+
+    def defaults(self) -> dict[str, Any]:
+        return default_config()
+
+    def data(self, cfg: dict[str, Any]) -> SpeechData:
+        key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True)
+        if getattr(self, "_data_key", None) != key:
+            self._data, self._data_key = SpeechData(cfg["data"], int(cfg["seed"])), key
+        return self._data
+
+    def build(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        return {"generator": hg.Generator(cfg["arch"]), "discriminators": hg.Discriminators(cfg["arch"])}
+
+    def optimisers(self, cfg: dict[str, Any]) -> list[OptimiserSpec]:
+        clip = float(cfg["clip_norm"]) or None
+        return [OptimiserSpec("generator", ("generator",), cfg["lr"]["wavenet"], clip_norm=clip),
+                OptimiserSpec("discriminators", ("discriminators",), cfg["lr"]["discriminators"],
+                              clip_norm=clip)]
+
+    def stages(self, cfg: dict[str, Any]) -> list[Stage]:
+        s, lr = cfg["steps"], cfg["lr"]
+        return [Stage("wavenet", int(s["wavenet"]), ("generator",), {"generator": lr["wavenet"]}),
+                Stage("postnet", int(s["postnet"]), ("generator",), {"generator": lr["postnet"]}),
+                Stage("adversarial", int(s["adversarial"]), ("discriminators", "generator"),
+                      {"generator": lr["generator"], "discriminators": lr["discriminators"]})]
+
+    def batch(self, cfg: dict[str, Any], step: int, device: str) -> Any:
+        import torch
+
+        x, y = self.data(cfg).batch(step, int(cfg["batch_size"]), float(cfg["segment_s"]))
+        return (torch.tensor(x, dtype=torch.float32, device=device)[:, None],
+                torch.tensor(y, dtype=torch.float32, device=device)[:, None])
+
+    def loss(self, cfg: dict[str, Any], stage: str, optimiser: str, modules: dict[str, Any],
+             batch: Any, cache: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+        import torch
+
+        x, clean = batch
+        w = {k: float(v) for k, v in cfg["loss"].items()}
+        gen, disc = modules["generator"], modules["discriminators"]
+        if stage in ("wavenet", "postnet"):
+            y = gen(x, postnet=stage == "postnet")
+            l1, spec = hg.l1_loss(y, clean), hg.spectrogram_loss(y, clean)
+            return w["l1"] * l1 + w["spec"] * spec, {"l1": float(l1.detach()), "spec": float(spec.detach())}
+        if "y" not in cache:
+            cache["y"] = gen(x)
+        y = cache["y"]
+        if optimiser == "discriminators":
+            real = [o for o, _ in disc(clean)]
+            fake = [o for o, _ in disc(y.detach())]
+            loss = hg.hinge_d(real, fake)
+            return loss, {"d_hinge": float(loss.detach())}
+        fake_out = disc(y)
+        with torch.no_grad():
+            real_feats = [f for _, f in disc(clean)]
+        l1, spec = hg.l1_loss(y, clean), hg.spectrogram_loss(y, clean)
+        adv = hg.hinge_g([o for o, _ in fake_out])
+        fm = hg.feature_matching(real_feats, [f for _, f in fake_out])
+        total = w["l1"] * l1 + w["spec"] * spec + w["adv"] * adv + w["fm"] * fm
+        return total, {"l1": float(l1.detach()), "spec": float(spec.detach()), "g_adv": float(adv.detach()),
+                       "fm": float(fm.detach())}
+
+    def validate(self, cfg: dict[str, Any], modules: dict[str, Any], device: str) -> dict[str, float]:
+        from pesq import pesq
+
+        from harness.metrics.snr import si_sdr_db
+
+        data = self.data(cfg)
+        gen = modules["generator"]
+        rows = []
+        for i in range(int(cfg["data"]["validation_items"])):
+            rng = np.random.default_rng([int(cfg["seed"]), 3, VALIDATION_OFFSET, i])
+            x, clean = data.example(rng, 3.0)
+            y = hg.enhance(gen, x)
+            try:
+                p_in, p_out = pesq(RATE, clean, x, "wb"), pesq(RATE, clean, y, "wb")
+            except Exception:  # a validation item PESQ cannot score (no utterance found)
+                p_in = p_out = float("nan")
+            rows.append((si_sdr_db(x, clean), si_sdr_db(y, clean), p_in, p_out))
+        a = np.array(rows, dtype=float)
+        return {"si_sdr_in": float(np.nanmean(a[:, 0])), "si_sdr": float(np.nanmean(a[:, 1])),
+                "pesq_in": float(np.nanmean(a[:, 2])), "pesq": float(np.nanmean(a[:, 3]))}
+
+    def export(self, modules: dict[str, Any]) -> dict[str, Any]:
+        return dict(modules["generator"].state_dict())
+
+    def data_record(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        return self.data(cfg).record()

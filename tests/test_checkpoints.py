@@ -1,0 +1,105 @@
+"""Checkpoints: safetensors + JSON sidecar round-trip, and every way a checkpoint can be wrong
+refused in one line naming the file (also through `harness run`, as the item's reason)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from conftest import run_cli
+
+from harness import checkpoints
+from harness.errors import CheckpointError
+
+
+def small_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv1d(1, 4, 3), torch.nn.Conv1d(4, 1, 1))
+
+
+def saved(tmp_path, name="m", arch="toy"):
+    model = small_model()
+    path = checkpoints.save(tmp_path / f"{name}.safetensors", model.state_dict(),
+                            {"architecture": {"name": arch, "config": {"width": 4}}, "note": "x"})
+    return model, path
+
+
+def test_round_trip_keeps_every_tensor_and_records_what_it_is(tmp_path):
+    model, path = saved(tmp_path)
+    tensors, record = checkpoints.load(path, "toy")
+    assert set(tensors) == set(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert torch.equal(tensors[k], v)
+    assert record["parameters"] == 4 * 1 * 3 + 4 + 1 * 4 * 1 + 1  # counted by hand
+    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record["architecture"] == {"name": "toy", "config": {"width": 4}} and record["note"] == "x"
+    assert record["format"] == checkpoints.FORMAT and "git" in record and "harness_version" in record
+    other = small_model()
+    torch.nn.init.zeros_(other[0].weight)
+    checkpoints.load_into(other, tensors, path)
+    assert torch.equal(other[0].weight, model[0].weight)
+
+
+def test_every_broken_checkpoint_is_one_line_naming_the_file(tmp_path):
+    model, path = saved(tmp_path)
+    cases = []
+    cases.append((tmp_path / "absent.safetensors", "no such checkpoint file"))
+    pickled = tmp_path / "pickled.safetensors"
+    torch.save(model.state_dict(), pickled)
+    cases.append((pickled, "pickled PyTorch file"))
+    bare = tmp_path / "bare.safetensors"
+    bare.write_bytes(path.read_bytes())
+    cases.append((bare, "no sidecar bare.json"))
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-40])
+    side = json.loads(checkpoints.sidecar_of(path).read_text())
+    checkpoints.sidecar_of(truncated).write_text(json.dumps(side))
+    cases.append((truncated, "does not match its sidecar"))
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    checkpoints.sidecar_of(garbage).write_text(json.dumps(
+        {**side, "sha256": hashlib.sha256(b"\x00" * 64).hexdigest()}))
+    cases.append((garbage, "not a readable safetensors file"))
+    badside = tmp_path / "badside.safetensors"
+    badside.write_bytes(path.read_bytes())
+    checkpoints.sidecar_of(badside).write_text("{not json")
+    cases.append((badside, "not a readable JSON sidecar"))
+    for p, message in cases:
+        with pytest.raises(CheckpointError) as exc:
+            checkpoints.load(p, "toy")
+        text = str(exc.value)
+        assert message in text and p.stem in text and "\n" not in text, text
+    with pytest.raises(CheckpointError, match=r"m.safetensors: a 'toy' checkpoint, expected 'hifigan'"):
+        checkpoints.load(path, "hifigan")
+    wide = torch.nn.Sequential(torch.nn.Conv1d(1, 8, 3), torch.nn.Conv1d(8, 1, 1))
+    tensors, _ = checkpoints.load(path)
+    with pytest.raises(CheckpointError, match=r"m.safetensors: does not fit the Sequential model "
+                                              r"\(shape of 0.weight \(4, 1, 3\) != \(8, 1, 3\)\)"):
+        checkpoints.load_into(wide, tensors, path)
+
+
+def test_a_bad_hifigan_checkpoint_fails_its_items_with_the_file_named(tmp_path):
+    from harness.api import get_system
+
+    model, path = saved(tmp_path, "other", arch="unet-sr")
+    pickled = tmp_path / "weights.pth.safetensors"
+    torch.save(model.state_dict(), pickled)
+    for ckpt, message in ((path, "a 'unet-sr' checkpoint, expected 'hifigan'"),
+                          (tmp_path / "nothing.safetensors", "no such checkpoint file")):
+        with pytest.raises(CheckpointError, match=message):
+            get_system("hifigan", checkpoint=str(ckpt)).prepare("cpu")
+    # through a run: every item failed, its reason naming the file, nothing else lost
+    out = tmp_path / "run"
+    r = run_cli("run", "--suite", "speech-enhancement-quick", "--system", "hifigan", "--system",
+                "unprocessed", "--param", f"hifigan.checkpoint={pickled}", "--metric", "snr",
+                "--out", str(out), "-q")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    from harness.store import Store
+
+    with Store(out, create=False) as s:
+        scores = s.scores(s.resolve("latest"))
+    mine = scores[scores.system == "hifigan"]
+    assert set(mine.status) == {"failed"} and set(scores[scores.system == "unprocessed"].status) == {"ok"}
+    assert all("pickled PyTorch file" in r and pickled.name in r for r in mine.reason), mine.reason.iloc[0]

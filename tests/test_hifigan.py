@@ -1,0 +1,92 @@
+"""HiFi-GAN (Su et al. 2020): each loss against a hand computation, the discriminators' input
+rates, the mel filters, the WaveNet's receptive field, and the two sizes' parameter counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from systems.speech import hifigan as hg
+
+
+def test_l1_hinge_and_feature_matching_equal_hand_computed_values():
+    y = torch.tensor([[[0.5, -1.0, 2.0, 0.0]]])
+    x = torch.tensor([[[0.0, -0.5, 1.0, 1.0]]])
+    assert float(hg.l1_loss(y, x)) == pytest.approx((0.5 + 0.5 + 1.0 + 1.0) / 4)
+    real = [torch.tensor([0.5, 2.0]), torch.tensor([-1.0])]
+    fake = [torch.tensor([-2.0, 0.5]), torch.tensor([0.0])]
+    # D: mean(relu(1 - r)) + mean(relu(1 + f)) per discriminator, summed
+    want_d = ((0.5 + 0.0) / 2 + (1.5 + 0.0) / 2) + (2.0 + 1.0)
+    assert float(hg.hinge_d(real, fake)) == pytest.approx(want_d)
+    assert float(hg.hinge_g(fake)) == pytest.approx(-(-2.0 + 0.5) / 2 - 0.0)
+    rf = [[torch.tensor([1.0, 2.0]), torch.tensor([[0.0]])], [torch.tensor([3.0])]]
+    ff = [[torch.tensor([1.5, 1.0]), torch.tensor([[2.0]])], [torch.tensor([1.0])]]
+    assert float(hg.feature_matching(rf, ff)) == pytest.approx((0.5 + 1.0) / 2 + 2.0 + 2.0)
+
+
+def numpy_db_spectrogram(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """torch.stft's framing written out: reflect-pad n_fft/2 each side, periodic Hann window."""
+    pad = np.pad(x, n_fft // 2, mode="reflect")
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    frames = [pad[i:i + n_fft] * win for i in range(0, len(pad) - n_fft + 1, hop)]
+    spec = np.abs(np.fft.rfft(np.array(frames), axis=1)) ** 2
+    return 10 * np.log10(spec + 1e-8)
+
+
+def test_spectrogram_loss_is_the_mse_of_db_spectrograms_at_both_resolutions():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(4096) * 0.1
+    y = x + 0.05 * rng.standard_normal(4096)
+    want = np.mean([np.mean((numpy_db_spectrogram(y, n, h) - numpy_db_spectrogram(x, n, h)) ** 2)
+                    for n, h in hg.SPEC_RESOLUTIONS])
+    got = hg.spectrogram_loss(torch.tensor(y)[None, None], torch.tensor(x)[None, None])
+    assert float(got) == pytest.approx(want, rel=1e-6)
+    # the same signal scaled by 4 (12 dB) is 144 dB^2 away in every bin: no scale mismatch
+    scaled = hg.spectrogram_loss(torch.tensor(4 * x)[None, None], torch.tensor(x)[None, None])
+    assert float(scaled) == pytest.approx((20 * np.log10(4)) ** 2, rel=1e-3)
+
+
+def test_waveform_discriminators_see_16_8_and_4_khz():
+    rate = hg.RATE
+    t = np.arange(rate) / rate
+    x = torch.tensor(np.sin(2 * np.pi * 1000 * t), dtype=torch.float32)[None, None]
+    d = hg.Discriminators(hg.ARCH_SMALL)
+    inputs = d.inputs(x)
+    assert d.rates() == [16000, 8000, 4000]
+    for sig, r in zip(inputs, d.rates(), strict=True):
+        s = sig[0, 0].numpy()
+        assert len(s) == r  # one second at that rate
+        peak = np.argmax(np.abs(np.fft.rfft(s))) * r / len(s)
+        assert peak == pytest.approx(1000, abs=2)  # the tone keeps its frequency
+    outs = d(x)
+    assert len(outs) == 4 and all(o.ndim >= 3 for o, _ in outs)
+
+
+def test_mel_filters_peak_at_one_on_an_even_mel_grid_from_20_to_8000_hz():
+    fb = hg.mel_filterbank(2048, 16000, 80, 20.0, 8000.0)
+    assert fb.shape == (80, 1025)
+    freqs = np.linspace(0, 8000, 1025)
+    centres = freqs[np.argmax(fb, axis=1)]
+    mel = 2595 * np.log10(1 + centres / 700)
+    assert np.all(np.diff(centres) > 0) and np.ptp(np.diff(mel)[10:]) < 30  # even in mel
+    assert fb.max(axis=1).min() > 0.5 and fb[:, freqs < 20].sum() == 0
+
+
+def test_wavenet_receptive_field_is_what_its_dilations_say():
+    arch = dict(hg.ARCH_SMALL, layers=4, stacks=2)
+    net = hg.WaveNet(**arch).double()
+    n = 2001
+    x = torch.zeros(1, 1, n, dtype=torch.float64)
+    base = net(x)[0, 0]
+    x[0, 0, n // 2] = 1.0
+    changed = torch.nonzero((net(x)[0, 0] - base).abs() > 0).flatten()
+    width = int(changed.max() - changed.min() + 1)
+    assert width == net.receptive_field == 1 + 2 * 2 * (1 + 2 + 4 + 8) + 4
+
+
+def test_parameter_counts_of_the_two_sizes():
+    paper = hg.parameter_count(hg.Generator(hg.ARCH_PAPER))
+    small = hg.parameter_count(hg.Generator(hg.ARCH_SMALL))
+    assert 9e6 < paper < 11.5e6  # the paper: about 10 M
+    assert small < 0.5e6 and small * 4 * 2 < 16 * 2**20  # float32 file well under 16 MB

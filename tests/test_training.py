@@ -1,0 +1,133 @@
+"""`harness train`: resume gives the weights of an uninterrupted run (in process, and after a
+SIGKILL), configs are checked key by key, and what is not trainable says so."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT
+from safetensors.torch import load_file
+
+TINY = """
+seed = 7
+batch_size = 2
+segment_s = 0.5
+[arch]
+channels = 8
+gate_channels = 16
+skip_channels = 8
+layers = 4
+stacks = 1
+head_channels = [16, 8]
+postnet_layers = 2
+postnet_channels = 8
+disc_channels = [4, 8, 16, 16, 16]
+mel_channels = 4
+[steps]
+wavenet = 3
+postnet = 2
+adversarial = 3
+[data]
+voices = ["slt", "rms"]
+texts = 4
+rooms = 1
+validation_items = 1
+cache = "{cache}"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A tiny HiFi-GAN training config (flite voices: the test needs no extra voice package)."""
+    folder = tmp_path_factory.mktemp("train")
+    path = folder / "tiny.toml"
+    path.write_text(TINY.format(cache=folder / "cache"))
+    return path
+
+
+def trainer(cfg_path: Path, out: Path):
+    from harness.training.trainer import Trainer, load_train_config
+    from systems.speech.learned import HiFiGAN
+
+    spec = HiFiGAN.training()
+    return Trainer(spec, load_train_config(spec, cfg_path), out, "cpu")
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    x, y = load_file(a), load_file(b)
+    return set(x) == set(y) and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny, tmp_path):
+    """Through all three stages (the GAN's optimiser states included), stopped mid-stage."""
+    whole = trainer(tiny, tmp_path / "whole.safetensors")
+    whole.run()
+    first = trainer(tiny, tmp_path / "split.safetensors")
+    first.run(4, checkpoint_every=2)  # stopped inside the postnet stage
+    second = trainer(tiny, tmp_path / "split.safetensors")
+    second.resume()
+    assert second.step == 4
+    second.run()
+    assert same_tensors(tmp_path / "whole.safetensors", tmp_path / "split.safetensors")
+    assert same_tensors(tmp_path / "whole.train.safetensors", tmp_path / "split.train.safetensors")
+    # and training changed the weights (the comparison is not between two untouched models)
+    fresh = trainer(tiny, tmp_path / "fresh.safetensors")
+    fresh.save()
+    assert not same_tensors(tmp_path / "whole.safetensors", tmp_path / "fresh.safetensors")
+
+
+def test_learning_rates_follow_the_stages(tiny, tmp_path):
+    t = trainer(tiny, tmp_path / "lr.safetensors")
+    assert [t.lr_at("generator", s) for s in (0, 2, 3, 4, 5)] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5]
+    assert t.lr_at("discriminators", 6) == 1e-3
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tiny, tmp_path):
+    out = tmp_path / "killed.safetensors"
+    whole = tmp_path / "whole.safetensors"
+    base = [sys.executable, "-m", "harness.cli", "train", "hifigan", "--config", str(tiny), "-q",
+            "--checkpoint-every", "1", "--device", "cpu"]
+    assert subprocess.run([*base, "--out", str(whole)], cwd=ROOT, capture_output=True).returncode == 0
+    proc = subprocess.Popen([*base, "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    state = tmp_path / "killed.train.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and '"step": 3' in state.read_text():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run([*base, "--out", str(out), "--resume"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resumed" in r.stderr
+    assert same_tensors(whole, out)
+
+
+def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatch, capsys):
+    from helpers.hostile import cli, one_line_error
+
+    bad_key = tmp_path / "bad-key.toml"
+    bad_key.write_text("[arch]\nchanels = 8\n")
+    bad_value = tmp_path / "bad-value.toml"
+    bad_value.write_text('batch_size = "eight"\n')
+    for args, message in [
+        (["hifigan", "--config", str(bad_key)], "bad-key.toml: unknown key 'arch.chanels'"),
+        (["hifigan", "--config", str(bad_value)], "bad-value.toml: key 'batch_size' must be an integer"),
+        (["unprocessed"], "system 'unprocessed' is not trainable (trainable: hifigan"),
+        (["hifigan", "--resume"], "nothing to resume"),
+    ]:
+        code, _, err = cli(monkeypatch, capsys, "train", *args, "--out", tmp_path / "x.safetensors")
+        one_line_error(code, err, message)
+    done = tmp_path / "done.safetensors"
+    done.write_bytes(b"")
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out", done)
+    one_line_error(code, err, "a checkpoint is already there")
