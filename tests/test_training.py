@@ -131,3 +131,23 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
     done.write_bytes(b"")
     code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out", done)
     one_line_error(code, err, "a checkpoint is already there")
+
+
+def test_resume_refuses_another_config_but_lets_unreached_stages_change(tiny, tmp_path):
+    from harness.errors import CheckpointError
+
+    out = tmp_path / "r.safetensors"
+    trainer(tiny, out).run(4, checkpoint_every=4)  # wavenet (3 steps) done, inside postnet
+    for change, message in [("seed = 7", "trained with another seed"),
+                            ("[steps]\nwavenet = 3", "moves stage 'wavenet'")]:
+        old = "seed = 7" if change.startswith("seed") else "[steps]\nwavenet = 3"
+        new = "seed = 8" if change.startswith("seed") else "[steps]\nwavenet = 2"
+        edited = tmp_path / f"edited-{len(message)}.toml"
+        edited.write_text(tiny.read_text().replace(old, new))
+        with pytest.raises(CheckpointError, match=message):
+            trainer(edited, out).resume()
+    longer = tmp_path / "longer.toml"
+    longer.write_text(tiny.read_text().replace("adversarial = 3", "adversarial = 5"))
+    t = trainer(longer, out)
+    t.resume()
+    assert (t.step, t.total_steps) == (4, 10)

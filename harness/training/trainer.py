@@ -88,6 +88,15 @@ def step_seed(seed: int, step: int) -> int:
     return zlib.crc32(f"{seed}:{step}".encode())
 
 
+def spans(stages: list[Stage]) -> list[tuple[str, int, int]]:
+    """(name, first step, end step) of each stage."""
+    out, start = [], 0
+    for st in stages:
+        out.append((st.name, start, start + st.steps))
+        start += st.steps
+    return out
+
+
 def stage_at(stages: list[Stage], step: int) -> tuple[Stage, int]:
     """The stage a (0-based) step falls in and the step's index within it."""
     start = 0
@@ -213,6 +222,22 @@ class Trainer:
         if rec["architecture"].get("config") != self.cfg.get("arch", {}):
             raise CheckpointError(f"{path}: trained with another architecture config "
                                   f"({rec['architecture'].get('config')}); resume with the same one")
+        before = rec["training"].get("config", {})
+        changed = sorted(k for k in set(before) | set(self.cfg)
+                         if k != "steps" and before.get(k) != self.cfg.get(k))
+        if changed:  # only the stages' lengths may change (a stage not reached yet)
+            raise CheckpointError(f"{path}: trained with another {', '.join(changed)}; resume with "
+                                  "the same training config (only [steps] may change)")
+        done = int(rec["state"]["step"])
+        old = spans([Stage(**st) for st in rec["training"].get("stages", [])])
+        new = spans(self.stages)
+        for name, start, end in old:
+            if start >= done:
+                break
+            same = [(n, a, b) for n, a, b in new if n == name and a == start]
+            if not same or (end <= done and same[0][2] != end):
+                raise CheckpointError(f"{path}: [steps] moves stage {name!r}, which step {done} "
+                                      "has begun; change only the stages not reached yet")
         for m, mod in self.modules.items():
             checkpoints.load_into(mod, tensors, path, prefix=f"module/{m}/")
         groups = rec["state"]["optimiser_groups"]

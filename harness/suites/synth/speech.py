@@ -101,7 +101,7 @@ def training_sentence(rng: np.random.Generator) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=4096)  # a training pool: texts x voices (about 0.4 MB each)
 def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tts.wav"
