@@ -103,3 +103,15 @@ def test_a_bad_hifigan_checkpoint_fails_its_items_with_the_file_named(tmp_path):
     mine = scores[scores.system == "hifigan"]
     assert set(mine.status) == {"failed"} and set(scores[scores.system == "unprocessed"].status) == {"ok"}
     assert all("pickled PyTorch file" in r and pickled.name in r for r in mine.reason), mine.reason.iloc[0]
+
+
+def test_checkpoints_show_prints_the_record_and_refuses_a_bad_file(tmp_path, monkeypatch, capsys):
+    from helpers.hostile import cli, one_line_error
+
+    model, path = saved(tmp_path)
+    code, text, _ = cli(monkeypatch, capsys, "checkpoints", "show", path)
+    count = sum(p.numel() for p in model.parameters())
+    assert code == 0 and "toy" in text and f"{count:,} in 4 tensors" in text
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in text
+    code, _, err = cli(monkeypatch, capsys, "checkpoints", "show", tmp_path / "none.safetensors")
+    one_line_error(code, err, "none.safetensors: no such checkpoint file")

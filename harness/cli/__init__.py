@@ -12,7 +12,7 @@ from rich.markup import escape
 
 # isort: off
 # The command modules register their commands on import, in this order (the order of --help).
-from harness.cli import runs, suites, catalog, results, leaderboard, train  # noqa: F401
+from harness.cli import runs, suites, catalog, results, leaderboard, train, checkpoints  # noqa: F401
 # isort: on
 from harness.cli.app import app, err
 from harness.errors import HarnessError

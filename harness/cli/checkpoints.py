@@ -1,0 +1,56 @@
+"""`harness checkpoints show`: what a checkpoint is, from its sidecar (and its weights' hash)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from harness.cli.app import app, out
+
+checkpoints_app = typer.Typer(help="Inspect model checkpoints (safetensors + JSON sidecar).",
+                              no_args_is_help=True)
+app.add_typer(checkpoints_app, name="checkpoints")
+
+
+@checkpoints_app.command("show")
+def show(
+    path: Annotated[Path, typer.Argument(help="A checkpoint: NAME.safetensors (its NAME.json beside it).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole sidecar as JSON.")] = False,
+) -> None:
+    """Architecture, parameter count, training (steps, time, stages, last losses, validation),
+    data, version and commit of a checkpoint; its weights are checked against the sidecar."""
+    from harness import checkpoints
+
+    tensors, record = checkpoints.load(path)
+    if as_json:
+        out.print_json(json.dumps(record, default=str))
+        return
+    t = Table(title=f"{path}", title_justify="left", show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    arch = record["architecture"]
+    t.add_row("architecture", escape(f"{arch['name']} {json.dumps(arch.get('config', {}))}"))
+    t.add_row("parameters", f"{record.get('parameters', 0):,} in {len(tensors)} tensors "
+                            f"({path.stat().st_size / 2**20:.2f} MiB)")
+    train = record.get("training")
+    if train:
+        t.add_row("training", f"{train['steps']} of {train['total_steps']} steps on "
+                              f"{train['device']}, {train['seconds'] / 60:.1f} min")
+        t.add_row("stages", ", ".join(f"{s['name']} {s['steps']}" for s in train.get("stages", [])))
+        if train.get("loss_history"):
+            last = {k: v for k, v in train["loss_history"][-1].items() if k not in ("stage",)}
+            t.add_row("last losses", escape(json.dumps(last)))
+        if train.get("validation"):
+            t.add_row("validation", escape(json.dumps(train["validation"][-1])))
+    for key, value in (record.get("data") or {}).items():
+        t.add_row(f"data: {key}", escape(str(value)))
+    git = record.get("git") or {}
+    t.add_row("harness", f"{record.get('harness_version', '?')} at {git.get('commit', '?')[:12]}"
+                         f"{' (dirty)' if git.get('dirty') else ''}, saved {record.get('saved_utc', '?')}")
+    t.add_row("sha256", record.get("sha256", ""))
+    out.print(t)
