@@ -90,3 +90,22 @@ def test_parameter_counts_of_the_two_sizes():
     small = hg.parameter_count(hg.Generator(hg.ARCH_SMALL))
     assert 9e6 < paper < 11.5e6  # the paper: about 10 M
     assert small < 0.5e6 and small * 4 * 2 < 16 * 2**20  # float32 file well under 16 MB
+
+
+@pytest.mark.gpu
+def test_generator_and_losses_on_cuda_match_the_cpu():
+    torch.manual_seed(0)
+    gen = hg.Generator(hg.ARCH_SMALL).eval()
+    disc = hg.Discriminators(hg.ARCH_SMALL).eval()
+    x = torch.randn(2, 1, 8000) * 0.1
+    with torch.no_grad():
+        cpu = gen(x)
+        d_cpu = [o for o, _ in disc(cpu)]
+        gen_c, disc_c = gen.cuda(), disc.cuda()
+        gpu = gen_c(x.cuda())
+        d_gpu = [o for o, _ in disc_c(gpu)]
+    assert torch.allclose(cpu, gpu.cpu(), atol=1e-4)
+    for a, b in zip(d_cpu, d_gpu, strict=True):
+        assert torch.allclose(a, b.cpu(), atol=1e-3)
+    assert float(hg.spectrogram_loss(gpu, x.cuda())) == pytest.approx(
+        float(hg.spectrogram_loss(cpu, x)), rel=1e-4)

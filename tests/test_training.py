@@ -151,3 +151,16 @@ def test_resume_refuses_another_config_but_lets_unreached_stages_change(tiny, tm
     t = trainer(longer, out)
     t.resume()
     assert (t.step, t.total_steps) == (4, 10)
+
+
+@pytest.mark.gpu
+def test_training_steps_run_on_cuda(tiny, tmp_path):
+    from harness.training.trainer import Trainer, load_train_config
+    from systems.speech.learned import HiFiGAN
+
+    spec = HiFiGAN.training()
+    t = Trainer(spec, load_train_config(spec, tiny), tmp_path / "g.safetensors", "cuda")
+    t.run()
+    assert t.step == t.total_steps and next(t.modules["generator"].parameters()).is_cuda
+    tensors = load_file(tmp_path / "g.safetensors")
+    assert all(v.device.type == "cpu" for v in tensors.values())  # saved for any machine
