@@ -38,7 +38,7 @@ def default_config() -> dict[str, Any]:
         "arch": dict(hg.ARCH_SMALL),
         "steps": {"wavenet": 2000, "postnet": 300, "adversarial": 300},
         "lr": {"wavenet": 1e-3, "postnet": 1e-4, "generator": 1e-5, "discriminators": 1e-3},
-        "loss": {"l1": 1.0, "spec": 0.001, "adv": 1.0, "fm": 2.0},
+        "loss": {"l1": 1.0, "spec": 0.0002, "adv": 1.0, "fm": 2.0},
         "clip_norm": 10.0,
         "data": {
             "voices": list(TRAINING_VOICES), "texts": 60, "rooms": 48, "rt60_min": 0.2,
