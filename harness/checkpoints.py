@@ -20,7 +20,18 @@ from typing import Any
 from harness.errors import CheckpointError
 
 FORMAT = "harness-checkpoint/1"
-PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip container; a bare pickle
+
+
+def looks_pickled(blob: bytes) -> bool:
+    """A torch.save file (a zip container, or a bare pickle) rather than safetensors. A
+    safetensors file starts with the 8-byte length of its JSON header, which follows: that is
+    checked first, since the length's bytes can be anything (0x80, 'PK')."""
+    if len(blob) >= 9:
+        n = int.from_bytes(blob[:8], "little")
+        if 8 + n <= len(blob) and blob[8:9] == b"{":
+            return False
+    pickle_protocol = blob[:1] == b"\x80" and blob[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    return blob.startswith(b"PK\x03\x04") or pickle_protocol
 
 
 def sidecar_of(path: str | Path) -> Path:
@@ -105,7 +116,7 @@ def load(path: str | Path, architecture: str | None = None) -> tuple[dict[str, A
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     blob = path.read_bytes()
-    if blob.startswith(PICKLE_MAGIC):
+    if looks_pickled(blob):
         raise CheckpointError(f"{path}: a pickled PyTorch file (torch.save); the harness loads "
                               "only safetensors (convert it: harness checkpoints convert)")
     record = read_record(path)

@@ -115,3 +115,21 @@ def test_checkpoints_show_prints_the_record_and_refuses_a_bad_file(tmp_path, mon
     assert hashlib.sha256(path.read_bytes()).hexdigest() in text
     code, _, err = cli(monkeypatch, capsys, "checkpoints", "show", tmp_path / "none.safetensors")
     one_line_error(code, err, "none.safetensors: no such checkpoint file")
+
+
+def test_a_safetensors_header_length_that_looks_like_a_pickle_or_zip_still_loads(tmp_path):
+    """The first byte of a safetensors file is the low byte of its header's length: 0x80 (a
+    pickle's opcode) or 'P' must not be taken for torch.save's formats."""
+    from safetensors.torch import save
+
+    t = {"w": torch.arange(6, dtype=torch.float32)}
+    for first in (0x80, ord("P")):
+        pad = next(k for k in range(400) if save(t, metadata={"p": "x" * k})[0] == first)
+        blob = save(t, metadata={"p": "x" * pad})
+        path = tmp_path / f"h{first}.safetensors"
+        path.write_bytes(blob)
+        checkpoints.sidecar_of(path).write_text(json.dumps({
+            "format": checkpoints.FORMAT, "architecture": {"name": "toy"},
+            "sha256": hashlib.sha256(blob).hexdigest()}))
+        tensors, _ = checkpoints.load(path, "toy")
+        assert torch.equal(tensors["w"], t["w"])
