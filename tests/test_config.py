@@ -66,12 +66,28 @@ def test_device_resolution():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "systems").glob("*/configs/*.toml")),
+SHIPPED = sorted((Path(__file__).parent.parent / "systems").glob("*/configs/*.toml"))
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if not p.name.startswith("train-")],
                          ids=lambda p: p.name)
 def test_every_shipped_config_passes_the_schema(path):
     """The typed schema (and each system's parameter types) accepts the configs the project ships."""
     cfg = load_config(path, {})
     assert cfg.systems and cfg.suites
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.name.startswith("train-")],
+                         ids=lambda p: p.name)
+def test_every_shipped_training_config_passes_its_systems_training_schema(path):
+    """train-*.toml are `harness train` configs: checked key by key against the training
+    defaults of the system whose folder holds them."""
+    from harness.training.trainer import load_train_config
+    from systems.speech.learned import HiFiGAN
+
+    trainable = {"speech": HiFiGAN}[path.parent.parent.name].training()
+    cfg = load_train_config(trainable, path)
+    assert cfg["seed"] and cfg["batch_size"] >= 1 and sum(cfg["steps"].values()) > 0
 
 
 def test_a_stage_option_table_may_be_switched_off_but_not_given_a_number(tmp_path):

@@ -109,3 +109,11 @@ def test_generator_and_losses_on_cuda_match_the_cpu():
         assert torch.allclose(a, b.cpu(), atol=1e-3)
     assert float(hg.spectrogram_loss(gpu, x.cuda())) == pytest.approx(
         float(hg.spectrogram_loss(cpu, x)), rel=1e-4)
+
+
+def test_the_small_generator_starts_at_the_identity():
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 4000) * 0.1
+    with torch.no_grad():
+        assert torch.equal(hg.Generator(hg.ARCH_SMALL)(x), x)
+        assert not torch.allclose(hg.Generator(hg.ARCH_PAPER)(x), x, atol=1e-3)  # the paper's does not

@@ -34,7 +34,8 @@ ARCH_SMALL: dict[str, Any] = {
     "channels": 32, "gate_channels": 64, "skip_channels": 32, "stacks": 2, "layers": 8,
     "head_channels": [128, 64], "postnet_layers": 4, "postnet_channels": 32,
     "postnet_kernel": 31, "disc_channels": [16, 32, 64, 128, 128], "mel_channels": 16,
-    # Not in the paper: the input added to the WaveNet's output, so that training starts from
+    # Not in the paper: the input added to the WaveNet's output, and the last layers of the
+    # WaveNet's head and of the postnet initialised to zero, so that training starts exactly at
     # the identity (with a few thousand CPU steps the plain mapping stays below its own input).
     "input_skip": True,
 }
@@ -94,6 +95,10 @@ class Generator(nn.Module):
         self.wavenet = WaveNet(**arch)
         self.postnet = Postnet(**arch)
         self.input_skip = bool(arch.get("input_skip", False))
+        if self.input_skip:  # start exactly at the identity: both residual branches output 0
+            for conv in (self.wavenet.head[-1], self.postnet.convs[-1]):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor, postnet: bool = True) -> torch.Tensor:
         w = self.wavenet(x) + (x if self.input_skip else 0)
