@@ -13,6 +13,7 @@ step, on synthetic batches (the data pipeline is timed separately).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -102,7 +103,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--train-steps", type=int, default=5)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
     rtf(["spectral-gating", "mmse-lsa", "wpe", "hifigan"], args.seconds, args.device, args.checkpoint)
     if args.train_steps:
         train_speed(args.device, args.train_steps)
