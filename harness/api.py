@@ -71,9 +71,11 @@ class BaseSystem:
         return self.task in (ANY_TASK, task) or task in self.also_tasks
 
     def identity(self) -> str:
-        """What a job key depends on: name, version and parameters."""
+        """What a job key depends on: name, version and the parameters in effect (the defaults
+        included: a changed default is another system, never a stale resume)."""
         blob = json.dumps(
-            {"name": self.name, "version": self.version, "params": self.params},
+            {"name": self.name, "version": self.version,
+             "params": {**(self.defaults or {}), **self.params}},
             sort_keys=True,
             default=str,
         )

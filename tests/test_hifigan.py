@@ -47,6 +47,33 @@ def test_spectrogram_loss_is_the_mse_of_db_spectrograms_at_both_resolutions():
     assert float(scaled) == pytest.approx((20 * np.log10(4)) ** 2, rel=1e-3)
 
 
+def test_mrstft_term_is_spectral_convergence_plus_log_magnitude_l1_at_three_resolutions():
+    """The small configuration's extra loss (auraloss's multi-resolution STFT loss), against the
+    formula of Yamamoto et al. 2020 written out in numpy: per resolution ||Y| - |X||_F / ||X||_F
+    + mean |log |Y| - log |X||, averaged over (1024, 120, 600), (2048, 240, 1200), (512, 50, 240)."""
+    from systems.speech.hifigan_train import HifiganTraining
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(6000) * 0.1
+    y = 0.7 * x + 0.05 * rng.standard_normal(6000)
+
+    def mag(s, n_fft, hop, win_len):
+        pad = np.pad(s, n_fft // 2, mode="reflect")
+        win = np.zeros(n_fft)
+        a = (n_fft - win_len) // 2
+        win[a:a + win_len] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_len) / win_len)
+        frames = np.array([pad[i:i + n_fft] * win for i in range(0, len(pad) - n_fft + 1, hop)])
+        return np.sqrt(np.maximum(np.abs(np.fft.rfft(frames, axis=1)) ** 2, 1e-8))
+
+    want = []
+    for n_fft, hop, win_len in ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240)):
+        my, mx = mag(y, n_fft, hop, win_len), mag(x, n_fft, hop, win_len)
+        want.append(np.linalg.norm(mx - my) / np.linalg.norm(mx) + np.mean(np.abs(np.log(my) - np.log(mx))))
+    loss = HifiganTraining().mrstft(torch.tensor(y, dtype=torch.float64)[None, None],
+                                    torch.tensor(x, dtype=torch.float64)[None, None])
+    assert float(loss) == pytest.approx(np.mean(want), rel=1e-5)
+
+
 def test_waveform_discriminators_see_16_8_and_4_khz():
     rate = hg.RATE
     t = np.arange(rate) / rate

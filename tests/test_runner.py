@@ -301,3 +301,18 @@ def test_memoised_value_is_computed_once_across_processes(tmp_path):
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert outs == ["42", "42", "42"]
     assert (tmp_path / "calls").read_text() == "x"
+
+
+def test_a_changed_default_parameter_is_another_job_never_a_stale_resume():
+    """Job keys follow the parameters in effect: a system whose default changed (a tuned
+    threshold) must not resume from scores of the old default; an explicit value equal to the
+    default is the same job."""
+    from harness.api import get_system
+    from harness.planning import job_key
+    from harness.suites import resolve_suite
+
+    item = resolve_suite("speech-enhancement-quick").items[0]
+    cls = type(get_system("spectral-gating"))
+    old = type("OldGating", (cls,), {"defaults": {**cls.defaults, "prop_decrease": 1.0}})
+    assert job_key(cls(), item, "") != job_key(old(), item, "")
+    assert job_key(cls(), item, "") == job_key(cls(prop_decrease=cls.defaults["prop_decrease"]), item, "")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT
@@ -119,9 +120,16 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
     bad_key.write_text("[arch]\nchanels = 8\n")
     bad_value = tmp_path / "bad-value.toml"
     bad_value.write_text('batch_size = "eight"\n')
+    bad_target = tmp_path / "bad-target.toml"
+    bad_target.write_text('[data]\ntarget = "wideband"\n')
+    bad_lead = tmp_path / "bad-lead.toml"
+    bad_lead.write_text('[data]\nlead_s = -1.0\n')
     for args, message in [
         (["hifigan", "--config", str(bad_key)], "bad-key.toml: unknown key 'arch.chanels'"),
         (["hifigan", "--config", str(bad_value)], "bad-value.toml: key 'batch_size' must be an integer"),
+        (["hifigan", "--config", str(bad_target)],
+         "bad-target.toml: data.target must be 'clean' or 'device-band', not 'wideband'"),
+        (["hifigan", "--config", str(bad_lead)], "bad-lead.toml: data.lead_s must be non-negative, not -1.0"),
         (["unprocessed"], "system 'unprocessed' is not trainable (trainable: hifigan"),
         (["hifigan", "--resume"], "nothing to resume"),
     ]:
@@ -164,3 +172,27 @@ def test_training_steps_run_on_cuda(tiny, tmp_path):
     assert t.step == t.total_steps and next(t.modules["generator"].parameters()).is_cuda
     tensors = load_file(tmp_path / "g.safetensors")
     assert all(v.device.type == "cpu" for v in tensors.values())  # saved for any machine
+
+
+def test_device_band_target_is_the_dry_speech_through_the_device_band(tmp_path, monkeypatch):
+    """With no room and 60 dB SNR through a phone (300-3400 Hz at 8 kHz), the input is within
+    the noise of the "device-band" target (the same band-limit, no bandwidth to invent) but far
+    from the full-band clean speech, which stays the scored reference."""
+    from harness.metrics.snr import si_sdr_db
+    from harness.suites.synth import degrade as dg
+    from systems.speech.hifigan_train import SpeechData, default_config
+
+    monkeypatch.setattr(dg, "DEVICES", {"phone": dg.DEVICES["phone"]})
+    monkeypatch.setattr(dg, "NOISE_KINDS", ("white",))
+    data = dict(default_config()["data"], voices=["slt", "rms"], texts=3, p_dry=1.0, snr_min=60.0,
+                snr_max=60.0, cache=str(tmp_path), lead_s=1.0)
+    parts = {}
+    for target in ("device-band", "clean"):
+        sd = SpeechData(dict(data, target=target), seed=5)
+        parts[target] = sd.example_parts(np.random.default_rng(1), 1.0)
+    noisy, band, clean = parts["device-band"]
+    assert len(noisy) == len(band) == len(clean) == 16000
+    assert si_sdr_db(noisy, band) > 40.0  # only the 60 dB noise and the 8 kHz round trip
+    assert si_sdr_db(noisy, clean) < 15.0  # the band a phone removes
+    n2, t2, c2 = parts["clean"]
+    assert np.array_equal(t2, c2) and np.allclose(c2, clean) and np.allclose(n2, noisy)

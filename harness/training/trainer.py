@@ -80,6 +80,9 @@ def load_train_config(trainable: Trainable, path: str | Path | None,
             raise ConfigError(f"{trainable.architecture}: its training defaults lack {key!r}")
     if cfg["batch_size"] < 1:
         raise ConfigError(f"{path or 'training config'}: batch_size must be at least 1")
+    problem = trainable.check(cfg) if hasattr(trainable, "check") else None
+    if problem:
+        raise ConfigError(f"{path or 'training config'}: {problem}")
     return cfg
 
 

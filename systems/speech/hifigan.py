@@ -31,7 +31,7 @@ ARCH_PAPER: dict[str, Any] = {
     "input_skip": False,
 }
 ARCH_SMALL: dict[str, Any] = {
-    "channels": 32, "gate_channels": 64, "skip_channels": 32, "stacks": 2, "layers": 8,
+    "channels": 32, "gate_channels": 64, "skip_channels": 32, "stacks": 2, "layers": 10,
     "head_channels": [128, 64], "postnet_layers": 4, "postnet_channels": 32,
     "postnet_kernel": 31, "disc_channels": [16, 32, 64, 128, 128], "mel_channels": 16,
     # Not in the paper: the input added to the WaveNet's output, and the last layers of the

@@ -38,12 +38,13 @@ def default_config() -> dict[str, Any]:
         "arch": dict(hg.ARCH_SMALL),
         "steps": {"wavenet": 2000, "postnet": 300, "adversarial": 300},
         "lr": {"wavenet": 1e-3, "postnet": 1e-4, "generator": 1e-5, "discriminators": 1e-3},
-        "loss": {"l1": 1.0, "spec": 0.0002, "adv": 1.0, "fm": 2.0},
+        "loss": {"l1": 1.0, "spec": 0.0002, "mrstft": 0.0, "adv": 1.0, "fm": 2.0},
         "clip_norm": 10.0,
         "data": {
             "voices": list(TRAINING_VOICES), "texts": 60, "rooms": 48, "rt60_min": 0.2,
             "rt60_max": 1.0, "p_dry": 0.25, "snr_min": -5.0, "snr_max": 25.0,
-            "level_lufs": -30.0, "level_jitter_db": 6.0, "validation_items": 16,
+            "level_lufs": -30.0, "level_jitter_db": 6.0, "validation_items": 16, "lead_s": 0.0,
+            "target": "clean",
             "cache": "",  # folder for the simulated room bank ("" = ~/.cache/audio-harness)
         },
     }
@@ -95,16 +96,28 @@ class SpeechData:
         return self.rooms[i].astype(np.float64), {"bank_room": i}
 
     def example(self, rng: np.random.Generator, seconds: float) -> tuple[np.ndarray, np.ndarray]:
-        """(noisy input at 16 kHz, clean target), scaled together to input RMS 0.1."""
+        """(noisy input at 16 kHz, training target), scaled together to input RMS 0.1."""
+        noisy, target, _ = self.example_parts(rng, seconds)
+        return noisy, target
+
+    def example_parts(self, rng: np.random.Generator, seconds: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(noisy input, training target, dry full-band clean speech), all at 16 kHz and scaled
+        together to input RMS 0.1. The target is the clean speech (`data.target` = "clean", the
+        paper's), or the clean speech through the device's linear part: its band-limit and gain,
+        no room, noise or clipping (`"device-band"`: enhancement without bandwidth extension)."""
         from harness.audio import resample_samples
         from harness.suites.synth import degrade as dg
         from harness.suites.synth import speech
         from harness.suites.synth.gen_speech import degrade_speech
+        from harness.suites.synth.generators import device_chain
 
         c = self.cfg
         voices = tuple(c["voices"])
         voice = voices[int(rng.integers(len(voices)))]
-        clean, _ = speech.talk(voice, rng, seconds, RATE, sentences=self.texts)
+        # a random stretch of a longer talk, so segments do not all start at a sentence's start
+        lead = float(self.cfg.get("lead_s", 0.0)) * float(rng.random())
+        clean, _ = speech.talk(voice, rng, seconds + lead, RATE, sentences=self.texts)
         level = c["level_lufs"] + rng.uniform(-c["level_jitter_db"], c["level_jitter_db"])
         clean = dg.to_loudness(clean, RATE, level)
         rt60 = 0.0 if rng.random() < c["p_dry"] else 1.0  # > 0: a room from the bank
@@ -115,11 +128,21 @@ class SpeechData:
         others = tuple(v for v in voices if v != voice)
         d = degrade_speech(clean, rng, snr, rt60, device, kind, others, make_rir=self.room,
                            sentences=self.texts)
-        noisy = resample_samples(d.noisy, device.rate, RATE)
         n = len(clean)
-        noisy = np.pad(noisy[:n], (0, max(0, n - len(noisy))))
+
+        def at_16k(x: np.ndarray) -> np.ndarray:
+            y = resample_samples(x, device.rate, RATE)
+            return np.pad(y[:n], (0, max(0, n - len(y))))
+
+        noisy = at_16k(d.noisy)
+        if c.get("target", "clean") == "device-band":
+            target = at_16k(device_chain(device, clean, RATE))
+        else:
+            target = clean
+        a = n - int(round(seconds * RATE))
+        noisy, target, clean = noisy[a:], target[a:], clean[a:]
         scale = 0.1 / max(float(np.sqrt(np.mean(noisy ** 2))), 1e-8)
-        return noisy * scale, clean * scale
+        return noisy * scale, target * scale, clean * scale
 
     def batch(self, step: int, size: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
@@ -155,6 +178,21 @@ class HifiganTraining:
     def defaults(self) -> dict[str, Any]:
         return default_config()
 
+    def check(self, cfg: dict[str, Any]) -> str | None:
+        """What is wrong with a merged config's values (types are checked by the trainer)."""
+        d = cfg["data"]
+        if d["target"] not in ("clean", "device-band"):
+            return f"data.target must be 'clean' or 'device-band', not {d['target']!r}"
+        for key, value in (("segment_s", cfg["segment_s"]), ("data.lead_s", d["lead_s"]),
+                           ("data.p_dry", d["p_dry"])):
+            if not (value >= 0 and (key != "segment_s" or value > 0)):
+                return f"{key} must be {'positive' if key == 'segment_s' else 'non-negative'}, not {value}"
+        if d["p_dry"] > 1:
+            return f"data.p_dry is a probability, not {d['p_dry']}"
+        if not d["voices"]:
+            return "data.voices is empty"
+        return None
+
     def data(self, cfg: dict[str, Any]) -> SpeechData:
         key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True)
         if getattr(self, "_data_key", None) != key:
@@ -177,6 +215,14 @@ class HifiganTraining:
                 Stage("adversarial", int(s["adversarial"]), ("discriminators", "generator"),
                       {"generator": lr["generator"], "discriminators": lr["discriminators"]})]
 
+    @cached_property
+    def mrstft(self) -> Any:
+        """auraloss's multi-resolution STFT loss (spectral convergence + log magnitude at FFT sizes
+        1024/2048/512), not in the paper: a denoising gradient a short CPU training can follow."""
+        import auraloss
+
+        return auraloss.freq.MultiResolutionSTFTLoss()
+
     def batch(self, cfg: dict[str, Any], step: int, device: str) -> Any:
         import torch
 
@@ -194,7 +240,11 @@ class HifiganTraining:
         if stage in ("wavenet", "postnet"):
             y = gen(x, postnet=stage == "postnet")
             l1, spec = hg.l1_loss(y, clean), hg.spectrogram_loss(y, clean)
-            return w["l1"] * l1 + w["spec"] * spec, {"l1": float(l1.detach()), "spec": float(spec.detach())}
+            total, logs = w["l1"] * l1 + w["spec"] * spec, {"l1": float(l1.detach()), "spec": float(spec.detach())}
+            if w.get("mrstft", 0.0):
+                mr = self.mrstft(y, clean)
+                total, logs["mrstft"] = total + w["mrstft"] * mr, float(mr.detach())
+            return total, logs
         if "y" not in cache:
             cache["y"] = gen(x)
         y = cache["y"]
@@ -207,9 +257,10 @@ class HifiganTraining:
         with torch.no_grad():
             real_feats = [f for _, f in disc(clean)]
         l1, spec = hg.l1_loss(y, clean), hg.spectrogram_loss(y, clean)
+        mr = self.mrstft(y, clean) if w.get("mrstft", 0.0) else 0.0
         adv = hg.hinge_g([o for o, _ in fake_out])
         fm = hg.feature_matching(real_feats, [f for _, f in fake_out])
-        total = w["l1"] * l1 + w["spec"] * spec + w["adv"] * adv + w["fm"] * fm
+        total = w["l1"] * l1 + w["spec"] * spec + w.get("mrstft", 0.0) * mr + w["adv"] * adv + w["fm"] * fm
         return total, {"l1": float(l1.detach()), "spec": float(spec.detach()), "g_adv": float(adv.detach()),
                        "fm": float(fm.detach())}
 
@@ -223,7 +274,7 @@ class HifiganTraining:
         rows = []
         for i in range(int(cfg["data"]["validation_items"])):
             rng = np.random.default_rng([int(cfg["seed"]), 3, VALIDATION_OFFSET, i])
-            x, clean = data.example(rng, 3.0)
+            x, _, clean = data.example_parts(rng, 3.0)  # scored against the dry full-band speech
             y = hg.enhance(gen, x)
             try:
                 p_in, p_out = pesq(RATE, clean, x, "wb"), pesq(RATE, clean, y, "wb")
