@@ -102,11 +102,20 @@ def get_system(name: str, **params: Any) -> BaseSystem:
 
 
 def system_from_spec(spec: str, system_params: dict[str, dict[str, Any]] | None = None) -> BaseSystem:
-    """A system from a run's system spec: NAME, or NAME/LABEL for a variant. A variant's
+    """A system from a run's system spec: NAME, NAME/LABEL for a variant, or a chain of specs
+    joined by '>' (harness.chain: each stage's output is the next stage's input). A variant's
     parameters are those of [system_params.NAME] updated by [system_params."NAME/LABEL"]; a
     system that declares `variant_param` takes LABEL as that parameter when it is not set
     (`remix/dsp` is the remix system with separator "dsp")."""
     system_params = system_params or {}
+    from harness.chain import SEPARATOR, Chain, split_spec
+
+    if SEPARATOR in spec:
+        names = split_spec(spec)
+        if len(names) < 2 or not all(names):
+            raise RegistryError(f"chain {spec!r} has an empty stage (write STAGE>STAGE, e.g. "
+                                f"'wpe>hifigan')")
+        return Chain(SEPARATOR.join(names), [system_from_spec(n, system_params) for n in names])
     base, _, label = spec.partition("/")
     params = dict(system_params.get(base, {}))
     if label:

@@ -91,6 +91,11 @@ def _identity(system: Any) -> str:
     return system.identity() if hasattr(system, "identity") else f"{system.name}:{system.version}"
 
 
+def _stage_names(systems: dict[str, Any]) -> list[str]:
+    """The run's system specs, with each chain's stages as well."""
+    return [part.strip() for n in systems for part in [n, *n.split(">")]]
+
+
 def job_key(system: Any, item: Item, listener_id: str) -> str:
     blob = f"{_identity(system)}|{item.hash}|{listener_id}"
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
@@ -136,7 +141,7 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
         f"system_params for {spec!r} are not used: no system {spec!r} is run "
         f"(systems: {', '.join(systems)})"
         for spec in cfg.system_params
-        if spec not in systems and not any(n.partition("/")[0] == spec for n in systems)
+        if spec not in systems and not any(n.partition("/")[0] == spec for n in _stage_names(systems))
     ]
     per_suite: dict[str, Any] = {}
     for suite in suites:
@@ -180,9 +185,17 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
                            f"with their reason: {problems[bad[0]][0]}"
                            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
         for name, system in systems.items():
+            stages = getattr(system, "stages", None)
             if not _supports(system, suite.task):
+                if stages and any(_supports(s, suite.task) for s in stages):
+                    raise ConfigError(system.problems(suite.items[0], protocol)[0] + f" (suite {suite.name})")
                 skipped.append(f"{name} does not do {suite.task}: skipped on {suite.name}")
                 continue
+            if stages:
+                for item in suite.items:
+                    found = [] if problems[item.id] else system.problems(item, protocol)
+                    if found:
+                        raise ConfigError(f"{found[0]} (suite {suite.name}, item {item.id})")
             for item in suite.items:
                 for li in pairs[item.id]:
                     lid = li.id if li is not None else NO_LISTENER
@@ -209,7 +222,10 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
         "config": {k: v for k, v in vars(cfg).items()},
         "suites": per_suite,
         "systems": {
-            n: {"version": s.version, "task": s.task, "params": getattr(s, "params", {})}
+            n: {"version": s.version, "task": s.task, "params": getattr(s, "params", {}),
+                **({"stages": [{"name": st.name, "version": st.version,
+                                "params": getattr(st, "params", {})} for st in s.stages]}
+                   if getattr(s, "stages", None) else {})}
             for n, s in systems.items()
         },
         "panel": {"name": panel.name, "source": panel.source, "listeners": panel.digest()},

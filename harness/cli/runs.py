@@ -22,7 +22,7 @@ from harness.cli.app import (
 @app.command()
 def run(
     suite: Annotated[list[str], typer.Option("--suite", "-s", help="Suite name or folder (repeatable). Default: both quick suites.")] = None,
-    system: Annotated[list[str], typer.Option("--system", "-y", help="System name (repeatable). Default: unprocessed, oracle.")] = None,
+    system: Annotated[list[str], typer.Option("--system", "-y", help="System name (repeatable), NAME/VARIANT, or a chain 'a>b' (each stage's output is the next one's input). Default: unprocessed, oracle.")] = None,
     panel: Annotated[str, typer.Option(help="Panel name (builtin) or a listeners*.json file.")] = None,
     listener: Annotated[list[str], typer.Option("--listener", "-l", help="Only these listener ids of the panel (repeatable).")] = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="Metrics to compute (repeatable). Default: each task's own.")] = None,

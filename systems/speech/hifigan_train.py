@@ -240,7 +240,8 @@ class HifiganTraining:
         if stage in ("wavenet", "postnet"):
             y = gen(x, postnet=stage == "postnet")
             l1, spec = hg.l1_loss(y, clean), hg.spectrogram_loss(y, clean)
-            total, logs = w["l1"] * l1 + w["spec"] * spec, {"l1": float(l1.detach()), "spec": float(spec.detach())}
+            total = w["l1"] * l1 + w["spec"] * spec
+            logs = {"l1": float(l1.detach()), "spec": float(spec.detach())}
             if w.get("mrstft", 0.0):
                 mr = self.mrstft(y, clean)
                 total, logs["mrstft"] = total + w["mrstft"] * mr, float(mr.detach())
