@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 store="${HARNESS_REPORT_STORE:-harness-runs/reference}"
 harness run --system unprocessed --system oracle --system remix --system spectral-gating \
     --system mmse-lsa --system wpe --system hifigan --out "$store" --run-name reference -q
-harness report "$store@reference" --format html --audio-items 1 --title "Reference report: built-in systems on the quick suites" --out reports/reference.html --force
-harness report "$store@reference" --format md --title "Reference report: built-in systems on the quick suites" --out reports/reference.md --force
+harness report "$store@latest" --format html --audio-items 1 --title "Reference report: built-in systems on the quick suites" --out reports/reference.html --force
+harness report "$store@latest" --format md --title "Reference report: built-in systems on the quick suites" --out reports/reference.md --force
