@@ -120,13 +120,15 @@ class Chain:
 
 
 def _supports(system: Any, task: str) -> bool:
-    if hasattr(system, "supports"):
-        return system.supports(task)
-    return system.task in ("*", task)
+    from harness.planning import _supports as supports
+
+    return supports(system, task)
 
 
 def _identity(system: Any) -> str:
-    return system.identity() if hasattr(system, "identity") else f"{system.name}:{system.version}"
+    from harness.planning import _identity as identity
+
+    return identity(system)
 
 
 __all__ = ["Chain", "SEPARATOR", "StagedItem", "split_spec", "staged"]
