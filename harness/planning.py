@@ -93,7 +93,9 @@ def _identity(system: Any) -> str:
 
 def _stage_names(systems: dict[str, Any]) -> list[str]:
     """The run's system specs, with each chain's stages as well."""
-    return [part.strip() for n in systems for part in [n, *n.split(">")]]
+    from harness.chain import split_spec
+
+    return [part for n in systems for part in [n, *split_spec(n)]]
 
 
 def job_key(system: Any, item: Item, listener_id: str) -> str:
