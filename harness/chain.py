@@ -68,10 +68,10 @@ class Chain:
         self.task = first.task
 
     def supports(self, task: str) -> bool:
-        return all(_supports(s, task) for s in self.stages)
+        return all(supports(s, task) for s in self.stages)
 
     def identity(self) -> str:
-        blob = json.dumps({"chain": [_identity(s) for s in self.stages]})
+        blob = json.dumps({"chain": [identity_of(s) for s in self.stages]})
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def prepare(self, device: str) -> None:
@@ -83,7 +83,7 @@ class Chain:
         """What stops the chain on `item`, found before anything runs: a stage that does not do
         the task, or a hand-over the next stage cannot take."""
         out = [f"chain {self.name}: stage {s.name} does not do {item.task}"
-               for s in self.stages if not _supports(s, item.task)]
+               for s in self.stages if not supports(s, item.task)]
         if out:
             return out
         spec = protocol.output_spec(item)
@@ -119,16 +119,16 @@ class Chain:
         return outs
 
 
-def _supports(system: Any, task: str) -> bool:
-    from harness.planning import _supports as supports
-
-    return supports(system, task)
-
-
-def _identity(system: Any) -> str:
-    from harness.planning import _identity as identity
-
-    return identity(system)
+def supports(system: Any, task: str) -> bool:
+    """Whether a system (or chain) runs items of `task`: its `supports` hook, else its `task`."""
+    if hasattr(system, "supports"):
+        return system.supports(task)
+    return system.task in ("*", task)
 
 
-__all__ = ["Chain", "SEPARATOR", "StagedItem", "split_spec", "staged"]
+def identity_of(system: Any) -> str:
+    """A system's identity for job keys: its `identity()` hook, else NAME:VERSION."""
+    return system.identity() if hasattr(system, "identity") else f"{system.name}:{system.version}"
+
+
+__all__ = ["Chain", "SEPARATOR", "StagedItem", "identity_of", "split_spec", "staged", "supports"]

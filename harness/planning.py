@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from harness.chain import identity_of, split_spec, supports
 from harness.config import RunConfig
 from harness.errors import ConfigError
 from harness.listener import Listener, Panel, resolve_panel
@@ -81,25 +82,13 @@ def resolve_device(spec: str) -> str:
     return spec
 
 
-def _supports(system: Any, task: str) -> bool:
-    if hasattr(system, "supports"):
-        return system.supports(task)
-    return system.task in ("*", task)
-
-
-def _identity(system: Any) -> str:
-    return system.identity() if hasattr(system, "identity") else f"{system.name}:{system.version}"
-
-
 def _stage_names(systems: dict[str, Any]) -> list[str]:
     """The run's system specs, with each chain's stages as well."""
-    from harness.chain import split_spec
-
     return [part for n in systems for part in [n, *split_spec(n)]]
 
 
 def job_key(system: Any, item: Item, listener_id: str) -> str:
-    blob = f"{_identity(system)}|{item.hash}|{listener_id}"
+    blob = f"{identity_of(system)}|{item.hash}|{listener_id}"
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -188,8 +177,8 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
                            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
         for name, system in systems.items():
             stages = getattr(system, "stages", None)
-            if not _supports(system, suite.task):
-                if stages and any(_supports(s, suite.task) for s in stages):
+            if not supports(system, suite.task):
+                if stages and any(supports(s, suite.task) for s in stages):
                     raise ConfigError(system.problems(suite.items[0], protocol)[0] + f" (suite {suite.name})")
                 skipped.append(f"{name} does not do {suite.task}: skipped on {suite.name}")
                 continue
@@ -212,7 +201,7 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
     identity = {
         "metrics_backend": chosen,
         "suites": per_suite,
-        "systems": {n: _identity(s) for n, s in systems.items()},
+        "systems": {n: identity_of(s) for n, s in systems.items()},
         "panel": panel.digest(),
         "harness": environment()["harness_version"],
     }
