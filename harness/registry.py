@@ -42,6 +42,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "harness.tasks": {
         "speech-enhancement": f"{_TASKS}.speech_enhancement:SpeechEnhancement",
         "bandwidth-extension": f"{_TASKS}.bandwidth_extension:BandwidthExtension",
+        "speech-restoration": f"{_TASKS}.speech_restoration:SpeechRestoration",
         "music-remix": f"{_TASKS}.music_remix:MusicRemix",
         "music-rebalance": f"{_TASKS}.music_rebalance:MusicRebalance",
         "crowd-enhancement": f"{_TASKS}.crowd_enhancement:CrowdEnhancement",
@@ -50,6 +51,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "harness.generators": {
         "speech-enhancement": f"{_GEN}.gen_speech:SPEECH_ENHANCEMENT",
         "bandwidth-extension": f"{_GEN}.gen_speech:BANDWIDTH_EXTENSION",
+        "speech-restoration": f"{_GEN}.gen_speech:SPEECH_RESTORATION",
         "music-remix": f"{_GEN}.gen_music:MUSIC_REMIX",
         "music-rebalance": f"{_GEN}.gen_music:MUSIC_REBALANCE",
         "crowd-enhancement": f"{_GEN}.gen_crowd:CROWD",

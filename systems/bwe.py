@@ -1,4 +1,8 @@
-"""`sbr`: spectral band replication, a DSP baseline for bandwidth-extension beside the spline.
+"""DSP baselines for bandwidth-extension and speech-restoration: `spline` (cubic-spline
+interpolation, the paper's baseline, as a system so that chains can end with it: `hifigan>spline`)
+and `sbr`.
+
+`sbr`: spectral band replication, a DSP baseline for bandwidth-extension beside the spline.
 
 The input is the spline-interpolated low-rate signal at 16 kHz; its band ends at the decimation
 filter's edge fc = 0.8 x the low rate's Nyquist (the item's `ratio` metadata gives it; without
@@ -88,6 +92,53 @@ def replicate(x: np.ndarray, fc: float, *, n_fft: int = 512, hop: int = 128,
     # replicated band is high-passed at fc (zero phase) before it is added to the input
     sos = signal.butter(8, fc, btype="high", fs=RATE, output="sos")
     return x + signal.sosfiltfilt(sos, z)
+
+
+def restoration_input(item: Item, out_rate: int) -> tuple[np.ndarray, int]:
+    """(the input spline-upsampled to out_rate, ratio), for speech-restoration. The input's band
+    is taken to be that of its rate when that rate is below out_rate and divides it (a phone's
+    8 kHz: ratio 4 to 32 kHz), else that of 16 kHz: the input is resampled to 16 kHz first (an
+    earlier stage's output already at out_rate comes down to 16 kHz without loss: its band ends
+    at 8 kHz)."""
+    from harness.audio import resample
+    from harness.suites.synth.gen_speech import spline_upsample
+
+    audio = item.input("input")
+    band = audio.rate if audio.rate < out_rate and out_rate % audio.rate == 0 else RATE
+    low = resample(audio, band).mono().astype(np.float64)
+    ratio = out_rate // band
+    return spline_upsample(low, ratio, len(low) * ratio), ratio
+
+
+def fit(y: np.ndarray, frames: int, rate: int) -> dict[str, Audio]:
+    """{'enhanced': y} cut or zero-padded to `frames`, as float32 Audio at `rate`."""
+    y = np.pad(y[:frames], (0, max(0, frames - len(y))))
+    return {"enhanced": Audio(y[None].astype(np.float32), rate)}
+
+
+class Spline(BaseSystem):
+    name = "spline"
+    task = "speech-restoration"
+    also_tasks = ("bandwidth-extension",)
+    description = ("Cubic-spline interpolation to the task's rate (bandwidth-extension's input is "
+                   "already that: returned as it is)")
+    defaults: dict = {}
+
+    def input_problem(self, item: Item, rate: int, channels: int) -> str | None:
+        return None if channels == 1 else f"takes mono input, not {channels} channels"
+
+    def process(self, items: list[Item], listener: Any | None) -> list[Output]:
+        from harness.tasks import get_protocol
+
+        outs = []
+        for it in items:
+            spec = get_protocol(it.task).output_spec(it)["enhanced"]
+            if it.task == "bandwidth-extension":
+                y = it.input("input").mono().astype(np.float64)
+            else:
+                y, _ = restoration_input(it, spec.rate)
+            outs.append(fit(y, spec.frames, spec.rate))
+        return outs
 
 
 class SBR(BaseSystem):

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.skipif(bool(_MISSING), reason=_WHY)
 SUITES = {
     "se": ("speech-enhancement", ["--items", "6", "--seconds", "2"]),
     "bwe": ("bandwidth-extension", ["--items", "3", "--seconds", "2"]),
+    "restoration": ("speech-restoration", ["--items", "5", "--seconds", "2"]),
     "music": ("music-remix", ["--items", "1", "--seconds", "2"]),
     "rebalance": ("music-rebalance", ["--items", "2", "--seconds", "2"]),
     "cf": ("cocktail-fork", ["--items", "2", "--seconds", "2.5"]),
@@ -169,6 +170,29 @@ def test_bandwidth_extension_decimation_and_band_limit(made):
         # the low-rate signal's -3 dB point is the anti-alias edge, 0.8 x its Nyquist
         _, hi = band_edges(clean, x[::r] / g, 16000, lo_hz=100.0, y_rate=16000 / r)
         assert hi == pytest.approx(0.8 * 8000 / r, rel=0.1), (r, hi)
+
+
+# ------------------------------------------------------------------ speech-restoration
+def test_speech_restoration_reference_is_wide_band_and_input_at_most_16k(made):
+    root = made["restoration"]
+    suite = load_suite(root)
+    assert {it.metadata["device"]["name"] for it in suite.items} == {
+        "headset", "laptop", "phone", "camcorder", "handheld-clipping"}
+    for it in suite.items:
+        clean, rate = read(root, it.references["clean"].path)
+        x, xrate = read(root, it.inputs["input"].path)
+        assert rate == 32000
+        assert xrate == min(it.metadata["device"]["rate"], 16000) == it.metadata["input_rate_hz"]
+        assert len(x) == len(clean) * xrate // rate
+        # the reference carries the band a 16 kHz recording cannot: 8-16 kHz within 45 dB of
+        # the whole (HTS slt renders at 32 kHz)
+        f, p = signal.welch(clean, rate, nperseg=1024)
+        assert db(p[f >= 8000].sum() / p.sum()) > -45
+        # the input is that speech: its envelope follows the reference's (correlation of
+        # 20 ms frame energies, the input resampled to the reference's rate)
+        up = soxr.resample(x, xrate, rate)[: len(clean)]
+        e = [np.log(np.convolve(s ** 2, np.ones(640), "valid")[::320] + 1e-9) for s in (clean, up)]
+        assert np.corrcoef(e[0], e[1])[0, 1] > 0.5
 
 
 # ------------------------------------------------------------------ music-remix

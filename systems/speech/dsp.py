@@ -12,7 +12,9 @@
   `none`).
 
 Every system works at 16 kHz: the input (at its device's rate) is resampled to 16 kHz with soxr
-VHQ, processed, and cut or zero-padded to the length the task asks for.
+VHQ, processed, and cut or zero-padded to the length the task asks for. They also do
+speech-restoration, where the 16 kHz result is resampled to the task's rate (its top band empty:
+put `unet-sr` after them in a chain, `wpe>unet-sr`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from scipy import ndimage, signal, special
 
 from harness.api import BaseSystem, Output
-from harness.audio import Audio, resample
+from harness.audio import Audio, resample, resample_samples
 from harness.suites.types import Item
 from harness.tasks import get_protocol
 
@@ -37,15 +39,20 @@ def input_16k(item: Item) -> np.ndarray:
 
 
 def fitted(item: Item, x: np.ndarray) -> Output:
-    """{'enhanced': x} cut or zero-padded to the length the task expects, as float32 Audio."""
-    n = get_protocol(item.task).output_spec(item)["enhanced"].frames
-    y = np.zeros(n)
-    y[: min(n, len(x))] = x[:n]
-    return {"enhanced": Audio(y[None].astype(np.float32), RATE)}
+    """{'enhanced': x} (16 kHz) as the task expects it: resampled to the task's output rate
+    (speech-restoration's 32 kHz; soxr VHQ, so the band above 8 kHz stays empty), cut or
+    zero-padded to its length, as float32 Audio."""
+    spec = get_protocol(item.task).output_spec(item)["enhanced"]
+    if spec.rate != RATE:
+        x = resample_samples(x, RATE, spec.rate)
+    y = np.zeros(spec.frames)
+    y[: min(spec.frames, len(x))] = x[: spec.frames]
+    return {"enhanced": Audio(y[None].astype(np.float32), spec.rate)}
 
 
 class SpeechDSP(BaseSystem):
     task = TASK
+    also_tasks = ("speech-restoration",)  # enhanced at 16 kHz, resampled to the task's rate
 
     def process(self, items: list[Item], listener: Any | None) -> list[Output]:
         return [fitted(it, self.enhance(input_16k(it))) for it in items]

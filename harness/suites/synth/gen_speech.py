@@ -1,4 +1,4 @@
-"""Generators of the speech tasks: speech-enhancement and bandwidth-extension."""
+"""Generators of the speech tasks: speech-enhancement, bandwidth-extension and speech-restoration."""
 
 from __future__ import annotations
 
@@ -177,6 +177,73 @@ def make_bandwidth_extension(root: Path, items: int, seconds: float, seed: int, 
 
 
 
+# ------------------------------------------------------------------ speech-restoration
+RESTORATION_RATE = 32000
+# Evaluation voices whose synthesiser renders at >= 32 kHz (festival's HTS voice of slt renders at
+# 32 kHz; flite's voices and the diphone voices at 16 kHz, so they cannot give the top band).
+WIDEBAND_VOICES = {"hts_slt": 32000}
+SR_SNRS = [0.0, 5.0, 10.0, 15.0, 20.0]
+SR_RT60S = [0.0, 0.3, 0.6]
+SR_DEVICES = ["headset", "laptop", "phone", "camcorder", "handheld-clipping"]
+
+
+def make_speech_restoration(root: Path, items: int, seconds: float, seed: int, opts: dict,
+                            tick: Callable[[], None]) -> tuple[list[Item], dict]:
+    """The speech-enhancement chain at 16 kHz on speech rendered at 32 kHz: the reference is the
+    dry 32 kHz speech; the input is its 16 kHz version (soxr VHQ) through a room, a device, noise
+    and clipping, stored at the device's rate or 16 kHz, whichever is lower."""
+    from harness.audio import resample_samples
+
+    snrs = [float(s) for s in opts.get("snrs", SR_SNRS)]
+    rt60s = [float(s) for s in opts.get("rt60s", SR_RT60S)]
+    devices = list(opts.get("devices", SR_DEVICES))
+    noises = list(opts.get("noises", SE_NOISES))
+    voices = list(opts.get("voices", list(WIDEBAND_VOICES)))
+    level = float(opts.get("level_lufs", -30.0))
+    for d in devices:
+        if d not in dg.DEVICES:
+            raise SuiteError(f"unknown device {d!r} (known: {', '.join(dg.DEVICES)})")
+    for v in voices:
+        if WIDEBAND_VOICES.get(v, 0) < RESTORATION_RATE:
+            raise SuiteError(f"voice {v!r} is not rendered at {RESTORATION_RATE} Hz or above "
+                             f"(wide-band voices: {', '.join(WIDEBAND_VOICES)})")
+    require(speech.programs_for(voices + ["slt", "rms", "awb", "kal16"]), "speech-restoration")
+    w = Writer(root)
+    out = []
+    n = int(round(seconds * RESTORATION_RATE)) // 2 * 2
+    for i in range(items):
+        iid = f"sr{i:04d}"
+        rng = item_rng(seed, "speech-restoration", i)
+        voice = cycled(voices, i, seed, "voice")
+        snr = cycled(snrs, i, seed, "snr")
+        rt60 = cycled(rt60s, i, seed, "rt60")
+        device = dg.DEVICES[cycled(devices, i, seed, "device")]
+        kind = cycled(noises, i, seed, "noise")
+        clean, texts = speech.talk(voice, rng, n / RESTORATION_RATE, RESTORATION_RATE)
+        clean = dg.to_loudness(clean[:n], RESTORATION_RATE, level)
+        clean16 = resample_samples(clean, RESTORATION_RATE, SPEECH_RATE)[: n // 2]
+        others = tuple(v for v in ("slt", "rms", "awb", "kal16") if v != voice)
+        d = degrade_speech(clean16, rng, snr, rt60, device, kind, others)
+        rate_in = min(device.rate, SPEECH_RATE)
+        noisy = resample_samples(d.noisy, device.rate, rate_in) if device.rate != rate_in else d.noisy
+        g = headroom(float(np.max(np.abs(noisy))))
+        refs = {"clean": w(f"clean/{iid}", clean, RESTORATION_RATE)}
+        inputs = {"input": w(f"input/{iid}", noisy * g, rate_in)}
+        low, high = effective_band(device, SPEECH_RATE)
+        out.append(Item(iid, "speech-restoration", root, inputs, refs, {
+            "voice": voice, "texts": texts, "level_lufs": level, "snr_db": snr,
+            "snr_defined": "speech image vs noise image at the device output, before clipping",
+            "noise": kind, "room": d.room,
+            "device": {**device.to_json(), "band_hz_effective": [low, high],
+                       "clip_threshold": None if d.threshold is None else _r(d.threshold * g, 6)},
+            "input_rate_hz": rate_in, "reference_rate_hz": RESTORATION_RATE,
+            "headroom_gain_db": _r(20 * np.log10(g)),
+        }))
+        tick()
+    return out, {"snrs": snrs, "rt60s": rt60s, "devices": devices, "noises": noises,
+                 "voices": voices, "level_lufs": level}
+
+
 SPEECH_ENHANCEMENT = Generator(
     "speech-enhancement", "speech-enhancement", make_speech_enhancement, 4.0, 24,
     "flite/festival speech at 16 kHz; room (RT60), device and noise (SNR) on a grid",
@@ -186,4 +253,9 @@ BANDWIDTH_EXTENSION = Generator(
     "bandwidth-extension", "bandwidth-extension", make_bandwidth_extension, 4.0, 12,
     "16 kHz speech; inputs decimated 2x/4x/6x (Chebyshev order 8) and spline-upsampled",
     ("ratios", "voices", "level_lufs"),
+)
+SPEECH_RESTORATION = Generator(
+    "speech-restoration", "speech-restoration", make_speech_restoration, 4.0, 15,
+    "festival's HTS voice at 32 kHz (the reference); input: the 16 kHz speech-enhancement chain",
+    ("snrs", "rt60s", "devices", "noises", "voices", "level_lufs"),
 )

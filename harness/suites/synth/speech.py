@@ -29,6 +29,16 @@ TRAINING_VOICES = {
     "lp": "voice_lp_diphone",  # Italian, female
     "pc": "voice_pc_diphone",  # Italian, male
 }
+# Training voices that festival renders at 32 kHz or more (the Czech voices, apt:
+# festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph), for models of the
+# band above 8 kHz (unet-sr's wide-band checkpoint); no evaluation suite uses them.
+WIDEBAND_TRAINING_VOICES = {
+    "dita": "voice_czech_dita",  # Czech, female, 32 kHz
+    "krb": "voice_czech_krb",  # Czech, child, 32 kHz
+    "machac": "voice_czech_machac",  # Czech, male, 32 kHz
+    "ph": "voice_czech_ph",  # Czech, male, 44.1 kHz
+}
+FESTIVAL_VOICES = {"hts_slt": "voice_cmu_us_slt_arctic_hts", **TRAINING_VOICES, **WIDEBAND_TRAINING_VOICES}
 RATE = 16000
 
 SENTENCES = (
@@ -87,7 +97,7 @@ def programs_for(voices: tuple[str, ...] | list[str]) -> list[str]:
     progs = []
     if any(v in VOICES and v != "hts_slt" for v in voices):
         progs.append("flite")
-    if any(v == "hts_slt" or v in TRAINING_VOICES for v in voices):
+    if any(v in FESTIVAL_VOICES for v in voices):
         progs.append("text2wave")
     return progs
 
@@ -105,8 +115,8 @@ def training_sentence(rng: np.random.Generator) -> str:
 def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tts.wav"
-        if voice == "hts_slt" or voice in TRAINING_VOICES:
-            fn = TRAINING_VOICES.get(voice, "voice_cmu_us_slt_arctic_hts")
+        if voice in FESTIVAL_VOICES:
+            fn = FESTIVAL_VOICES[voice]
             cmd = ["text2wave", "-eval", f"({fn})", "-o", str(out)]
             subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
         elif voice in VOICES:
@@ -114,7 +124,7 @@ def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
                            capture_output=True)
         else:
             raise ValueError(f"unknown voice {voice!r} (known: {', '.join(VOICES)}; for training: "
-                             f"{', '.join(TRAINING_VOICES)})")
+                             f"{', '.join(TRAINING_VOICES)}, {', '.join(WIDEBAND_TRAINING_VOICES)})")
         import soundfile as sf
 
         x, rate = sf.read(str(out), dtype="float64", always_2d=True)

@@ -1,0 +1,102 @@
+"""unet-sr: the subpixel shuffle against a hand-written loop, the paper's shapes, the spline path
+against scipy, the LSD loss against the metric, and the training data against the suite
+generator's chain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import interpolate, signal
+
+from systems.sr import unet
+
+
+def test_subpixel_shuffle_equals_a_hand_written_reshape():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 5))  # (B, r*C, N) with r = 2, C = 3
+    want = np.zeros((2, 3, 10))
+    for b in range(2):
+        for c in range(3):
+            for n in range(5):
+                for i in range(2):
+                    want[b, c, 2 * n + i] = x[b, i * 3 + c, n]
+    got = unet.subpixel1d(torch.tensor(x)).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+def test_subpixel_shuffle_refuses_an_odd_channel_count():
+    with pytest.raises(ValueError, match="not a multiple of 2"):
+        unet.subpixel1d(torch.zeros(1, 3, 4))
+
+
+@pytest.mark.parametrize("arch", [unet.ARCH_SMALL, unet.ARCH_PAPER])
+def test_the_network_keeps_the_length_and_halves_it_per_block(arch):
+    model = unet.UNetSR(arch).eval()
+    n = model.multiple * 8
+    y = model(torch.zeros(2, 1, n), torch.tensor([2.0, 4.0]))
+    assert y.shape == (2, 1, n)
+    assert model.multiple == 2 ** (len(arch["filters"]) + 1) == 32
+
+
+def test_the_paper_size_parameter_count():
+    # conv weights + biases of the authors' audiounet.py at B = 4 (filters 128/384/512/512,
+    # kernels 65/33/17/9, bottleneck 512 k9, final 2 k9), one input channel
+    f, k = [128, 384, 512, 512], [65, 33, 17, 9]
+    count, prev = 0, 1
+    for fi, ki in zip(f, k, strict=True):
+        count += prev * fi * ki + fi
+        prev = fi
+    count += prev * 512 * 9 + 512
+    prev = 512
+    for fi, ki in zip(reversed(f), reversed(k), strict=True):
+        count += prev * 2 * fi * ki + 2 * fi
+        prev = 2 * fi
+    count += prev * 2 * 9 + 2
+    assert unet.parameter_count(unet.ARCH_PAPER) == count
+
+
+def test_a_zero_initialised_small_network_is_the_spline():
+    model = unet.UNetSR(unet.ARCH_SMALL).eval()
+    x = np.random.default_rng(1).normal(size=3000) * 0.05
+    np.testing.assert_allclose(unet.upsample(model, x, 4), x, atol=1e-6)
+
+
+def test_chunked_upsampling_equals_one_pass():
+    torch.manual_seed(0)
+    arch = {**unet.ARCH_SMALL, "filters": [4, 8, 8, 8], "bottleneck": 8, "zero_last": False}
+    model = unet.UNetSR(arch).eval()
+    x = np.random.default_rng(2).normal(size=5000) * 0.05
+    whole = unet.upsample(model, x, 4, chunk=1 << 20)
+    parts = unet.upsample(model, x, 4, chunk=1024)
+    # each chunk sees a margin of the receptive field, zero padded at the ends as the whole is
+    np.testing.assert_allclose(parts, whole, atol=1e-5)
+
+
+def test_the_spline_path_equals_scipy():
+    from harness.suites.synth.gen_speech import spline_upsample
+
+    rng = np.random.default_rng(3)
+    low = rng.normal(size=200)
+    ref = interpolate.CubicSpline(np.arange(200) * 4, low, bc_type="not-a-knot")(np.arange(800))
+    np.testing.assert_allclose(spline_upsample(low, 4, 800), ref, atol=1e-9)
+
+
+def test_the_lsd_loss_equals_the_metric():
+    from harness.metrics.spectral import lsd
+    from systems.sr.train import lsd_loss
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=8192), rng.normal(size=8192) * 0.3 + 0.1 * rng.normal(size=8192)
+    got = float(lsd_loss(torch.tensor(a)[None, None], torch.tensor(b)[None, None]))
+    assert got == pytest.approx(lsd(a, b), rel=1e-9)
+
+
+def test_a_training_example_is_the_suite_generators_chain():
+    from systems.sr.train import SpeechSR, default_config
+
+    data = SpeechSR(default_config()["data"], 5)
+    clean = np.random.default_rng(6).normal(size=4800)
+    x = data.pair(clean, 4)
+    low = signal.decimate(clean, 4, n=8, ftype="iir", zero_phase=True)
+    np.testing.assert_allclose(x[::4], low, atol=1e-9)  # the spline passes through the low-rate samples
