@@ -84,8 +84,9 @@ def test_every_shipped_training_config_passes_its_systems_training_schema(path):
     defaults of the system whose folder holds them."""
     from harness.training.trainer import load_train_config
     from systems.speech.learned import HiFiGAN
+    from systems.sr.system import UNetSRSystem
 
-    trainable = {"speech": HiFiGAN}[path.parent.parent.name].training()
+    trainable = {"speech": HiFiGAN, "sr": UNetSRSystem}[path.parent.parent.name].training()
     cfg = load_train_config(trainable, path)
     assert cfg["seed"] and cfg["batch_size"] >= 1 and sum(cfg["steps"].values()) > 0
 

@@ -1,10 +1,8 @@
 """The shipped HiFi-GAN checkpoint: it loads with its record, was trained on voices no suite
-uses, runs faster than real time here, and beats the unprocessed input on the built-in quick
+uses, and beats the unprocessed input on the built-in quick
 suite (PESQ from the `pesq` package, SI-SDR in closed form)."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -32,24 +30,20 @@ def test_the_shipped_checkpoint_is_small_and_says_what_it_was_trained_on():
 
 
 @pytest.mark.slow
-def test_hifigan_beats_unprocessed_on_the_quick_suite_faster_than_real_time():
+def test_hifigan_beats_unprocessed_on_the_quick_suite():
     suite = resolve_suite("speech-enhancement-quick")
     protocol = get_protocol("speech-enhancement")
     system = get_system("hifigan")
     system.prepare("cpu")
-    t0 = time.perf_counter()
     outs = system.process(list(suite.items), None)
-    seconds = time.perf_counter() - t0
-    audio = 0.0
     rows = []
     for item, out in zip(suite.items, outs, strict=True):
         ref = protocol.reference(item).mono().astype(np.float64)
         noisy = protocol.anchor("unprocessed", item, None)["enhanced"].mono().astype(np.float64)
         est = out["enhanced"].mono().astype(np.float64)
-        audio += len(ref) / 16000
         rows.append((pesq(16000, ref, noisy, "wb"), pesq(16000, ref, est, "wb"),
                      si_sdr_db(noisy, ref), si_sdr_db(est, ref)))
     r = np.array(rows)
     assert r[:, 1].mean() > r[:, 0].mean(), r  # PESQ
     assert r[:, 3].mean() > r[:, 2].mean(), r  # SI-SDR
-    assert seconds < audio  # faster than real time on this machine's CPU
+    # its speed (real-time factor) is measured in benchmarks/speech_enhancement_speed.py, not here

@@ -204,8 +204,12 @@ def _start(out: Path) -> tuple[subprocess.Popen, Path]:
     orphaned child would make waiting for the driver hang instead of failing the test)."""
     log = out.parent / f"{out.name}.stderr"
     with open(log, "w") as fh:
+        # SIGINT restored to its default in the child: a test runner started in the background
+        # of a non-interactive shell inherits it ignored, and a run that ignores Ctrl-C (as Unix
+        # has background jobs do) is what the harness should be, but not what this test tests
         proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *KILL_ARGS, "--out", str(out)],
-                                cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=fh)
+                                cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=fh,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return proc, log
 
 

@@ -18,6 +18,7 @@ from systems.bwe import restoration_input
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 RATE = 16000
+WIDE_RATE = 32000
 
 
 class UNetSRSystem(BaseSystem):
@@ -28,15 +29,20 @@ class UNetSRSystem(BaseSystem):
     description = ("Audio super-resolution U-Net (Kuleshov et al. 2017) on the spline-upsampled "
                    "input; shipped checkpoints for 16 kHz (ratios 2/4/6) and 32 kHz (ratios 2/4)")
     defaults = {
-        # the model for 16 kHz outputs (bandwidth-extension) and for 32 kHz ones (speech-restoration)
-        "checkpoint": str(CHECKPOINTS / "unet-sr-speech.safetensors"),
-        "checkpoint_wideband": str(CHECKPOINTS / "unet-sr-speech-32k.safetensors"),
+        "model": "speech",  # the shipped 16 kHz model: "speech" or "music" (unet-sr/music)
+        # a checkpoint for 16 kHz outputs (bandwidth-extension); "": the shipped one of `model`
+        "checkpoint": "",
+        # a checkpoint for 32 kHz outputs (speech-restoration); "": the shipped one
+        "checkpoint_wideband": "",
         "ratio": 0,  # bandwidth-extension's ratio; 0: the item's `ratio` metadata
     }
+    variant_param = "model"
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.models: dict[int, Any] = {}  # output rate -> model
+        self.ratios: dict[int, list[int]] = {}  # output rate -> the ratios its model was trained on
+        self.paths: dict[int, str] = {}
 
     @classmethod
     def training(cls):
@@ -50,14 +56,21 @@ class UNetSRSystem(BaseSystem):
 
         p = {**self.defaults, **self.params}
         digests = {}
-        for key in ("checkpoint", "checkpoint_wideband"):
+        for key, rate in (("checkpoint", RATE), ("checkpoint_wideband", WIDE_RATE)):
             try:
-                digests[key] = checkpoints.read_record(p[key]).get("sha256", "")
+                digests[key] = checkpoints.read_record(self.checkpoint(rate)).get("sha256", "")
             except Exception:
                 digests[key] = "missing"
         blob = json.dumps({"name": self.name, "version": self.version, "params": p, "weights": digests},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    def checkpoint(self, rate: int) -> str:
+        """The checkpoint for outputs at `rate`: the parameter, else the shipped one."""
+        p = {**self.defaults, **self.params}
+        if rate == RATE:
+            return p["checkpoint"] or str(CHECKPOINTS / f"unet-sr-{p['model']}.safetensors")
+        return p["checkpoint_wideband"] or str(CHECKPOINTS / "unet-sr-speech-32k.safetensors")
 
     def input_problem(self, item: Item, rate: int, channels: int) -> str | None:
         return None if channels == 1 else f"takes mono input, not {channels} channels"
@@ -72,8 +85,7 @@ class UNetSRSystem(BaseSystem):
         from harness import checkpoints
         from systems.sr.unet import UNetSR
 
-        p = {**self.defaults, **self.params}
-        path = p["checkpoint"] if rate == RATE else p["checkpoint_wideband"]
+        path = self.checkpoint(rate)
         tensors, record = checkpoints.load(path, "unet-sr")
         trained = int(record.get("data", {}).get("rate", RATE))
         if trained != rate:
@@ -83,6 +95,8 @@ class UNetSRSystem(BaseSystem):
         checkpoints.load_into(model, tensors, path)
         torch.set_grad_enabled(False)
         self.models[rate] = model.to(self.device).eval()
+        self.ratios[rate] = [int(r) for r in record.get("data", {}).get("ratios", [])]
+        self.paths[rate] = path
         return self.models[rate]
 
     def prepare(self, device: str) -> None:
@@ -109,7 +123,11 @@ class UNetSRSystem(BaseSystem):
                 x, ratio = resample(it.input("input"), RATE).mono().astype(np.float64), self.ratio(it)
             else:
                 x, ratio = restoration_input(it, spec.rate)
-            y = upsample(self.model(spec.rate), x, ratio)
+            model = self.model(spec.rate)
+            if self.ratios[spec.rate] and ratio not in self.ratios[spec.rate]:
+                raise InvalidInput(f"{self.paths[spec.rate]}: trained for ratios "
+                                   f"{self.ratios[spec.rate]}, item {it.id} needs {ratio}")
+            y = upsample(model, x, ratio)
             y = np.pad(y[: spec.frames], (0, max(0, spec.frames - len(y))))
             outs.append({"enhanced": Audio(y[None].astype(np.float32), spec.rate)})
         return outs

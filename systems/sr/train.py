@@ -43,6 +43,10 @@ def default_config() -> dict[str, Any]:
             "voices": list(TRAINING_VOICES), "texts": 120, "ratios": [2, 4, 6],
             "level_lufs": -26.0, "level_jitter_db": 6.0, "lead_s": 2.0, "validation_items": 12,
             "rate": 16000,  # the high rate (the wide-band checkpoint: 32000, with 32 kHz voices)
+            "source": "speech",  # or "music": arrangements rendered by fluidsynth (training seeds)
+            "songs": 48,  # music: the pool of rendered songs (cached on disk)
+            "song_s": 20.0,
+            "cache": "",  # folder for the song pool ("" = ~/.cache/audio-harness)
         },
     }
 
@@ -60,6 +64,49 @@ class SpeechSR:
 
         rng = np.random.default_rng([self.seed, 1])
         return tuple(training_sentence(rng) for _ in range(int(self.cfg["texts"])))
+
+    def pool_path(self):
+        import hashlib
+        import os
+        from pathlib import Path
+
+        key = json.dumps([self.seed, self.cfg["songs"], self.cfg["song_s"], self.rate])
+        root = self.cfg["cache"] or os.environ.get("HARNESS_CACHE", "~/.cache/audio-harness")
+        return Path(root).expanduser() / f"songs-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+    @cached_property
+    def songs(self) -> list[np.ndarray]:
+        """The music pool: `songs` arrangements of `song_s` seconds (seeds [seed, 4, k]), rendered
+        once and cached on disk (rendering takes about a second per song)."""
+        import os
+
+        from harness.suites.synth.gen_speech import music_excerpt
+
+        path = self.pool_path()
+        if path.is_file():
+            with np.load(path) as z:
+                return [z[k] for k in sorted(z.files, key=int)]
+        pool = [music_excerpt(np.random.default_rng([self.seed, 4, k]), float(self.cfg["song_s"]),
+                              self.rate)[0].astype(np.float32) for k in range(int(self.cfg["songs"]))]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **{str(i): x for i, x in enumerate(pool)})
+        os.replace(tmp, path)
+        return pool
+
+    def source(self, rng: np.random.Generator, seconds: float) -> np.ndarray:
+        """`seconds` of training material at the data's rate: a talk or a stretch of a song."""
+        if self.cfg["source"] == "speech":
+            return self.talk(rng, seconds)
+        from harness.suites.synth import degrade as dg
+
+        song = self.songs[int(rng.integers(len(self.songs)))].astype(np.float64)
+        n = int(round(seconds * self.rate))
+        a = int(rng.integers(0, max(1, len(song) - n)))
+        x = np.pad(song[a:a + n], (0, max(0, n - (len(song) - a))))
+        jitter = float(self.cfg["level_jitter_db"])
+        level = self.cfg["level_lufs"] + rng.uniform(-jitter, jitter)
+        return dg.to_loudness(x, self.rate, level) if np.any(x) else x
 
     def talk(self, rng: np.random.Generator, seconds: float) -> np.ndarray:
         from harness.suites.synth import degrade as dg
@@ -87,7 +134,9 @@ class SpeechSR:
         ratio = ratios[int(rng.integers(len(ratios)))]
         block = int(np.lcm.reduce(ratios))
         lead = int(float(self.cfg["lead_s"]) * self.rate * float(rng.random())) // block * block
-        clean = self.talk(rng, (segment + lead + 4 * block) / self.rate)
+        # at least 0.5 s: loudness needs 400 ms blocks (8192 samples at 32 kHz are 0.26 s; at
+        # 16 kHz a segment is longer already, so the 16 kHz examples are as they were)
+        clean = self.source(rng, max(0.5, (segment + lead + 4 * block) / self.rate))
         n = len(clean) // block * block
         x = self.pair(clean[:n], ratio)
         x, y = x[lead:lead + segment], clean[lead:lead + segment]
@@ -105,15 +154,35 @@ class SpeechSR:
 
     def validation(self, i: int, ratio: int) -> tuple[np.ndarray, np.ndarray]:
         """Validation item i at `ratio`: 4 s of talk (seeds no training step reaches)."""
-        rng = np.random.default_rng([self.seed, 3, VALIDATION_OFFSET, i])
-        clean = self.talk(rng, 4.0)
+        if self.cfg["source"] == "music":  # songs of their own (seeds no pool song has)
+            from harness.suites.synth import degrade as dg
+            from harness.suites.synth.gen_speech import music_excerpt
+
+            if not hasattr(self, "_validation_songs"):
+                self._validation_songs = {}
+            if i not in self._validation_songs:
+                x, _ = music_excerpt(np.random.default_rng([self.seed, 5, i]), 4.0, self.rate)
+                self._validation_songs[i] = dg.to_loudness(x, self.rate, self.cfg["level_lufs"])
+            clean = self._validation_songs[i]
+        else:
+            rng = np.random.default_rng([self.seed, 3, VALIDATION_OFFSET, i])
+            clean = self.talk(rng, 4.0)
         n = len(clean) // 12 * 12
         return self.pair(clean[:n], ratio), clean[:n]
 
     def record(self) -> dict[str, Any]:
         from harness.suites.synth.speech import VOICES
 
-        return {"rate": self.rate,
+        if self.cfg["source"] == "music":
+            return {"rate": self.rate, "source": "music",
+                    "generator": "arrangements of harness.suites.synth.music rendered by fluidsynth, "
+                                 "down-mixed to mono; bandwidth-extension chain (scipy.signal.decimate, "
+                                 "Chebyshev I order 8, zero phase; spline_upsample)",
+                    "songs": f"{self.cfg['songs']} x {self.cfg['song_s']} s, seeds [{self.seed}, 4, k]; "
+                             f"validation songs [{self.seed}, 5, i]",
+                    "ratios": [int(r) for r in self.cfg["ratios"]],
+                    "examples": f"seed [{self.seed}, 3, step, index]"}
+        return {"rate": self.rate, "source": "speech",
                 "generator": "bandwidth-extension chain (scipy.signal.decimate, Chebyshev I order 8, "
                              "zero phase; harness.suites.synth.gen_speech.spline_upsample)",
                 "voices": list(self.cfg["voices"]), "evaluation_voices_excluded": list(VOICES),
@@ -161,6 +230,8 @@ class UnetSRTraining:
             return f"segment must be a positive multiple of {m} (the network halves it {m.bit_length() - 1}x)"
         if not 0 <= a["dropout"] < 1:
             return f"arch.dropout must be in [0, 1), not {a['dropout']}"
+        if d["source"] not in ("speech", "music"):
+            return f"data.source must be 'speech' or 'music', not {d['source']!r}"
         if d["rate"] < 8000:
             return f"data.rate must be at least 8000 Hz, not {d['rate']}"
         if d["lead_s"] < 0:

@@ -138,12 +138,31 @@ def spline_upsample(low: np.ndarray, ratio: int, n: int) -> np.ndarray:
     return spline(np.arange(n))
 
 
+def music_excerpt(rng: np.random.Generator, seconds: float, rate: int = SPEECH_RATE,
+                  font: str | None = None) -> tuple[np.ndarray, dict]:
+    """A rendered arrangement (every stem, fluidsynth), summed and down-mixed to mono at `rate`."""
+    from harness.suites.synth import music
+
+    arr = music.arrangement(rng, seconds)
+    stems = music.render(arr, seconds, music.RATE, font)
+    mix = np.mean(sum(stems.values()), axis=0)
+    from harness.audio import resample_samples
+
+    return resample_samples(mix, music.RATE, rate)[: int(round(seconds * rate))], arr.to_json()
+
+
 def make_bandwidth_extension(root: Path, items: int, seconds: float, seed: int, opts: dict,
                              tick: Callable[[], None]) -> tuple[list[Item], dict]:
     ratios = [int(r) for r in opts.get("ratios", BWE_RATIOS)]
+    source = str(opts.get("source", "speech"))
+    if source not in ("speech", "music"):
+        raise SuiteError(f"bandwidth-extension: source must be speech or music, not {source!r}")
     voices = list(opts.get("voices", speech.VOICES))
     level = float(opts.get("level_lufs", -26.0))
-    require(speech.programs_for(voices), "bandwidth-extension")
+    if source == "speech":
+        require(speech.programs_for(voices), "bandwidth-extension")
+    else:
+        require(["fluidsynth"], "bandwidth-extension (music)")
     block = int(np.lcm.reduce(ratios))
     n = int(round(seconds * SPEECH_RATE)) // block * block
     w = Writer(root)
@@ -151,9 +170,14 @@ def make_bandwidth_extension(root: Path, items: int, seconds: float, seed: int, 
     for i in range(items):
         iid = f"bwe{i:04d}"
         rng = item_rng(seed, "bandwidth-extension", i)
-        voice = cycled(voices, i, seed, "voice")
         ratio = cycled(ratios, i, seed, "ratio")
-        clean, texts = speech.talk(voice, rng, n / SPEECH_RATE, SPEECH_RATE)
+        if source == "speech":
+            voice = cycled(voices, i, seed, "voice")
+            clean, texts = speech.talk(voice, rng, n / SPEECH_RATE, SPEECH_RATE)
+            what = {"voice": voice, "texts": texts}
+        else:
+            clean, arrangement = music_excerpt(rng, n / SPEECH_RATE, SPEECH_RATE, opts.get("soundfont"))
+            what = {"arrangement": arrangement}
         clean = dg.to_loudness(clean[:n], SPEECH_RATE, level)
         # scipy's decimate: order-8 Chebyshev type I (0.05 dB ripple, edge 0.8 x the new
         # Nyquist), applied forwards and backwards (zero phase), then every ratio-th sample
@@ -163,7 +187,7 @@ def make_bandwidth_extension(root: Path, items: int, seconds: float, seed: int, 
         refs = {"clean": w(f"clean/{iid}", clean, SPEECH_RATE)}
         inputs = {"input": w(f"input/{iid}", upsampled * g, SPEECH_RATE)}
         out.append(Item(iid, "bandwidth-extension", root, inputs, refs, {
-            "voice": voice, "texts": texts, "level_lufs": level, "ratio": ratio,
+            "source": source, **what, "level_lufs": level, "ratio": ratio,
             "low_rate_hz": _r(SPEECH_RATE / ratio, 3),
             "anti_alias": "scipy.signal.decimate: Chebyshev I order 8, 0.05 dB, zero phase",
             "filter_edge_hz": _r(0.8 * SPEECH_RATE / 2 / ratio, 2),
@@ -172,9 +196,7 @@ def make_bandwidth_extension(root: Path, items: int, seconds: float, seed: int, 
             "headroom_gain_db": _r(20 * np.log10(g)),
         }))
         tick()
-    return out, {"ratios": ratios, "voices": voices, "level_lufs": level}
-
-
+    return out, {"ratios": ratios, "source": source, "voices": voices, "level_lufs": level}
 
 
 # ------------------------------------------------------------------ speech-restoration
@@ -251,8 +273,9 @@ SPEECH_ENHANCEMENT = Generator(
 )
 BANDWIDTH_EXTENSION = Generator(
     "bandwidth-extension", "bandwidth-extension", make_bandwidth_extension, 4.0, 12,
-    "16 kHz speech; inputs decimated 2x/4x/6x (Chebyshev order 8) and spline-upsampled",
-    ("ratios", "voices", "level_lufs"),
+    "16 kHz speech (or music: -O source=music); inputs decimated 2x/4x/6x (Chebyshev order 8) "
+    "and spline-upsampled",
+    ("ratios", "source", "voices", "level_lufs", "soundfont"),
 )
 SPEECH_RESTORATION = Generator(
     "speech-restoration", "speech-restoration", make_speech_restoration, 4.0, 15,

@@ -107,6 +107,10 @@ def get_generator(name: str) -> Generator:
         raise SuiteError(str(exc)) from None
 
 
+# generator options that are grids (lists of levels); a single value is a grid of one
+LIST_OPTIONS = {"snrs", "rt60s", "devices", "noises", "voices", "ratios", "styles"}
+
+
 def make_suite(name: str, out: Path, items: int | None = None, seconds: float | None = None,
                seed: int = 0, options: dict | None = None,
                progress: Callable[[int], Callable[[], None]] | None = None) -> Suite:
@@ -117,6 +121,9 @@ def make_suite(name: str, out: Path, items: int | None = None, seconds: float | 
     if unknown:
         raise SuiteError(f"{name}: unknown option(s) {', '.join(unknown)} "
                          f"(known: {', '.join(gen.options)}, suite_name)")
+    for key in LIST_OPTIONS & set(options):  # -O ratios=4: a grid of one level
+        if not isinstance(options[key], list):
+            options[key] = [options[key]]
     d_seconds, d_items = gen.presets.get(str(options.get("preset")), (gen.seconds, gen.items))
     items = d_items if items is None else items
     seconds = d_seconds if seconds is None else seconds
@@ -131,7 +138,11 @@ def make_suite(name: str, out: Path, items: int | None = None, seconds: float | 
         raise SuiteError(f"{out}: folder exists and is not empty (choose a new --out)")
     out.mkdir(parents=True, exist_ok=True)
     tick = progress(items) if progress else (lambda: None)
-    made, params = gen.make(out, items, seconds, seed, options, tick)
+    try:
+        made, params = gen.make(out, items, seconds, seed, options, tick)
+    except (TypeError, ValueError) as exc:  # an option value of the wrong kind (-O ratios=two)
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+        raise SuiteError(f"{name}: cannot generate with options {shown}: {exc}") from None
     label = name if "preset" not in options else f"{name}-{options['preset']}"
     suite = Suite(
         name=str(options.get("suite_name", label)), version="1", task=gen.task, root=out,
