@@ -144,3 +144,16 @@ def test_the_shipped_model_beats_the_spline_on_lsd(tmp_path, ratio):
     (out,) = system.process([item], None)
     y = out["enhanced"].mono().astype(np.float64)
     assert lsd(y, clean) < 0.6 * lsd(x, clean)
+
+
+def test_the_shipped_wideband_checkpoint_is_for_32k_and_no_suite_voice():
+    from harness import checkpoints
+    from harness.suites.synth.speech import VOICES, WIDEBAND_TRAINING_VOICES
+    from systems.sr.system import CHECKPOINTS
+
+    path = CHECKPOINTS / "unet-sr-speech-32k.safetensors"
+    assert path.stat().st_size < 16 * 2**20
+    _, record = checkpoints.load(path, "unet-sr")
+    assert record["data"]["rate"] == 32000 and record["data"]["ratios"] == [2, 4]
+    assert set(record["data"]["voices"]) <= set(WIDEBAND_TRAINING_VOICES)
+    assert not set(record["data"]["voices"]) & set(VOICES)
