@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 
 from harness.api import BaseSystem, Output
-from harness.audio import Audio
 from harness.errors import InvalidInput
 from harness.suites.types import Item
-from systems.bwe import restoration_input
+from systems.bwe import fit, restoration_input
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 RATE = 16000
@@ -128,6 +127,5 @@ class UNetSRSystem(BaseSystem):
                 raise InvalidInput(f"{self.paths[spec.rate]}: trained for ratios "
                                    f"{self.ratios[spec.rate]}, item {it.id} needs {ratio}")
             y = upsample(model, x, ratio)
-            y = np.pad(y[: spec.frames], (0, max(0, spec.frames - len(y))))
-            outs.append({"enhanced": Audio(y[None].astype(np.float32), spec.rate)})
+            outs.append(fit(y, spec.frames, spec.rate))
         return outs
