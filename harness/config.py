@@ -13,6 +13,12 @@
     quiet = false
     system_timeout = "auto"      # seconds a system may take per call (per batch of items), or
                                  # "auto": 120 s + 10 s per second of input audio in the call
+    executor = "local"           # local | ray (pip install 'audio-harness[ray]')
+    ray_address = ""             # an existing Ray cluster (ray://host:10001, host:6379, auto);
+                                 # empty: a private local Ray instance
+    ray_actors = 1               # Ray actors per system (each loads the model once)
+    ray_num_gpus = 0.0           # GPUs per system actor (0.5: two actors share one)
+    ray_retries = 2              # a batch or scoring task whose worker died is retried this often
     metrics_backend = "default"  # default (fast where parity holds) | reference | fast, or a
                                  # table: [metrics_backend] sdr = "reference"
 
@@ -53,6 +59,11 @@ class RunConfig:
     system_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics_backend: Any = "default"  # default | reference | fast | {family or metric = backend}
     system_timeout: Any = "auto"  # seconds per system call, or "auto" (see harness.workers)
+    executor: str = "local"  # local | ray (harness.ray_executor)
+    ray_address: str = ""  # an existing Ray cluster; empty: a private local instance
+    ray_actors: int = 1  # Ray actors per system
+    ray_num_gpus: float = 0.0  # GPUs per system actor (fractions share a GPU)
+    ray_retries: int = 2  # retries of a batch or scoring task whose Ray worker died
 
     def validate(self) -> RunConfig:
         for key, kind in SCHEMA.items():
@@ -66,6 +77,16 @@ class RunConfig:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         self.system_timeout = parse_timeout(self.system_timeout)
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor must be 'local' or 'ray', got {self.executor!r}")
+        if self.ray_actors < 1:
+            raise ConfigError(f"ray_actors must be at least 1, got {self.ray_actors}")
+        if self.ray_num_gpus < 0 or self.ray_retries < 0:
+            raise ConfigError("ray_num_gpus and ray_retries must not be negative")
+        if self.executor == "ray":
+            from harness.ray_executor import require_ray
+
+            require_ray()
         from harness.metrics.backends import resolve
 
         resolve(self.metrics_backend)  # raises a ConfigError naming the bad key
@@ -79,6 +100,7 @@ SCHEMA: dict[str, Any] = {
     "jobs": int, "device": str, "out": str, "batch_size": int, "run_name": str, "quiet": bool,
     "system_params": {str: {str: object}}, "metrics_backend": (str, {str: str}),
     "system_timeout": (str, float),
+    "executor": str, "ray_address": str, "ray_actors": int, "ray_num_gpus": float, "ray_retries": int,
 }
 
 

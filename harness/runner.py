@@ -163,15 +163,32 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
         store.start_run(p.run_id, p.name, p.manifest)
         done = store.done_jobs(p.run_id)
         pending = [j for j in p.jobs if j.key not in done]
-        workers = {n: SystemProcess(n, s, p.device, cfg.system_timeout) for n, s in p.systems.items()
-                   if any(j.system == n for j in pending)}
         bar = RunProgress(p.run_id, len(p.jobs), len(done), progress)
         ctx = ScoringContext({**DEFAULTS, **(p.backends or {})}, cache / "memo")
-        scorer = PoolScorer(cfg.jobs, ctx) if cfg.jobs > 1 and pending else InProcessScorer(ctx)
 
         def commit(job: Job, status: str, reason: str, outputs: dict[str, str], t0: float, scores):
             store.commit_job(p.run_id, job.row(), status, reason, outputs, time.time() - t0, scores)
             bar.advance()
+
+        def ready_jobs(batch: list[Job]) -> list[Job]:
+            """The batch's jobs whose item can be processed; the others are stored invalid."""
+            ready = []
+            for j in batch:
+                problems = j.problems + j.item.problems()
+                if problems:
+                    reason = "; ".join(problems)
+                    commit(j, INVALID, reason, {}, time.time(), _rows(j, INVALID, reason))
+                else:
+                    ready.append(j)
+            return ready
+
+        if cfg.executor == "ray":
+            _execute_ray(p, pending, commit, ready_jobs, cache, ctx, bar)
+            store.finish_run(p.run_id, "complete")
+            return RunResult(p.run_id, p.name, store.path, len(p.jobs), len(done), time.time() - t_start)
+        workers = {n: SystemProcess(n, s, p.device, cfg.system_timeout) for n, s in p.systems.items()
+                   if any(j.system == n for j in pending)}
+        scorer = PoolScorer(cfg.jobs, ctx) if cfg.jobs > 1 and pending else InProcessScorer(ctx)
 
         def commit_scored(limit: int) -> None:
             for job, paths, t0, scores in scorer.finished(limit):
@@ -180,14 +197,7 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
         with bar.bar:
             for batch in _batches(pending, cfg.batch_size):
                 t0 = time.time()
-                ready = []
-                for j in batch:
-                    problems = j.problems + j.item.problems()
-                    if problems:
-                        reason = "; ".join(problems)
-                        commit(j, INVALID, reason, {}, t0, _rows(j, INVALID, reason))
-                    else:
-                        ready.append(j)
+                ready = ready_jobs(batch)
                 if not ready:
                     continue
                 results = _process(workers[batch[0].system], ready)
@@ -225,6 +235,25 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
             w.close()
         store.close()
     return RunResult(p.run_id, p.name, store.path, len(p.jobs), len(done), time.time() - t_start)
+
+
+def _execute_ray(p: Plan, pending: list[Job], commit, ready_jobs, cache: Path, ctx, bar) -> None:
+    """The pending jobs on Ray (harness.ray_executor), committed by this process as they finish."""
+    from harness import ray_executor
+
+    cfg = p.config
+    systems = {j.system for j in pending}
+    started = ray_executor.init(cfg, len(systems) * cfg.ray_actors) if pending else False
+    try:
+        with bar.bar:
+            batches = [r for r in (ready_jobs(b) for b in _batches(pending, cfg.batch_size)) if r]
+            if batches:
+                ray_executor.RayEngine(p, commit, cache, ctx, cfg.ray_retries).run(batches)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def _stored_jobs(store: Store, run_id: str) -> int:

@@ -41,9 +41,9 @@ def degrade(rng, refs: np.ndarray) -> np.ndarray:
     return est
 
 
-def assert_frames_match(refs, ests, tol=0.01, names=("sdr", "isr", "sir", "sar")):
+def assert_frames_match(refs, ests, tol=0.01, names=("sdr", "isr", "sir", "sar"), device=None):
     a = bsseval_v4_frames(refs, ests, RATE)
-    b = fast_frames(refs, ests, RATE)
+    b = fast_frames(refs, ests, RATE, device=device)
     for name in names:
         assert a[name].shape == b[name].shape, name
         assert np.array_equal(np.isnan(a[name]), np.isnan(b[name])), name
@@ -59,6 +59,15 @@ def test_frames_match_museval(sources, channels, seconds):
     refs = tone_track(rng, seconds, sources, channels)
     a = assert_frames_match(refs, degrade(rng, refs))
     assert np.all(np.isfinite(a["sdr"]))  # the case is not vacuous
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("sources,channels,seconds", [(3, 2, 3.5), (1, 1, 2.0)])
+def test_frames_match_museval_on_cuda(sources, channels, seconds):
+    rng = np.random.default_rng(sources * 10 + channels)
+    refs = tone_track(rng, seconds, sources, channels)
+    a = assert_frames_match(refs, degrade(rng, refs), device="cuda")
+    assert np.all(np.isfinite(a["sdr"]))
 
 
 def band_limited_case(floor: float):

@@ -340,3 +340,17 @@ def test_noise_threads_draw_each_items_numbers_as_numpy_would():
         assert np.array_equal(got[1], exp[1]) and got[2:] == exp[2:]
     shared = np.random.RandomState(1)  # items sharing a generator: one thread, in item order
     assert len(NoiseWorker([shared] * 3, [10, 10, 10], 32, threads=4).threads) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 0.001), (torch.float32, 0.01)])
+def test_parity_with_pyclarity_on_cuda(scored, dtype, tol):
+    """The torch engine on the GPU (its default there), item by item against pyclarity."""
+    items, expected = scored
+    for eq in (1, 2):
+        idx = [i for i, it in enumerate(items) if it[4] == eq]
+        got = haaqi_v1_batch([items[i][1] for i in idx], [items[i][2] for i in idx],
+                             [items[i][3] for i in idx], [level1(items[i][1]) for i in idx],
+                             equalisation=eq, seeds=[100 + i for i in idx], dtype=dtype, device="cuda")
+        for i, g in zip(idx, got, strict=True):
+            assert abs(g.score - expected[i]) <= tol, (items[i][0], g.score, expected[i])

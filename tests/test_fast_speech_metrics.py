@@ -63,6 +63,16 @@ def test_parity_with_pystoi_item_by_item(rate, extended):
     assert np.ptp(expected) > 0.3  # the corpus spans intelligible and unintelligible items
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("extended", [False, True])
+def test_parity_with_pystoi_on_cuda(extended):
+    items = list(corpus(16000))
+    got = stoi_scores([r for _, r, _ in items], [e for _, _, e in items], 16000, extended=extended,
+                      device="cuda")
+    for (name, r, e), g in zip(items, got, strict=True):
+        assert abs(g - pystoi_value(r, e, 16000, extended)) <= 1e-3, name
+
+
 def test_too_little_speech_is_reported_not_scored():
     rate = 16000
     x = speech("se02.flac", rate)[: int(0.3 * rate)]  # about 20 frames at 10 kHz

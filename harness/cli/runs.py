@@ -36,6 +36,8 @@ def run(
     metrics_backend: Annotated[str, typer.Option(help="reference (the field's packages) or fast (torch kernels); default: fast where its parity tests pass (BSSEval), reference elsewhere.")] = None,
     param: Annotated[list[str], typer.Option("--param", "-p", help="SYSTEM.KEY=VALUE: set a system parameter (repeatable; over the config's [system_params]), e.g. --param wpe.taps=10 or --param hifigan.checkpoint=PATH.")] = None,
     system_timeout: Annotated[str, typer.Option(help="Seconds a system may take per call (one batch of items). Past it the system's process is killed and the batch retried item by item; an item that still overruns is stored failed ('timed out after N s'). 'auto' (default): 120 s + 10 s per second of input audio in the call.")] = None,
+    executor: Annotated[str, typer.Option(help="local (default: system processes and a scoring pool on this machine) or ray (systems as Ray actors, scoring as Ray tasks; needs pip install 'audio-harness[ray]'). Same jobs, scores and resume either way.")] = None,
+    address: Annotated[str, typer.Option("--address", help="With --executor ray: the Ray cluster to join (host:6379, ray://host:10001, auto). Default: a private local Ray instance with --jobs CPUs for scoring.")] = None,
 ) -> None:
     """Run systems on suites for a listener panel, score them, store and summarise.
 
@@ -54,6 +56,7 @@ def run(
             "out": str(out_dir) if out_dir else None, "batch_size": batch_size,
             "run_name": run_name, "quiet": quiet or None, "metrics_backend": metrics_backend,
             "system_timeout": system_timeout, "params": param,
+            "executor": executor, "ray_address": address,
         },
     )
     p = plan(cfg)
@@ -66,6 +69,7 @@ def run(
         f"run [bold]{p.name}[/] ({p.run_id}): {len(p.jobs)} jobs, {len(p.suites)} suite(s), "
         f"{len(p.systems)} system(s), panel {p.panel.name} ({len(p.panel.listeners)} listeners), "
         f"device {p.device}, {cfg.jobs} worker(s), system deadline {_deadline(cfg.system_timeout)}"
+        + (f", executor ray ({cfg.ray_address or 'local instance'})" if cfg.executor == "ray" else "")
     )
     result = execute(p, progress=not cfg.quiet)
     if result.resumed_jobs:
