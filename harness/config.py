@@ -84,9 +84,10 @@ class RunConfig:
         if self.ray_num_gpus < 0 or self.ray_retries < 0:
             raise ConfigError("ray_num_gpus and ray_retries must not be negative")
         if self.executor == "ray":
-            from harness.ray_executor import require_ray
+            import importlib.util
 
-            require_ray()
+            if importlib.util.find_spec("ray") is None:
+                raise ConfigError("executor 'ray' needs the ray package: pip install 'audio-harness[ray]'")
         from harness.metrics.backends import resolve
 
         resolve(self.metrics_backend)  # raises a ConfigError naming the bad key

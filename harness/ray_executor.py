@@ -208,7 +208,7 @@ class RayEngine:
             self._send(slot)
 
     def _fail_call(self, call: Call, status: str, reason: str) -> None:
-        from harness.runner import _rows
+        from harness.outputs import rows as _rows
 
         for job in call.jobs:
             t0 = self.t0s.pop(job.key, time.time())
@@ -224,7 +224,8 @@ class RayEngine:
             self._fail_call(call, status, reason)
 
     def _system_done(self, slot: Slot) -> None:
-        from harness.runner import _check_outputs, _rows
+        from harness.outputs import check_outputs as _check_outputs
+        from harness.outputs import rows as _rows
 
         ref, call = slot.busy, slot.call
         slot.busy, slot.call = None, None
@@ -270,7 +271,7 @@ class RayEngine:
                 self._fail_call(call, FAILED, f"system {name} raised {message}")
             return
         from harness.audio import Audio
-        from harness.runner import _cache_outputs
+        from harness.outputs import cache_outputs as _cache_outputs
 
         for job, outputs in zip(call.jobs, outs, strict=True):
             t0 = self.t0s.pop(job.key, time.time())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -18,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import audio as audio_mod
 from harness.audio import Audio
 from harness.errors import HarnessError, StoreError
-from harness.metrics import FAILED, INVALID, Score
+from harness.metrics import FAILED, INVALID
 from harness.metrics.backends import DEFAULTS, ScoringContext
-from harness.metrics.base import first_line
+from harness.outputs import cache_outputs as _cache_outputs
+from harness.outputs import check_outputs as _check_outputs
+from harness.outputs import io_reason as _io_reason
+from harness.outputs import rows as _rows
 from harness.planning import Job, Plan
 from harness.progress import RunProgress
 from harness.scoring import InProcessScorer, PoolScorer
@@ -49,42 +50,6 @@ class Interrupted(HarnessError):
     """Ctrl-C or SIGTERM during a run: what is stored is kept, the same command resumes."""
 
     exit_code = 130
-
-
-def _cache_outputs(cache: Path, outputs: dict[str, Audio]) -> dict[str, str]:
-    """Write outputs once, content-addressed, as float32 WAV (exact); return name -> path.
-
-    A write that fails (a full disk) stops the run with a one-line StoreError: every job stored
-    so far is kept and the same command resumes."""
-    paths = {}
-    for name, a in outputs.items():
-        sha = a.sha256()
-        path = cache / sha[:2] / f"{sha}.wav"
-        if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.wav")
-            try:
-                audio_mod.write(tmp, a, "FLOAT")
-                tmp.replace(path)
-            except Exception as exc:
-                tmp.unlink(missing_ok=True)
-                raise StoreError(f"{tmp}: cannot write a system output ({_io_reason(exc, cache)}); "
-                                 "the jobs stored so far are kept, and the same command resumes "
-                                 "once this is fixed") from None
-        paths[name] = str(path)
-    return paths
-
-
-def _io_reason(exc: Exception, folder: Path) -> str:
-    """An I/O failure in words, naming a full disk when that is what it is."""
-    try:
-        st = os.statvfs(folder)
-        if st.f_bavail * st.f_frsize < (1 << 20):
-            return "the disk is full"
-    except OSError:
-        pass
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return first_line(exc)
 
 
 def _process(worker: SystemProcess, jobs: list[Job]) -> list[tuple[Any, str, str]]:
@@ -120,18 +85,6 @@ def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
     for group in groups.values():
         for i in range(0, len(group), size):
             yield group[i : i + size]
-
-
-def _rows(job: Job, status: str, reason: str) -> list[Score]:
-    return [Score(m, None, status, reason, e, s) for m, e, s in job.protocol.expected(job.item, job.metrics)]
-
-
-def _check_outputs(job: Job, outputs: Any) -> dict[str, str]:
-    """The protocol's problems with a system's outputs ('' = the whole output is unusable)."""
-    try:
-        return job.protocol.validate_outputs(job.item, outputs)
-    except Exception as exc:  # outputs odd enough to break the checks themselves
-        return {"": f"system {job.system} returned outputs that cannot be checked ({first_line(exc)})"}
 
 
 def _raise_interrupt(signum, frame) -> None:

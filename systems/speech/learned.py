@@ -51,7 +51,6 @@ class HiFiGAN(SpeechDSP):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def prepare(self, device: str) -> None:
-        import torch
 
         from harness import checkpoints
         from systems.speech.hifigan import Generator
@@ -61,8 +60,7 @@ class HiFiGAN(SpeechDSP):
         tensors, record = checkpoints.load(path, "hifigan")
         gen = Generator(record["architecture"]["config"])
         checkpoints.load_into(gen, tensors, path)
-        torch.set_grad_enabled(False)
-        self.generator = gen.to(device).eval()
+        self.generator = gen.to(device).eval().requires_grad_(False)  # enhance() runs under no_grad
 
     def process(self, items: list[Item], listener: Any | None) -> list[Output]:
         from systems.speech.hifigan import enhance

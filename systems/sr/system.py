@@ -79,7 +79,6 @@ class UNetSRSystem(BaseSystem):
         with a one-line error naming the file)."""
         if rate in self.models:
             return self.models[rate]
-        import torch
 
         from harness import checkpoints
         from systems.sr.unet import UNetSR
@@ -92,8 +91,7 @@ class UNetSRSystem(BaseSystem):
                                f"wants {rate} Hz")
         model = UNetSR(record["architecture"]["config"])
         checkpoints.load_into(model, tensors, path)
-        torch.set_grad_enabled(False)
-        self.models[rate] = model.to(self.device).eval()
+        self.models[rate] = model.to(self.device).eval().requires_grad_(False)  # used under no_grad
         self.ratios[rate] = [int(r) for r in record.get("data", {}).get("ratios", [])]
         self.paths[rate] = path
         return self.models[rate]
