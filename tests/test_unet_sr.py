@@ -175,7 +175,7 @@ def test_the_shipped_music_model_beats_the_spline_on_unseen_songs(tmp_path):
     """The music-remix quick suite's mixtures (arrangements of seeds no training song had),
     down-mixed to mono at 16 kHz and decimated 4x as the generator does: `unet-sr/music` has a
     far lower LSD and a higher SNR than the spline (both by the metrics' formulas)."""
-    from harness.api import get_system
+    from harness.api import system_from_spec
     from harness.audio import Audio, resample, write
     from harness.metrics.spectral import lsd
     from harness.suites import resolve_suite
@@ -185,7 +185,7 @@ def test_the_shipped_music_model_beats_the_spline_on_unseen_songs(tmp_path):
     def snr(est, ref):
         return 10 * np.log10(np.sum(ref ** 2) / np.sum((est - ref) ** 2))
 
-    system = get_system("unet-sr/music")
+    system = system_from_spec("unet-sr/music")
     system.prepare("cpu")
     gains, lsds = [], []
     for k, song in enumerate(resolve_suite("music-remix-quick").items):
