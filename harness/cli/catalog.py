@@ -59,11 +59,12 @@ def tasks() -> None:
 
 @app.command()
 def metrics() -> None:
-    """List the metrics with their kind, direction, rate and requirements."""
+    """List the metrics with their kind, direction, rate and what each needs: a reference, a
+    listener, a download (none of the built-ins downloads anything)."""
     from harness.metrics import all_metrics
 
     t = Table(title="Metrics", title_justify="left")
-    for c in ("name", "kind", "better", "unit", "rate", "listener", "description"):
+    for c in ("name", "kind", "better", "unit", "rate", "reference", "listener", "download", "description"):
         t.add_column(c)
     for n, m in all_metrics().items():
         kind = getattr(m, "kind", "intrusive")
@@ -71,7 +72,9 @@ def metrics() -> None:
             kind += f" of {m.of.name}"
         t.add_row(n, kind, "higher" if m.higher_is_better else "lower", m.unit or "",
                   f"{m.sample_rate}" if m.sample_rate else "any",
-                  "yes" if m.needs_listener else "no", m.description)
+                  "yes" if getattr(m, "needs_reference", True) else "no",
+                  "yes" if m.needs_listener else "no",
+                  "yes" if getattr(m, "needs_download", False) else "no", m.description)
     out.print(t)
 
 

@@ -2,7 +2,8 @@
 Scoring happens at 16 kHz: systems return {'enhanced': mono 16 kHz, of the reference's length at
 16 kHz}; a reference stored at another rate (VoiceBank-DEMAND 48 kHz, DAPS 44.1 kHz) is
 resampled to 16 kHz by the harness (soxr VHQ), as the papers evaluate.
-Metrics: PESQ (wide band), STOI, ESTOI, SI-SDR, SNR against the clean reference."""
+Metrics: PESQ (wide band), STOI, ESTOI, SI-SDR, SNR against the clean reference; on request the
+non-intrusive DNSMOS (SIG, BAK, OVRL, P.808) and PLCMOS of the output alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from harness.audio import Audio, resample
 from harness.metrics import Score, evaluate, get_metric
-from harness.metrics.base import INVALID
+from harness.metrics.base import INVALID, seed_for
 from harness.suites.types import Item
 from harness.tasks.base import OutputSpec, TaskProtocol, resampled_frames
 
@@ -24,7 +25,9 @@ class SpeechEnhancement(TaskProtocol):
     input_roles = ("input",)
     reference_roles = ("clean",)
     default_metrics = ("pesq", "stoi", "estoi", "si_sdr", "snr")
-    supported_metrics = ("pesq", "pesq_nb", "stoi", "estoi", "si_sdr", "snr", "sdr")
+    supported_metrics = ("pesq", "pesq_nb", "stoi", "estoi", "si_sdr", "snr", "sdr",
+                         "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "plcmos")
+    seeding = "PLCMOS: numpy's global generator seeded with seed_for(<item id>, 'plcmos') per item"
     resampling_note = (
         "Outputs must be 16 kHz mono of the reference's length at 16 kHz. References stored at "
         "another rate are resampled to 16 kHz, and the `unprocessed` anchor resamples its input "
@@ -53,7 +56,9 @@ class SpeechEnhancement(TaskProtocol):
         est = outputs["enhanced"]
         out = []
         for m in metrics:
-            s = evaluate(get_metric(m), est, ref, ctx=ctx)
+            metric = get_metric(m)
+            s = evaluate(metric, est, ref if metric.needs_reference else None, ctx=ctx,
+                         seed=seed_for(item.id, m))
             if s.status == INVALID and "reference" in s.reason:
                 s = Score(m, None, INVALID, f"{item.root / item.references['clean'].path}: {s.reason}")
             out.append(s)
