@@ -287,3 +287,51 @@ def test_every_metric_of_a_family_with_a_fast_kernel_registers_both_implementati
             assert m.implementation("fast") is m.fast and m.implementation("reference") is m.fn
         else:
             assert m.fast is None and m.implementation("fast") is m.fn, name
+
+
+def test_usdr_closed_form_cases():
+    """uSDR (MDX 2021 / SDX 2023): the error energy a hundredth of the reference's is 20 dB;
+    a silent estimate 0 dB (the error is the reference); one stem over both channels at once."""
+    from harness.metrics.snr import usdr_db
+
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((2, 48000))
+    noise = rng.standard_normal((2, 48000))
+    noise *= np.sqrt(np.sum(ref ** 2) / np.sum(noise ** 2) / 100)
+    assert abs(usdr_db(ref + noise, ref) - 20.0) < 1e-9
+    assert abs(usdr_db(np.zeros_like(ref), ref)) < 1e-12
+    s = evaluate(get_metric("usdr"), Audio(ref, 24000), Audio(ref, 24000))
+    assert s.status == "ok" and s.value == 100.0  # perfect: (E + 1e-7) / 1e-7, over the ceiling
+
+
+def test_usdr_in_a_music_remix_run_is_the_closed_form_on_the_scored_signals(tmp_path):
+    """The oracle's uSDR is near the ceiling (its stems are resampled with soxr HQ, as HAAQI's
+    recipe does, the BSSEval references with VHQ: they differ by ~90 dB); the unprocessed
+    anchor's equals the formula on its outputs (both ears stacked) against the 24 kHz stem."""
+    from harness.config import RunConfig
+    from harness.planning import plan
+    from harness.runner import execute
+    from harness.store import Store
+    from harness.suites import resolve_suite
+    from harness.tasks import get_protocol
+
+    execute(plan(RunConfig(out=str(tmp_path), suites=["music-remix-quick"], systems=["unprocessed", "oracle"],
+                           metrics=["usdr"], listeners=["NH"], jobs=1, quiet=True)), progress=False)
+    with Store(tmp_path, create=False) as st:
+        df = st.scores(st.resolve("latest"))
+    assert (df.status == "ok").all() and len(df) == 2 * 2 * 4
+    assert (df[df.system == "oracle"].value > 80.0).all()
+    item = resolve_suite("music-remix-quick").items[0]
+    proto = get_protocol("music-remix")
+    outs = proto.anchor("unprocessed", item, None)
+    from harness.audio import resample
+    from harness.metrics.snr import usdr_db
+
+    for stem in ("vocals", "drums", "bass", "other"):
+        ref = resample(item.reference(stem), 24000).samples.astype(np.float64)
+        est = np.stack([outs[f"{e}_{stem}"].samples[0][: ref.shape[1]] for e in ("left", "right")])
+        r, e = ref.ravel(), est.astype(np.float64).ravel()
+        want = 10 * np.log10((r @ r + 1e-7) / ((r - e) @ (r - e) + 1e-7))
+        got = df[(df.system == "unprocessed") & (df.item_id == item.id) & (df.stem == stem)].value.iloc[0]
+        assert abs(got - want) < 1e-6, (stem, got, want)
+    del usdr_db

@@ -42,6 +42,23 @@ def si_sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
     return clip_db(10 * np.log10(t_energy / r_energy))
 
 
+USDR_DELTA = 1e-7  # the MDX 2021 / SDX 2023 scoring code's delta, added to both energies
+
+
+def usdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """uSDR, the "SDR" of the MDX 2021 and SDX 2023 challenges (Mitsufuji et al. 2022):
+    10 log10((sum r^2 + d) / (sum (r - e)^2 + d)) over the whole track (all samples and
+    channels of one stem), d = 1e-7; unlike museval's SDR no distortion filter and no frames."""
+    r = np.asarray(reference, dtype=np.float64).ravel()
+    e = np.asarray(estimate, dtype=np.float64).ravel()
+    signal, error = float(np.dot(r, r)) + USDR_DELTA, float(np.dot(r - e, r - e)) + USDR_DELTA
+    return clip_db(10 * np.log10(signal / error))
+
+
+def _usdr(estimate: Audio, reference: Audio, **_) -> float:
+    return usdr_db(estimate.samples, reference.samples)
+
+
 def _snr(estimate: Audio, reference: Audio, **_) -> float:
     return snr_db(estimate.samples, reference.samples)
 
@@ -53,6 +70,11 @@ def _si_sdr(estimate: Audio, reference: Audio, **_) -> float:
 SNR = FunctionMetric(
     "snr", _snr, unit="dB", estimate_may_be_silent=True,
     description="Signal-to-noise ratio of the estimate against the reference (capped at 100 dB)",
+)
+USDR = FunctionMetric(
+    "usdr", _usdr, unit="dB", estimate_may_be_silent=True,
+    description="uSDR: whole-track SDR of the MDX 2021 / SDX 2023 challenges (no frames, no "
+                "distortion filter; delta 1e-7)",
 )
 SI_SDR = FunctionMetric(
     "si_sdr", _si_sdr, unit="dB",

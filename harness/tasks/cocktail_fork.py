@@ -28,7 +28,7 @@ class CocktailFork(TaskProtocol):
     input_roles = ("mixture",)
     reference_roles = STEMS
     default_metrics = ("si_sdr", "si_sdri")
-    supported_metrics = ("si_sdr", "si_sdri", "snr", "sdr")
+    supported_metrics = ("si_sdr", "si_sdri", "snr", "sdr", "usdr")
     resampling_note = "None: outputs at the mixture's rate; every metric at that rate."
 
     def output_spec(self, item: Item) -> dict[str, OutputSpec]:

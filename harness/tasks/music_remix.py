@@ -68,7 +68,7 @@ class MusicRemix(TaskProtocol):
     input_roles = ("mixture",)
     reference_roles = STEMS
     default_metrics = ("haaqi", "sdr")
-    supported_metrics = ("haaqi", *BSS_NAMES)
+    supported_metrics = ("haaqi", *BSS_NAMES, "usdr")
     resampling_note = ("Reference stems 44.1 -> 24 kHz: for HAAQI channel by channel with soxr HQ "
                        "(pyclarity's resample, as the CAD1 recipe), level1 from the 44.1 kHz "
                        "channel; for BSSEval with soxr VHQ.")
@@ -130,9 +130,19 @@ class MusicRemix(TaskProtocol):
                                  ear=ear, stem=stem, seed=rng, ctx=ctx)
                     )
         bss = [m for m in metrics if m in BSS_NAMES]
-        if bss:
+        if bss or "usdr" in metrics:
             refs24 = {s: resample(a, STEM_RATE) for s, a in refs.items()}
+        if bss:
             out += self._bss(item, outputs, refs24, bss, problems, ctx)
+        if "usdr" in metrics:  # per stem, over both ears' outputs and the whole song, as BSSEval's input
+            for s in STEMS:
+                bad = [problems[f"{e}_{s}"] for e in EARS if f"{e}_{s}" in problems]
+                if bad:
+                    out.append(Score("usdr", None, INVALID, bad[0], "", s))
+                    continue
+                n = refs24[s].frames
+                est = Audio(np.stack([outputs[f"{e}_{s}"].mono()[:n] for e in EARS]), STEM_RATE)
+                out.append(evaluate(get_metric("usdr"), est, refs24[s], stem=s, ctx=ctx))
         return out
 
     def _bss(self, item, outputs, refs24, names, problems, ctx) -> list[Score]:
