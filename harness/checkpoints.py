@@ -56,11 +56,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save(path: str | Path, tensors: dict[str, Any], record: dict[str, Any]) -> Path:
+def save(path: str | Path, tensors: dict[str, Any], record: dict[str, Any],
+         metadata: dict[str, str] | None = None) -> Path:
     """Write `tensors` (name -> torch tensor) to `path` and the sidecar beside it, each
     atomically (a kill mid-write leaves the previous checkpoint). `record` must name the
     `architecture` ({"name": ..., "config": {...}}); the format, parameter count, file hash,
-    harness version and git commit are added here."""
+    harness version and git commit are added here. `metadata` goes into the safetensors header
+    (string to string; the remix separators read their constructor arguments from it)."""
     from safetensors.torch import save as st_save
 
     from harness.manifest import environment
@@ -72,7 +74,7 @@ def save(path: str | Path, tensors: dict[str, Any], record: dict[str, Any]) -> P
         raise CheckpointError(f"{path}: the record must name its architecture")
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    blob = st_save(flat)
+    blob = st_save(flat, metadata=metadata)
     _atomic_write(path, blob)
     env = environment()
     side = {

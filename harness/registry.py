@@ -57,6 +57,10 @@ BUILTIN: dict[str, dict[str, str]] = {
         "crowd-enhancement": f"{_GEN}.gen_crowd:CROWD",
         "cocktail-fork": f"{_GEN}.gen_music:COCKTAIL_FORK",
     },
+    # converters of weights users have (harness checkpoints convert KIND): fn(src, dst) -> Path
+    "harness.converters": {
+        "demucs": "systems.remix.convert:convert_demucs",
+    },
     "harness.layouts": {
         "musdb18hq": f"{_LAYOUTS}.musdb:MUSDB18HQ",
         "cad1": f"{_LAYOUTS}.musdb:CAD1",

@@ -1,4 +1,5 @@
-"""`harness checkpoints show`: what a checkpoint is, from its sidecar (and its weights' hash)."""
+"""`harness checkpoints show`: what a checkpoint is, from its sidecar (and its weights' hash);
+`harness checkpoints convert`: the weights users already have, as harness checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from rich.table import Table
 
 from harness.cli.app import app, out
 
-checkpoints_app = typer.Typer(help="Inspect model checkpoints (safetensors + JSON sidecar).",
+checkpoints_app = typer.Typer(help="Inspect model checkpoints (safetensors + JSON sidecar) and convert "
+                                   "local weights to them.",
                               no_args_is_help=True)
 app.add_typer(checkpoints_app, name="checkpoints")
 
@@ -54,3 +56,37 @@ def show(
                          f"{' (dirty)' if git.get('dirty') else ''}, saved {record.get('saved_utc', '?')}")
     t.add_row("sha256", record.get("sha256", ""))
     out.print(t)
+
+
+@checkpoints_app.command("convert")
+def convert(
+    kind: Annotated[str, typer.Argument(help="What SRC is: demucs (a .th file as the demucs package saves HDemucs / HTDemucs).")],
+    src: Annotated[Path, typer.Argument(help="The local file to convert (nothing is downloaded).")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The checkpoint to write: NAME.safetensors (and NAME.json beside it).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing checkpoint.")] = False,
+) -> None:
+    """Convert local weights to a harness checkpoint, never running code from the file (it is
+    read with torch.load(weights_only=True) and an allow-list of the model classes). The
+    result loads in the matching system, e.g. remix/htdemucs with
+    --param remix/htdemucs.separator_options='{checkpoint = "OUT"}'."""
+    from harness import registry
+    from harness.errors import CheckpointError, ConfigError
+
+    if out_path.suffix != ".safetensors":
+        raise ConfigError(f"{out_path}: a checkpoint file ends in .safetensors")
+    if out_path.exists() and not force:
+        raise ConfigError(f"{out_path}: exists; pass --force to overwrite it")
+    if src.resolve() == out_path.resolve():
+        raise ConfigError(f"{out_path}: is the file to convert")
+    fn = registry.load("harness.converters", kind)
+    try:
+        path = fn(src, out_path)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a converter's surprise is still one line naming the file
+        raise CheckpointError(f"{src}: cannot convert ({type(exc).__name__}: {exc})") from None
+    from harness import checkpoints
+
+    tensors, record = checkpoints.load(path)
+    out.print(f"wrote {path} ({record['architecture']['name']}, {record['parameters']:,} parameters "
+              f"in {len(tensors)} tensors) and {checkpoints.sidecar_of(path).name}")

@@ -117,7 +117,9 @@ class DemucsSeparator(TorchSeparator):
             from demucs.hdemucs import HDemucs as Model
         else:
             from demucs.htdemucs import HTDemucs as Model
-        args = {"sources": list(DEMUCS_ORDER), **self.model_args}
+        from systems.remix.convert import demucs_args
+
+        args = {"sources": list(DEMUCS_ORDER), **demucs_args(self.model_args)}
         self.sources = tuple(args["sources"])
         if sorted(self.sources) != sorted(STEMS):
             raise ConfigError(f"{self.checkpoint}: model sources {self.sources} are not {STEMS}")
