@@ -340,12 +340,8 @@ class RayEngine:
 
 
 def _death(exc: BaseException) -> str:
-    """Why a worker died, in one line."""
-    text = first_line(exc)
-    for marker in ("The actor died", "The worker died", "Worker exit type", "exit_type"):
-        if marker in str(exc):
-            return f"{type(exc).__name__}: {marker.lower()}" if marker.startswith("The") else text
-    return text
+    """Why a worker died, in one line (Ray's messages run to many)."""
+    return first_line(exc)[:200]
 
 
 def _probe(address: str, seconds: float = 5.0) -> None:
