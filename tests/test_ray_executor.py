@@ -4,7 +4,6 @@ killed mid-run. Ray runs locally (a private instance the run starts with `jobs` 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -213,7 +212,7 @@ def test_a_killed_ray_driver_resumes_to_the_scores_of_an_uninterrupted_run(tmp_p
     assert not b.duplicated(["job_key", "metric", "ear", "stem"]).any()
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     with Store(killed, create=False) as store:
-        assert json.loads(json.dumps(store.manifest(store.resolve("latest"))))["config"]["executor"] == "ray"
+        assert store.manifest(store.resolve("latest"))["config"]["executor"] == "ray"
     deadline = time.time() + 180  # Ray's agents leave a minute or so after their raylet
     while [p for p in _ray_processes("") if p not in before] and time.time() < deadline:
         time.sleep(1)

@@ -18,7 +18,6 @@ restores the global state afterwards (None draws from it as it stands, as pyclar
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 
 import numpy as np
@@ -85,11 +84,11 @@ def _mbstoi(estimate: Audio, reference: Audio, *, seed=None, **_) -> float:
 
 
 HASPI = FunctionMetric(
-    "haspi", functools.partial(_haspi), needs_listener=True, unit="", estimate_may_be_silent=True,
+    "haspi", _haspi, needs_listener=True, unit="", estimate_may_be_silent=True,
     description="HASPI v2 (pyclarity) for one ear of a listener, reference at 65 dB SPL, seeded",
 )
 HASQI = FunctionMetric(
-    "hasqi", functools.partial(_hasqi), needs_listener=True, unit="", estimate_may_be_silent=True,
+    "hasqi", _hasqi, needs_listener=True, unit="", estimate_may_be_silent=True,
     description="HASQI v2 (pyclarity) for one ear of a listener, equalisation=1, 65 dB SPL, seeded",
 )
 MBSTOI = FunctionMetric(
