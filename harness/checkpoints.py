@@ -20,6 +20,7 @@ from typing import Any
 from harness.errors import CheckpointError
 
 FORMAT = "harness-checkpoint/1"
+EMBEDDED = "harness_record"  # header key of a record carried inside the file (load_embedded)
 
 
 def looks_pickled(blob: bytes) -> bool:
@@ -132,6 +133,41 @@ def load(path: str | Path, architecture: str | None = None) -> tuple[dict[str, A
         tensors = st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    return tensors, record
+
+
+def header_metadata(blob: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's JSON header ({} when it has none)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    return dict(header.get("__metadata__") or {})
+
+
+def load_embedded(path: str | Path, architecture: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, record) of a checkpoint that carries its record inside its own header (the
+    trainer's state: one file, written atomically, so a kill can never pair the tensors of one
+    step with the record of another). The sidecar beside it is for people and is not read,
+    except for a file without an embedded record (then it must match the file's sha256)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    blob = path.read_bytes()
+    if looks_pickled(blob):
+        raise CheckpointError(f"{path}: a pickled PyTorch file (torch.save), not a training state")
+    try:
+        meta = header_metadata(blob)
+        if EMBEDDED not in meta:  # written before records were embedded: the sidecar, hash-checked
+            return load(path, architecture)
+        record = json.loads(meta[EMBEDDED])
+        tensors = st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    name = (record.get("architecture") or {}).get("name")
+    if name != architecture:
+        raise CheckpointError(f"{path}: a {name!r} training state, expected {architecture!r}")
     return tensors, record
 
 

@@ -195,8 +195,9 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """The inference weights and the full training state, each written atomically (the
-        weights last: a kill between the two leaves a state that resumes to the same place)."""
+        """The full training state, then the inference weights, each written atomically. The
+        state file carries its own record, so a kill anywhere leaves a state that resumes to a
+        step whose tensors it holds."""
         import torch
 
         tensors = {f"module/{m}/{k}": v for m, mod in self.modules.items()
@@ -212,7 +213,9 @@ class Trainer:
         tensors["rng/torch"] = torch.get_rng_state()
         rec = self.record()
         rec["state"] = {"optimiser_groups": groups, "step": self.step}
-        checkpoints.save(state_path(self.out), tensors, rec)
+        # The record rides inside the state file's header: tensors and step can never disagree.
+        checkpoints.save(state_path(self.out), tensors, rec,
+                         metadata={checkpoints.EMBEDDED: json.dumps(rec, default=str)})
         checkpoints.save(self.out, self.t.export(self.modules), self.record())
 
     def resume(self) -> None:
@@ -221,7 +224,7 @@ class Trainer:
         path = state_path(self.out)
         if not path.is_file():
             raise CheckpointError(f"{path}: nothing to resume (no training state beside {self.out.name})")
-        tensors, rec = checkpoints.load(path, self.t.architecture)
+        tensors, rec = checkpoints.load_embedded(path, self.t.architecture)
         if rec["architecture"].get("config") != self.cfg.get("arch", {}):
             raise CheckpointError(f"{path}: trained with another architecture config "
                                   f"({rec['architecture'].get('config')}); resume with the same one")
