@@ -114,7 +114,7 @@ def _option_value(text: str):
 
 @suites_app.command("make")
 def suites_make(
-    name: Annotated[str, typer.Argument(help="Generator: speech-enhancement, bandwidth-extension, music-remix, music-rebalance, crowd-enhancement, cocktail-fork (see `harness suites generators`).")],
+    name: Annotated[str, typer.Argument(help="Generator name: one of `harness suites generators` (speech-enhancement, music-remix, classical-rebalance, ...).")],
     dest: Annotated[Path, typer.Option("--out", "-o", help="New (or empty) folder for the suite.")],
     items: Annotated[int, typer.Option(help="Number of items (default: the generator's own).")] = None,
     seconds: Annotated[float, typer.Option(help="Seconds per item (default: the generator's own).")] = None,

@@ -71,6 +71,58 @@ def make_music_rebalance(root: Path, items: int, seconds: float, seed: int, opts
     return out, {**info, "gain_range_db": span}
 
 
+# ------------------------------------------------------------------ classical-rebalance
+CLASSICAL_PARTS = {  # harmonic role -> (arrangement stem it is written as, instruments that play it)
+    "melody": ("vocals", ("Violin", "Flute", "Oboe", "Clarinet", "Sax")),
+    "harmony": ("other", ("Viola", "Clarinet", "Violin")),
+    "bass": ("bass", ("Cello", "Bassoon")),
+}
+
+
+def make_classical_rebalance(root: Path, items: int, seconds: float, seed: int, opts: dict,
+                             tick: Callable[[], None]) -> tuple[list[Item], dict]:
+    """Chamber pieces of 2 or 3 instruments (melody and bass, plus harmony in every other piece),
+    each instrument one stem `source_k` as CAD2 Task 2 names them, the instruments drawn among
+    the recipe's (Violin, Viola, Cello, Flute, Oboe, Clarinet, Bassoon, Sax); a gain per source
+    drawn uniformly in +/- gain_range_db (0.5 dB steps)."""
+    from harness.tasks.classical_rebalance import INSTRUMENTS
+
+    require(["fluidsynth"], "classical-rebalance")
+    span = float(opts.get("gain_range_db", 10.0))
+    if not 0 <= span <= 40:
+        raise SuiteError(f"classical-rebalance: gain_range_db must be within 0..40 dB, got {span:g}")
+    level = float(opts.get("level_lufs", -23.0))
+    w = Writer(root)
+    out = []
+    for i in range(items):
+        iid = f"S{50001 + i}"  # the recipe's valid-scene numbering (its output folder follows it)
+        rng = item_rng(seed, "classical-rebalance", i)
+        style = cycled(["chamber", "chamber-minor"], i, seed, "style")
+        roles = ["melody", "bass"] + (["harmony"] if cycled([0, 1], i, seed, "trio") else [])
+        players = {r: str(rng.choice(CLASSICAL_PARTS[r][1])) for r in roles}
+        arr = music.arrangement(rng, seconds, style)
+        arr = replace(arr, programs={CLASSICAL_PARTS[r][0]: INSTRUMENTS[players[r]] for r in roles})
+        parts = music.render(arr, seconds, MUSIC_RATE, opts.get("soundfont"),
+                             stems=tuple(CLASSICAL_PARTS[r][0] for r in roles))
+        mix = sum(parts.values())
+        gain = 10 ** ((level - dg.loudness_lufs(mix, MUSIC_RATE)) / 20)
+        gain *= headroom(float(np.max(np.abs(mix))) * gain, 0.98)
+        names = {r: f"source_{k}" for k, r in enumerate(roles, 1)}
+        q = {names[r]: dg.quantise(parts[CLASSICAL_PARTS[r][0]] * gain) for r in roles}
+        refs = {s: w(f"{iid}/{s}", x, MUSIC_RATE) for s, x in q.items()}
+        inputs = {"mixture": w(f"{iid}/mixture", sum(q.values()), MUSIC_RATE)}
+        gains = {s: float(np.round(rng.uniform(-span, span) * 2) / 2) for s in q}
+        out.append(Item(iid, "classical-rebalance", root, inputs, refs, {
+            "gains_db": gains,
+            "instruments": {names[r]: f"{players[r]}_{k}" for k, r in enumerate(roles, 1)},
+            "roles": {names[r]: r for r in roles}, "arrangement": arr.to_json(),
+            "level_lufs": level, "seconds": seconds,
+            "mixture": "exact sum of the stored sources (24-bit grid)",
+        }))
+        tick()
+    return out, {"gain_range_db": span, "level_lufs": level}
+
+
 # ------------------------------------------------------------------ cocktail-fork
 CF_LEVELS = {"speech": -17.0, "music": -24.0, "sfx": -21.0}
 CF_CLASS_SPREAD, CF_CLIP_SPREAD = 2.0, 1.0
@@ -123,6 +175,11 @@ MUSIC_REBALANCE = Generator(
     "music-rebalance", "music-rebalance", make_music_rebalance, 10.0, 5,
     "music-remix songs plus a requested gain per stem (ICASSP 2024 rebalancing)",
     ("gain_range_db", "styles", "level_lufs", "soundfont"),
+)
+CLASSICAL_REBALANCE = Generator(
+    "classical-rebalance", "classical-rebalance", make_classical_rebalance, 10.0, 4,
+    "chamber duos and trios (CAD2 Task 2's instruments), stereo 44.1 kHz sources, a gain per source",
+    ("gain_range_db", "level_lufs", "soundfont"),
 )
 COCKTAIL_FORK = Generator(
     "cocktail-fork", "cocktail-fork", make_cocktail_fork, 10.0, 10,

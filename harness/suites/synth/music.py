@@ -37,6 +37,14 @@ STYLES = {
                        progressions=[(0, 5, 6, 4), (0, 6, 5, 6)],
                        vocals=(80, 81, 85), other=(88, 90, 94), bass=(38, 39), swing=0.0),
 }
+# Classical chamber music (the classical-rebalance generator picks its instruments itself; never
+# drawn by a style-less `arrangement`, so the pop styles' suites are unchanged).
+CHAMBER = {
+    "chamber": dict(tempo=(63, 96), beats=4, mode=MAJOR, progressions=[(0, 3, 4, 0), (0, 5, 3, 4)],
+                    vocals=(40, 73), other=(41,), bass=(42,), swing=0.0),
+    "chamber-minor": dict(tempo=(56, 88), beats=3, mode=MINOR, progressions=[(0, 3, 4, 0), (0, 5, 2, 4)],
+                          vocals=(40, 73), other=(41,), bass=(42,), swing=0.0),
+}
 PAN = {"vocals": 64, "drums": 64, "bass": 58, "other": 36}
 KICK, SNARE, HAT, OPEN_HAT, CLAP = 36, 38, 42, 46, 39
 
@@ -64,7 +72,7 @@ class Arrangement:
 def arrangement(rng: np.random.Generator, seconds: float, style: str | None = None) -> Arrangement:
     """Draw an arrangement long enough to fill `seconds` (plus a bar)."""
     style = style or list(STYLES)[int(rng.integers(len(STYLES)))]
-    s = STYLES[style]
+    s = {**STYLES, **CHAMBER}[style]
     tempo = int(rng.integers(s["tempo"][0], s["tempo"][1] + 1))
     key = 48 + int(rng.integers(0, 12))
     progression = s["progressions"][int(rng.integers(len(s["progressions"])))]
@@ -158,9 +166,9 @@ def append_notes(track, events: list[tuple[int, int, int, int]], channel: int) -
         now = tick
 
 
-def render(arr: Arrangement, seconds: float, rate: int = RATE, font: str | Path | None = None
-           ) -> dict[str, np.ndarray]:
-    """Render every stem (stereo float64, (2, n) with n = round(seconds * rate))."""
+def render(arr: Arrangement, seconds: float, rate: int = RATE, font: str | Path | None = None,
+           stems: tuple[str, ...] = STEMS) -> dict[str, np.ndarray]:
+    """Render the stems (stereo float64, (2, n) with n = round(seconds * rate))."""
     require(["fluidsynth"], "music rendering")
     sf2 = soundfont(font)
     n = int(round(seconds * rate))
@@ -168,7 +176,7 @@ def render(arr: Arrangement, seconds: float, rate: int = RATE, font: str | Path 
     import soundfile as sf
 
     with tempfile.TemporaryDirectory() as tmp:
-        for stem in STEMS:
+        for stem in stems:
             mid, wav = Path(tmp) / f"{stem}.mid", Path(tmp) / f"{stem}.wav"
             write_midi(arr, stem, seconds, mid)
             subprocess.run(
