@@ -76,7 +76,7 @@ def expected_files(suite: Suite, panel: Panel | None) -> dict[str, Expected]:
         for lid in listeners:
             for name, s in spec.items():
                 out[stem_path(suite.task, item.id, lid, name, len(spec) == 1)] = Expected(
-                    item, lid, name, s, protocol.recipe_path(item.id, lid, name)
+                    item, lid, name, s, protocol.recipe_path(item, lid, name)
                 )
     return out
 
@@ -332,7 +332,7 @@ class SubmissionSystem(BaseSystem):
                 if stem in self.skip:
                     found[name] = Unusable(f"refused by validation: {self.skip[stem]}")
                     continue
-                names = [stem, protocol.recipe_path(item.id, lid, name)]
+                names = [stem, protocol.recipe_path(item, lid, name)]
                 paths = [self.root / f"{n}{ext}" for n in names if n for ext in AUDIO_EXTS]
                 path = next((p for p in paths if p.is_file()), None)
                 if path is not None:

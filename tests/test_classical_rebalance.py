@@ -141,5 +141,5 @@ def test_the_importer_names_every_problem(tmp_path):
     (got,) = suite.items
     assert got.inputs["mixture"].start == RATE // 2 and got.inputs["mixture"].frames == RATE
     assert got.metadata["compressor"] == fits and got.metadata["listeners"] == ["L1"]
-    assert get_protocol("classical-rebalance").recipe_path("S50001", "L1", "remix") == \
+    assert get_protocol("classical-rebalance").recipe_path(got, "L1", "remix") == \
         "valid/S50001_L1_remix"

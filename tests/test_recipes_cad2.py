@@ -43,23 +43,34 @@ LEAD_S = 1.0  # seconds of other music before each mixture's segment
 
 
 @pytest.fixture
-def recipe_modules(monkeypatch):
-    """The recipe's modules, imported with a stand-in torchaudio (its wheel does not load with
-    the CPU torch here; the recipe imports only `Fade` from it, for the separator we replace)."""
+def stand_ins(monkeypatch):
+    """Import-time stand-ins for the recipes' modules: torchaudio (its wheel does not load with the
+    CPU torch here; the recipes import only `Fade` from it, for the separators we replace) and, for
+    Task 1, `whisper` and `jiwer` (not installed; only its Whisper scoring, which these tests do
+    not run, uses them). A clean import of the recipe modules before and after."""
     ta = types.ModuleType("torchaudio")
     transforms = types.ModuleType("torchaudio.transforms")
     transforms.Fade = object
     ta.transforms = transforms
-    monkeypatch.setitem(sys.modules, "torchaudio", ta)
-    monkeypatch.setitem(sys.modules, "torchaudio.transforms", transforms)
+    jiwer = types.ModuleType("jiwer")
+    jiwer.compute_measures = None
+    for name, mod in (("torchaudio", ta), ("torchaudio.transforms", transforms),
+                      ("whisper", types.ModuleType("whisper")), ("jiwer", jiwer)):
+        if name not in sys.modules or name.startswith("torchaudio"):
+            monkeypatch.setitem(sys.modules, name, mod)
     for name in [m for m in sys.modules if m.startswith("recipes.cad2")]:
         monkeypatch.delitem(sys.modules, name)
+    yield monkeypatch
+    for name in [m for m in sys.modules if m.startswith("recipes.cad2")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def recipe_modules(stand_ins):
     import recipes.cad2.task2.baseline.enhance as enhance
     import recipes.cad2.task2.baseline.evaluate as evaluate
 
-    yield enhance, evaluate
-    for name in [m for m in sys.modules if m.startswith("recipes.cad2")]:
-        del sys.modules[name]
+    return enhance, evaluate
 
 
 def write_dataset(root, items) -> dict:
@@ -166,3 +177,132 @@ def test_cad2_task2_recipe_and_harness_agree(recipe_modules, tmp_path, monkeypat
     values = [float(r["avg_haaqi"]) for r in theirs.values()]
     assert np.ptp(values) > 0.01  # scenes and listeners differ: the comparison is not vacuous
     assert max(values) < 0.999  # and the enhanced signals are not the references
+
+
+# --------------------------------------------------------------------------- CAD2 Task 1
+def write_task1_dataset(root, items) -> dict:
+    """The items as a CAD2 Task 1 valid set (their files are 16-bit FLAC already)."""
+    import shutil
+
+    meta, audio = root / "metadata", root / "audio"
+    meta.mkdir(parents=True)
+    music, scenes, alphas = {}, {}, {}
+    for k, item in enumerate(items):
+        seg = f"song{k}_seg"
+        folder = audio / "valid" / f"song{k}"
+        folder.mkdir(parents=True)
+        for name in ("mixture", "vocals", "drums", "bass", "other"):
+            src = item.input(name) if name == "mixture" else item.reference(name)
+            shutil.copy(item.root / (item.inputs if name == "mixture" else item.references)[name].path,
+                        folder / f"{name}.flac")
+            assert src.rate == 44100
+        first, end = item.metadata["segment"]
+        music[seg] = {"path": f"valid/song{k}", "start_time": first / 44100, "end_time": end / 44100,
+                      "text": item.metadata["text"], "track_name": f"song{k}"}
+        alphas[f"alpha_{k}"] = item.metadata["alpha"]
+        scenes[f"S5000{k + 1}"] = {"segment_id": seg, "alpha": f"alpha_{k}"}
+    (meta / "music.valid.json").write_text(json.dumps(music, indent=1))
+    (meta / "scene.valid.json").write_text(json.dumps(scenes, indent=1))
+    (meta / "alpha.json").write_text(json.dumps(alphas, indent=1))
+    (meta / "scene_listeners.valid.json").write_text(json.dumps(
+        {sid: sorted(LISTENERS) for sid in scenes}))
+    (meta / "compressor_params.valid.json").write_text(json.dumps(FITTINGS))
+    (meta / "listeners.valid.json").write_text(json.dumps({
+        lid: {"name": lid, "audiogram_cfs": AUDIOGRAM_HZ, "audiogram_levels_l": lv[0],
+              "audiogram_levels_r": lv[1]} for lid, lv in LISTENERS.items()}))
+    return {"music": music, "scenes": scenes, "alphas": alphas}
+
+
+def test_cad2_task1_haaqi_equals_the_recipes_own_functions(stand_ins, tmp_path):
+    """The recipe's own `enhance` (the true vocals and accompaniment in place of its ConvTasNet)
+    writes the remixes; the recipe's `load_reference_signal`, its compressor set up as
+    `run_compute_scores` sets it, and its `compute_quality` score them (seeded per scene, which
+    the recipe's config asks for and its script omits); `harness score` on the same files must
+    give every HAAQI within 1e-6, and `lyrics_correct` is `failed` with its reason."""
+    import hashlib
+
+    import recipes.cad2.task1.baseline.enhance as enhance
+    import recipes.cad2.task1.baseline.evaluate as evaluate
+    import torch
+    from clarity.enhancer.multiband_compressor import MultibandCompressor
+    from clarity.utils.audiogram import Listener
+    from clarity.utils.flac_encoder import read_flac_signal
+    from omegaconf import OmegaConf
+
+    gen = tmp_path / "gen"
+    res = run_cli("suites", "make", "lyric-intelligibility", "--out", str(gen), "--items", "3",
+                  "--seconds", "3", "--seed", "4")
+    assert res.returncode == 0, res.stderr
+    items = resolve_suite(str(gen)).items
+    root = tmp_path / "cad2t1"
+    data = write_task1_dataset(root, items)
+
+    order = iter(it for it in items for _ in LISTENERS)
+
+    def separate(model, mix, device=None, **kwargs):  # the true stems, at the input's level
+        item = next(order)
+        first, end = item.metadata["segment"]
+        vocals = item.reference("vocals").samples[:, first:end]
+        acc = sum(item.reference(s).samples[:, first:end] for s in ("drums", "bass", "other"))
+        orig = vocals + acc
+        gain = float(np.sum(mix * orig) / np.sum(orig * orig))
+        return torch.from_numpy(np.stack([vocals * gain, acc * gain])[None])
+
+    stand_ins.setattr(enhance, "load_separation_model", lambda *a, **k: None)
+    stand_ins.setattr(enhance, "separate_sources", separate)
+    config = OmegaConf.load(enhance.__file__.replace("enhance.py", "config.yaml"))
+    config.path.root = str(root)
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    stand_ins.chdir(exp)
+    enhance.enhance(config)
+    enhanced = exp / "enhanced_signals"
+
+    # the recipe's evaluation of HAAQI, step by step as run_compute_scores does it
+    listeners = Listener.load_listener_dict(root / "metadata" / "listeners.valid.json")
+    mbc = MultibandCompressor(crossover_frequencies=config.enhancer.crossover_frequencies,
+                              sample_rate=config.input_sample_rate)
+    theirs = {}
+    for sid, scene in data["scenes"].items():
+        song = data["music"][scene["segment_id"]]
+        alpha = data["alphas"][scene["alpha"]]
+        for lid in sorted(LISTENERS):
+            reference = evaluate.load_reference_signal(
+                root / "audio" / song["path"], int(song["start_time"] * 44100),
+                int(song["end_time"] * 44100))
+            ears = []
+            for side, tag in ((0, "l"), (1, "r")):
+                mbc.set_compressors(release=config.enhancer.release, attack=config.enhancer.attack,
+                                    threshold=config.enhancer.threshold, ratio=FITTINGS[lid][f"cr_{tag}"],
+                                    makeup_gain=FITTINGS[lid][f"gain_{tag}"])
+                ears.append(mbc(signal=reference[:, side])[0])
+            reference = np.stack(ears, axis=1)
+            signal, _ = read_flac_signal(enhanced / f"{sid}_{lid}_A{alpha}_remix.flac")
+            np.random.seed(int(hashlib.md5(sid.encode()).hexdigest(), 16) % 10**8)
+            theirs[(sid, lid)] = evaluate.compute_quality(reference, signal, listeners[lid], config)
+
+    res = run_cli("suites", "import", "cad2-task1", str(root), "--split", "valid", "--out",
+                  str(tmp_path / "suite"))
+    assert res.returncode == 0, res.stderr
+    res = run_cli("score", str(enhanced), "--suite", str(tmp_path / "suite"),
+                  "--panel", str(root / "metadata" / "listeners.valid.json"), "--metric", "haaqi",
+                  "--metric", "lyrics_correct", "--out", str(tmp_path / "runs"), "--quiet",
+                  "--metrics-backend", "fast")
+    assert res.returncode == 0, res.stderr
+    assert "named as the official recipe writes them" in res.stderr
+    with Store(tmp_path / "runs") as store:
+        df = store.scores(store.resolve("latest"))
+    words = df[df.metric == "lyrics_correct"]
+    assert (words.status == "failed").all() and words.reason.str.contains("Whisper checkpoint").all()
+    haaqi = df[df.metric == "haaqi"]
+    assert (haaqi.status == "ok").all(), haaqi[haaqi.status != "ok"].reason.unique()
+    ours = {(r.item_id, r.listener_id, r.ear): r.value for r in haaqi.itertuples()}
+    assert {(s, lid) for s, lid, _ in ours} == set(theirs)
+    for (sid, lid), (left, right) in theirs.items():
+        assert ours[(sid, lid, "left")] == pytest.approx(left, abs=1e-6), (sid, lid)
+        assert ours[(sid, lid, "right")] == pytest.approx(right, abs=1e-6), (sid, lid)
+    worst = max(abs(ours[(s, lid, e)] - v[i]) for (s, lid), v in theirs.items()
+                for i, e in enumerate(("left", "right")))
+    print(f"CAD2 Task 1: {2 * len(theirs)} HAAQI values, largest |harness - recipe| = {worst:.2e}")
+    values = [np.mean(v) for v in theirs.values()]
+    assert np.ptp(values) > 0.01 and max(values) < 0.999

@@ -126,6 +126,7 @@ def score(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Scoring worker processes.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help=STORE_HELP + " Archives are unpacked under <out>/submissions/.")] = Path("harness-runs"),
     metrics_backend: Annotated[str, typer.Option(help="reference or fast (default: fast where parity holds).")] = None,
+    metric: Annotated[list[str], typer.Option("--metric", "-m", help="Metrics to compute (repeatable; default: the task's own, see `harness tasks`).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Validate a submission, then score it as a run.
@@ -137,7 +138,8 @@ def score(
     else may be, and each must have the output's rate, channels and length and finite samples.
     What the Cadenza recipes write is accepted and read as their evaluators read it: a 16-bit
     FLAC's scale file (<name>.txt), the length their full-convolution NAL-R gives, and the
-    ICASSP 2024 recipe's names (<scene>_<listener>_remix.flac, one folder).
+    recipes' names (ICASSP 2024: <scene>_<listener>_remix.flac in one folder; CAD2 Task 2 the
+    same under train/, valid/ or test/; CAD2 Task 1: <scene>_<listener>_A<alpha>_remix.flac).
     Archives are unpacked safely (no traversal, no links, bounded count, size and ratio).
     """
     import json as _json
@@ -189,7 +191,7 @@ def score(
     cfg = load_config(None, {
         "suites": [suite], "systems": [label], "panel": panel, "listeners": listener, "jobs": jobs,
         "out": str(out_dir), "run_name": name, "quiet": quiet or None,
-        "metrics_backend": metrics_backend,
+        "metrics_backend": metrics_backend, "metrics": list(dict.fromkeys(metric or [])) or None,
     })
     p = plan(cfg, prebuilt={label: system})
     err.print(f"scoring {label}: {len(p.jobs)} jobs")

@@ -18,6 +18,7 @@ from harness.metrics.base import (
 from harness.metrics.bsseval import BSS_METRICS
 from harness.metrics.haaqi import HAAQI
 from harness.metrics.hearing_speech import HEARING_SPEECH
+from harness.metrics.lyrics import LYRICS
 from harness.metrics.nonintrusive import NONINTRUSIVE
 from harness.metrics.pesq_metric import PESQ_NB, PESQ_WB
 from harness.metrics.snr import SDR_IMPROVEMENT, SI_SDR, SI_SDRI, SNR, USDR
@@ -26,7 +27,7 @@ from harness.metrics.stoi import ESTOI, STOI
 
 BUILTIN: dict[str, FunctionMetric] = {
     m.name: m for m in (HAAQI, *BSS_METRICS.values(), SI_SDR, SNR, PESQ_WB, PESQ_NB, STOI, ESTOI, LSD,
-                     SI_SDRI, SDR_IMPROVEMENT, USDR, *HEARING_SPEECH, *NONINTRUSIVE)
+                     SI_SDRI, SDR_IMPROVEMENT, USDR, *HEARING_SPEECH, *NONINTRUSIVE, *LYRICS)
 }
 
 __all__ = [

@@ -110,7 +110,7 @@ class TaskProtocol:
                            f"{', '.join(need)})")
         return out
 
-    def recipe_path(self, item_id: str, listener_id: str | None, output: str) -> str | None:
+    def recipe_path(self, item: Item, listener_id: str | None, output: str) -> str | None:
         """Where the task's official recipe writes this output (relative, no extension), when
         that differs from the harness's naming; `harness score` accepts either."""
         return None

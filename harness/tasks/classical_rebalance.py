@@ -218,11 +218,11 @@ class ClassicalRebalance(TaskProtocol):
         mix = item.inputs["mixture"]
         return {"remix": OutputSpec(REMIX_RATE, 2, resampled_frames(mix.frames, mix.rate, REMIX_RATE))}
 
-    def recipe_path(self, item_id: str, listener_id: str | None, output: str) -> str | None:
+    def recipe_path(self, item: Item, listener_id: str | None, output: str) -> str | None:
         # enhance.py: enhanced_signals/<train|valid|test>/<scene>_<listener>_remix.flac
         if listener_id is None:
             return None
-        return f"{recipe_split(item_id)}/{item_id}_{listener_id}_{output}"
+        return f"{recipe_split(item.id)}/{item.id}_{listener_id}_{output}"
 
     def anchor(self, kind: str, item: Item, listener: Any) -> dict[str, Audio]:
         if kind == "oracle":  # the reference remix through the listener's hearing aid

@@ -150,9 +150,9 @@ class MusicRebalance(TaskProtocol):
         return {"remix": OutputSpec(REMIX_RATE, 2, resampled_frames(ref.frames, ref.rate, REMIX_RATE),
                                     tail=recipe_tail(ref.frames, ref.rate, REMIX_RATE))}
 
-    def recipe_path(self, item_id: str, listener_id: str | None, output: str) -> str | None:
+    def recipe_path(self, item: Item, listener_id: str | None, output: str) -> str | None:
         # enhance.py: enhanced_signals/<scene>_<listener>_remix.flac, one flat folder
-        return f"{item_id}_{listener_id}_{output}" if listener_id is not None else None
+        return f"{item.id}_{listener_id}_{output}" if listener_id is not None else None
 
     def anchor(self, kind: str, item: Item, listener: Any) -> dict[str, Audio]:
         if kind == "oracle":  # the recipe's baseline with perfect stems: the reference, per ear

@@ -165,3 +165,123 @@ CAD2_TASK2 = Layout(
     "scene_listeners,music,compressor_params,listeners}.<split>.json and gains.json; one item per "
     "scene, scored for the scene's listeners with their compressor fittings (--split valid)",
 )
+
+
+# --------------------------------------------------------------------------- CAD2 Task 1
+T1_STEMS = ("mixture", "vocals", "drums", "bass", "other")
+
+
+def load_cad2_task1(root: Path, split: str = "valid", hash_content: bool = True) -> Suite:
+    """CAD2 Task 1 (lyric intelligibility) scenes of `split`, as recipes/cad2/task1/baseline reads
+    them: <root>/metadata/{scene,scene_listeners,music,compressor_params,listeners}.<split>.json,
+    alpha.json; <root>/audio/<music path>/{mixture,vocals,drums,bass,other}.flac. The mixture is
+    the scene's segment (`[int(start_time * rate) : int(end_time * rate)]`); the stems stay whole
+    (the reference is brought to -40 LUFS over the whole song, then cut)."""
+    from harness.suites.layouts.musdb import recipe_segment as cut
+
+    layout = "CAD2 Task 1"
+    if split not in ("train", "valid", "test"):
+        raise TreeProblems(root, layout, [f"unknown split {split!r} (train, valid, test)"])
+    meta, audio = root / "metadata", root / "audio"
+    problems: list[str] = []
+    scenes_file = meta / f"scene.{split}.json"
+    if not scenes_file.is_file() and (meta / f"scenes.{split}.json").is_file():
+        scenes_file = meta / f"scenes.{split}.json"
+    files = {
+        "scenes": scenes_file,
+        "scene_listeners": meta / f"scene_listeners.{split}.json",
+        "alphas": meta / "alpha.json",
+        "music": meta / f"music.{split}.json",
+        "compressor": meta / f"compressor_params.{split}.json",
+    }
+    data = {k: _read_json(p, problems, dict) for k, p in files.items()}
+    listeners_file = meta / f"listeners.{split}.json"
+    panel_ids = _panel_ids(listeners_file, audio, problems)
+    if problems:
+        raise TreeProblems(root, layout, problems)
+    items, songs = [], {}
+    for scene_id, scene in data["scenes"].items():
+        where = f"{files['scenes']}: scene {scene_id!r}"
+        if not isinstance(scene, dict) or not all(k in scene for k in ("segment_id", "alpha")):
+            problems.append(f"{where} needs segment_id and alpha")
+            continue
+        alpha = data["alphas"].get(scene["alpha"])
+        if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            problems.append(f"{files['alphas']}: alpha {scene['alpha']!r} (of scene {scene_id!r}) "
+                            "must be a number in 0..1")
+            continue
+        listeners = data["scene_listeners"].get(scene_id)
+        if not isinstance(listeners, list) or not listeners:
+            problems.append(f"{files['scene_listeners']}: no listener list for scene {scene_id!r}")
+            continue
+        unknown = [li for li in listeners if li not in panel_ids]
+        if unknown:
+            problems.append(f"{files['scene_listeners']}: scene {scene_id!r} names listener(s) "
+                            f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
+            continue
+        fits = {}
+        for li in listeners:
+            bad = _fitting_problem(data["compressor"].get(li))
+            if bad:
+                problems.append(f"{files['compressor']}: listener {li!r} (of scene {scene_id!r}) {bad}")
+                continue
+            fits[li] = {k: data["compressor"][li][k] for k in FITTING_KEYS}
+        if len(fits) < len(listeners):
+            continue
+        seg_id = scene["segment_id"]
+        entry = data["music"].get(seg_id)
+        try:
+            folder = audio / str(entry["path"])
+            start, end = float(entry["start_time"]), float(entry["end_time"])
+            text = str(entry.get("text", ""))
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"{files['music']}: segment {seg_id!r} (of scene {scene_id!r}) needs "
+                            "path, start_time and end_time")
+            continue
+        if seg_id not in songs:
+            before = len(problems)
+            refs = {n: checked_ref(audio, folder / f"{n}.flac", problems, hash_content=hash_content,
+                                   channels=CHANNELS, rate=RATE) for n in T1_STEMS}
+            first, frames = cut(start, end, RATE)
+            if len(problems) == before:
+                lengths = {r.frames for r in refs.values()}
+                if len(lengths) > 1:
+                    problems.append(f"{folder}: files differ in length "
+                                    f"({', '.join(f'{k} {v.frames}' for k, v in refs.items())} frames)")
+                elif first + frames > lengths.pop() or frames <= 0:
+                    problems.append(f"{files['music']}: segment {seg_id!r} ({start:g}-{end:g} s) lies "
+                                    f"outside {folder}'s files")
+            if len(problems) > before:
+                songs[seg_id] = None
+            else:
+                refs["mixture"] = file_ref(audio, folder / "mixture.flac", start=first, frames=frames,
+                                           hash_content=hash_content)
+                songs[seg_id] = (refs, [first, first + frames], text)
+        found = songs[seg_id]
+        if found is None:
+            continue
+        refs, seg, text = found
+        items.append(Item(
+            id=str(scene_id), task="lyric-intelligibility", root=audio,
+            inputs={"mixture": refs["mixture"]},
+            references={k: v for k, v in refs.items() if k != "mixture"},
+            metadata={"segment": seg, "alpha": float(alpha), "alpha_text": str(alpha),
+                      "text": text, "listeners": list(listeners), "compressor": fits,
+                      "segment_id": seg_id, "alpha_id": scene["alpha"], "split": split,
+                      "dataset": "Cadenza CAD2 Task 1"},
+        ))
+    if problems:
+        raise TreeProblems(root, layout, problems)
+    return Suite(
+        name=f"cad2-task1-{split}", version="1", task="lyric-intelligibility", root=audio,
+        items=tuple(items),
+        description=f"Cadenza CAD2 Task 1 lyric intelligibility, {split} scenes; panel: {listeners_file}",
+    )
+
+
+CAD2_TASK1 = Layout(
+    "cad2-task1", load_cad2_task1,
+    "Cadenza CAD2 Task 1 (lyric intelligibility): <root>/audio/<path>/{mixture,vocals,drums,bass,"
+    "other}.flac, <root>/metadata/{scene,scene_listeners,music,compressor_params,listeners}."
+    "<split>.json and alpha.json; one item per scene (--split valid)",
+)

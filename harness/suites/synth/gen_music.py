@@ -123,6 +123,69 @@ def make_classical_rebalance(root: Path, items: int, seconds: float, seed: int, 
     return out, {"gain_range_db": span, "level_lufs": level}
 
 
+# ------------------------------------------------------------------ lyric-intelligibility
+LYRIC_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+LYRIC_LEAD_S = 0.5  # seconds of the song before and after the scene's segment
+
+
+def make_lyric_intelligibility(root: Path, items: int, seconds: float, seed: int, opts: dict,
+                               tick: Callable[[], None]) -> tuple[list[Item], dict]:
+    """Songs whose `vocals` stem is speech (flite voices reading Harvard sentences, so the lyrics
+    are known words) over a fluidsynth accompaniment (drums, bass, other), 44.1 kHz stereo, the
+    vocals at `vocal_lu` LU against the accompaniment; each scene is the song's middle (the song
+    runs 0.5 s longer at each end), its lyrics the sentences sung inside it, its alpha drawn from
+    0, 0.25, .., 1 (balanced over the suite)."""
+    require(["flite", "fluidsynth"], "lyric-intelligibility")
+    level = float(opts.get("level_lufs", -23.0))
+    vocal_lu = float(opts.get("vocal_lu", 0.0))
+    w = Writer(root, subtype="PCM_16")
+    out = []
+    total = seconds + 2 * LYRIC_LEAD_S
+    n_total, first = int(round(total * MUSIC_RATE)), int(round(LYRIC_LEAD_S * MUSIC_RATE))
+    n_seg = int(round(seconds * MUSIC_RATE))
+    for i in range(items):
+        iid = f"S{50001 + i}"
+        rng = item_rng(seed, "lyric-intelligibility", i)
+        voice = cycled(["slt", "rms", "awb", "kal16"], i, seed, "voice")
+        order = rng.permutation(len(speech.SENTENCES))
+        sung, texts, k = [], [], 0
+        while k < len(order):
+            x = speech.say(voice, speech.SENTENCES[order[k]], SPEECH_RATE)
+            k += 1
+            used = sum(len(p) for p in sung)
+            if used + len(x) > seconds * SPEECH_RATE:
+                break
+            sung += [x, np.zeros(int(0.2 * SPEECH_RATE))]
+            texts.append(speech.SENTENCES[order[k - 1]])
+        talk = resample_samples(np.concatenate(sung), SPEECH_RATE, MUSIC_RATE)[:n_seg]
+        vocals = np.zeros(n_total)
+        vocals[first:first + talk.size] = talk
+        arr = music.arrangement(rng, total)
+        accomp = music.render(arr, total, MUSIC_RATE, opts.get("soundfont"),
+                              stems=("drums", "bass", "other"))
+        acc_lufs = dg.loudness_lufs(sum(accomp.values()), MUSIC_RATE)
+        vox = np.stack([vocals, vocals])
+        vox = dg.to_loudness(vox, MUSIC_RATE, acc_lufs + vocal_lu)
+        stems = {"vocals": vox, **accomp}
+        mix = sum(stems.values())
+        gain = 10 ** ((level - dg.loudness_lufs(mix, MUSIC_RATE)) / 20)
+        gain *= headroom(float(np.max(np.abs(mix))) * gain, 0.9)
+        q = {s: dg.quantise(x * gain, bits=16) for s, x in stems.items()}
+        refs = {s: w(f"{iid}/{s}", q[s], MUSIC_RATE) for s in ("vocals", "drums", "bass", "other")}
+        whole = w(f"{iid}/mixture", sum(q.values()), MUSIC_RATE)
+        inputs = {"mixture": replace(whole, start=first, frames=n_seg, segment=True)}
+        alpha = float(cycled(list(LYRIC_ALPHAS), i, seed, "alpha"))
+        out.append(Item(iid, "lyric-intelligibility", root, inputs, refs, {
+            "segment": [first, first + n_seg], "alpha": alpha, "alpha_text": str(alpha),
+            "text": " ".join(texts), "voice": voice, "arrangement": arr.to_json(),
+            "vocal_lu": vocal_lu, "level_lufs": level, "seconds": seconds,
+            "mixture": "exact sum of the stored stems (16-bit grid); the input is its segment",
+        }))
+        tick()
+    return out, {"level_lufs": level, "vocal_lu": vocal_lu, "alphas": list(LYRIC_ALPHAS),
+                 "lead_s": LYRIC_LEAD_S}
+
+
 # ------------------------------------------------------------------ cocktail-fork
 CF_LEVELS = {"speech": -17.0, "music": -24.0, "sfx": -21.0}
 CF_CLASS_SPREAD, CF_CLIP_SPREAD = 2.0, 1.0
@@ -180,6 +243,12 @@ CLASSICAL_REBALANCE = Generator(
     "classical-rebalance", "classical-rebalance", make_classical_rebalance, 10.0, 4,
     "chamber duos and trios (CAD2 Task 2's instruments), stereo 44.1 kHz sources, a gain per source",
     ("gain_range_db", "level_lufs", "soundfont"),
+)
+LYRIC_INTELLIGIBILITY = Generator(
+    "lyric-intelligibility", "lyric-intelligibility", make_lyric_intelligibility, 8.0, 4,
+    "songs with spoken lyrics (flite) over fluidsynth accompaniment, 44.1 kHz stereo stems, a "
+    "scene segment and an alpha each (CAD2 Task 1)",
+    ("vocal_lu", "level_lufs", "soundfont"),
 )
 COCKTAIL_FORK = Generator(
     "cocktail-fork", "cocktail-fork", make_cocktail_fork, 10.0, 10,
