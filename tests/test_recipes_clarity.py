@@ -25,13 +25,13 @@ LISTENERS = {  # asymmetric ears, so an ear mix-up shows
 }
 
 
-def clarity_tree(tmp_path, generator: str):
+def clarity_tree(tmp_path, generator: str, sub: str = ""):
     gen = tmp_path / "gen"
     res = run_cli("suites", "make", generator, "--out", str(gen), "--items", "3", "--seconds", "2",
                   "--seed", "21")
     assert res.returncode == 0, res.stderr
     items = resolve_suite(str(gen)).items
-    root = tmp_path / "clarity"
+    root = tmp_path / "clarity" / sub
     scenes, meta = root / "clarity_data" / "dev" / "scenes", root / "clarity_data" / "metadata"
     scenes.mkdir(parents=True)
     meta.mkdir(parents=True)
@@ -62,16 +62,22 @@ def run_recipe(monkeypatch, tmp_path, recipe: str, root):
     if recipe == "cec2":
         from recipes.cec2.baseline.enhance import enhance
         from recipes.cec2.baseline.evaluate import run_calculate_SI as evaluate
+    elif recipe == "cec3":
+        from recipes.cec3.baseline.enhance import enhance
+        from recipes.cec3.baseline.evaluate import run_calculate_si as evaluate
     else:
         from recipes.icassp_2023.baseline.enhance import enhance
         from recipes.icassp_2023.baseline.evaluate import run_calculate_si as evaluate
     import recipes
 
     config = OmegaConf.load(f"{recipes.__path__[0]}/{recipe}/baseline/config.yaml")
-    config.path.root = str(root)
     exp = tmp_path / "exp"
     exp.mkdir()
-    config.path.exp_folder = str(exp)
+    if recipe == "cec3":
+        config.task, config.path.root, config.path.exp = root.name, str(root.parent), str(exp)
+    else:
+        config.path.root = str(root)
+        config.path.exp_folder = str(exp)
     monkeypatch.chdir(exp)
     enhance(config)
     evaluate(config)
@@ -132,4 +138,26 @@ def test_icassp2023_recipe_and_harness_agree(tmp_path, monkeypatch):
             worst = max(worst, abs(got[ours][key] - float(row[col])))
     print(f"ICASSP 2023: {3 * len(theirs)} values, largest |harness - recipe| = {worst:.2e}")
     values = [float(r["combined"]) for r in theirs.values()]
+    assert max(values) - min(values) > 0.01 and max(values) < 0.999
+
+
+def test_cec3_recipe_and_harness_agree(tmp_path, monkeypatch):
+    root, items = clarity_tree(tmp_path, "hearing-aid-cec3", sub="task1")
+    exp = run_recipe(monkeypatch, tmp_path, "cec3", root)
+    (scores,) = (exp / "scores").glob("scores.*.csv")
+    theirs = rows(scores)
+    assert set(theirs) == {(it.id, lid) for it in items for lid in LISTENERS}
+    res = run_cli("suites", "import", "cec3", str(root), "--out", str(tmp_path / "suite"))
+    assert res.returncode == 0, res.stderr
+    res = run_cli("score", str(exp / "amplified_signals"), "--suite", str(tmp_path / "suite"),
+                  "--panel", str(root / "clarity_data" / "metadata" / "listeners.json"),
+                  "--out", str(tmp_path / "runs"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    ours = better_ear(tmp_path / "runs", "haspi")
+    assert set(ours) == set(theirs)
+    for key, row in theirs.items():
+        assert ours[key] == pytest.approx(float(row["haspi"]), abs=1e-6), key
+    worst = max(abs(ours[k] - float(r["haspi"])) for k, r in theirs.items())
+    print(f"CEC3: {len(theirs)} values, largest |harness - recipe| = {worst:.2e}")
+    values = [float(r["haspi"]) for r in theirs.values()]
     assert max(values) - min(values) > 0.01 and max(values) < 0.999

@@ -1,5 +1,6 @@
-"""Hearing-aid speech in noise: the Clarity CEC2 task (`hearing-aid-speech`, `cec2/1`) and the
-ICASSP 2023 Clarity challenge (`hearing-aid-enhancement`, `icassp2023/1`).
+"""Hearing-aid speech in noise: the Clarity CEC2 task (`hearing-aid-speech`, `cec2/1`), the
+ICASSP 2023 Clarity challenge (`hearing-aid-enhancement`, `icassp2023/1`) and CEC3
+(`hearing-aid-cec3`, `cec3/1`).
 
 Items are Clarity scenes at 44.1 kHz: inputs `mix_CH1` (the front microphones of the left and
 right hearing aids, stereo) and optionally `mix_CH2`, `mix_CH3` (the middle and rear pairs);
@@ -27,6 +28,11 @@ better ear's, as the recipes score it.
   challenge's score. (The recipe reads the enhanced WAV without scaling: a 16-bit file would be
   scored in raw integers. The harness reads every file as floats in [-1, 1]; for the float WAV
   the baseline writes, the two agree.)
+- `cec3/1` (recipes/cec3/baseline/evaluate.py): 48 kHz scenes whose one reference is
+  `reference` (`<scene>_reference.wav`, mono or stereo; a mono one is used for both ears, as the
+  recipe does); the system returns `ha_output` (the mixture's length, or +220 samples as the
+  baseline's NAL-R writes it); `haspi` per ear, better ear. The recipe reads the HA output
+  without scaling (its baseline writes float WAV); the harness reads floats as CEC2.
 """
 
 from __future__ import annotations
@@ -53,7 +59,11 @@ COMPRESSOR = {"threshold": 0.35, "attenuation": 0.1, "attack": 50, "release": 10
 
 
 def recipe_reference(item: Item) -> np.ndarray:
-    """(frames, 2): the anechoic target scaled per channel to the reverberant target's RMS."""
+    """(frames, 2): the anechoic target scaled per channel to the reverberant target's RMS (CEC3:
+    the scene's reference file, a mono one doubled)."""
+    if "reference" in item.references:
+        ref = item.reference("reference").samples.T.astype(np.float64)
+        return np.repeat(ref, 2, axis=1) if ref.shape[1] == 1 else ref
     anechoic = item.reference("target_anechoic").samples.T.astype(np.float64)
     target = item.reference("target").samples.T.astype(np.float64)
     rms_target = np.mean(target**2, axis=0) ** 0.5
@@ -84,7 +94,7 @@ def _call(metric: str, ear: str, fn) -> Score:
 
 
 def score_ears(item: Item, proc: np.ndarray, ref: np.ndarray, listener: Any,
-               metrics: list[str]) -> dict[tuple[str, str], Score]:
+               metrics: list[str], rate: int = RATE) -> dict[tuple[str, str], Score]:
     """HASPI then HASQI, left then right, from one seeded stream, as the recipes call them."""
     from clarity.evaluator.haspi import haspi_v2
     from clarity.evaluator.hasqi import hasqi_v2
@@ -98,10 +108,10 @@ def score_ears(item: Item, proc: np.ndarray, ref: np.ndarray, listener: Any,
             for ear in EARS:
                 c = EAR_CHANNEL[ear]
                 if metric == "haspi":
-                    fn = lambda c=c, ear=ear: haspi_v2(ref[:, c], RATE, proc[:, c], RATE, ags[ear],  # noqa: E731
+                    fn = lambda c=c, ear=ear: haspi_v2(ref[:, c], rate, proc[:, c], rate, ags[ear],  # noqa: E731
                                                        LEVEL_DB)[0]
                 else:
-                    fn = lambda c=c, ear=ear: hasqi_v2(ref[:, c], RATE, proc[:, c], RATE, ags[ear],  # noqa: E731
+                    fn = lambda c=c, ear=ear: hasqi_v2(ref[:, c], rate, proc[:, c], rate, ags[ear],  # noqa: E731
                                                        equalisation=1, level1=LEVEL_DB)[0]
                 out[(metric, ear)] = _call(metric, ear, fn)
     return out
@@ -119,7 +129,7 @@ class _ClarityScenes(TaskProtocol):
 
     def anchor(self, kind: str, item: Item, listener: Any) -> dict[str, Audio]:
         if kind == "oracle":
-            return {self.output: Audio(recipe_reference(item).T, RATE)}
+            return {self.output: Audio(recipe_reference(item).T, item.inputs["mix_CH1"].rate)}
         mix = item.input("mix_CH1")
         return {self.output: Audio(mix.samples.astype(np.float64), mix.rate)}
 
@@ -144,7 +154,7 @@ class _ClarityScenes(TaskProtocol):
             return self.all_invalid(item, metrics, problems[self.output])
         ref = recipe_reference(item)
         proc = self.processed(item, outputs[self.output], listener)
-        rows = score_ears(item, proc, ref, listener, metrics)
+        rows = score_ears(item, proc, ref, listener, metrics, item.inputs["mix_CH1"].rate)
         if "icassp2023_score" in metrics:
             parts = [rows[(m, e)] for m in ("haspi", "hasqi") for e in EARS]
             bad = [p for p in parts if p.status != OK]
@@ -201,3 +211,10 @@ class HearingAidEnhancement(_ClarityScenes):
             ears.append(y)
         return np.tanh(np.stack(ears, axis=1))
 
+
+
+class HearingAidCEC3(HearingAidSpeech):
+    task = "hearing-aid-cec3"
+    version = "cec3/1"
+    reference_roles = ("reference",)
+    resampling_note = "None: scored at the scenes' 48 kHz, as the CEC3 recipe scores them."

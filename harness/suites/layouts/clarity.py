@@ -23,7 +23,8 @@ FILES = {"mix_CH1": "mix_CH1", "target_anechoic": "target_anechoic_CH1", "target
 OPTIONAL = {"mix_CH2": "mix_CH2", "mix_CH3": "mix_CH3"}
 
 
-def _load(root: Path, split: str, hash_content: bool, task: str, layout: str) -> Suite:
+def _load(root: Path, split: str, hash_content: bool, task: str, layout: str,
+          files: dict[str, str] = FILES, rate: int = RATE) -> Suite:
     data_root = root / "clarity_data"
     meta, scenes_dir = data_root / "metadata", data_root / split / "scenes"
     problems: list[str] = []
@@ -44,13 +45,16 @@ def _load(root: Path, split: str, hash_content: bool, task: str, layout: str) ->
                             f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
             continue
         before = len(problems)
-        refs = {role: checked_ref(data_root, scenes_dir / f"{scene}_{name}.wav", problems,
-                                  hash_content=hash_content, channels=CHANNELS, rate=RATE)
-                for role, name in FILES.items()}
+        refs = {}
+        for role, name in files.items():
+            path = scenes_dir / f"{scene}_{name}.wav"
+            mono_ok = role == "reference" and path.is_file() and sf_channels(path) == 1
+            refs[role] = checked_ref(data_root, path, problems, hash_content=hash_content,
+                                     channels=1 if mono_ok else CHANNELS, rate=rate)
         for role, name in OPTIONAL.items():
-            if (scenes_dir / f"{scene}_{name}.wav").is_file():
+            if role not in files and (scenes_dir / f"{scene}_{name}.wav").is_file():
                 refs[role] = checked_ref(data_root, scenes_dir / f"{scene}_{name}.wav", problems,
-                                         hash_content=hash_content, channels=CHANNELS, rate=RATE)
+                                         hash_content=hash_content, channels=CHANNELS, rate=rate)
         if len(problems) > before:
             continue
         lengths = {r.frames for r in refs.values()}
@@ -61,7 +65,7 @@ def _load(root: Path, split: str, hash_content: bool, task: str, layout: str) ->
         items.append(Item(
             id=str(scene), task=task, root=data_root,
             inputs={k: v for k, v in refs.items() if k.startswith("mix_")},
-            references={k: refs[k] for k in ("target_anechoic", "target")},
+            references={k: v for k, v in refs.items() if not k.startswith("mix_")},
             metadata={"listeners": list(listeners), "split": split, "dataset": layout},
         ))
     if problems:
@@ -69,6 +73,23 @@ def _load(root: Path, split: str, hash_content: bool, task: str, layout: str) ->
     return Suite(name=f"{layout.lower().replace(' ', '')}-{split}", version="1", task=task,
                  root=data_root, items=tuple(items),
                  description=f"{layout} scenes ({split}); panel: {listeners_file}")
+
+
+def sf_channels(path: Path) -> int:
+    import soundfile as sf
+
+    try:
+        return int(sf.info(str(path)).channels)
+    except Exception:
+        return 0
+
+
+def load_cec3(root: Path, split: str = "dev", hash_content: bool = True) -> Suite:
+    """CEC3 (recipes/cec3/baseline/config.yaml, one task folder `<root>` = <data>/<task>):
+    <root>/clarity_data/<split>/scenes/<scene>_{mix_CH1,mix_CH2,mix_CH3,reference}.wav at 48 kHz
+    (the reference mono or stereo), metadata as CEC2."""
+    files = {"mix_CH1": "mix_CH1", "mix_CH2": "mix_CH2", "mix_CH3": "mix_CH3", "reference": "reference"}
+    return _load(root, split, hash_content, "hearing-aid-cec3", "Clarity CEC3", files, 48000)
 
 
 def load_cec2(root: Path, split: str = "dev", hash_content: bool = True) -> Suite:
@@ -88,4 +109,10 @@ CEC2 = Layout(
 ICASSP2023 = Layout(
     "icassp2023", load_icassp2023,
     "Clarity ICASSP 2023: the CEC2 tree; hearing-aid-enhancement, one item per scene (--split dev)",
+)
+CEC3 = Layout(
+    "cec3", load_cec3,
+    "Clarity CEC3 (one task folder): <root>/clarity_data/{metadata/scenes_listeners.<split>.json, "
+    "metadata/listeners.json, <split>/scenes/<scene>_{mix_CH1,mix_CH2,mix_CH3,reference}.wav}, "
+    "48 kHz; hearing-aid-cec3, one item per scene (--split dev)",
 )

@@ -29,6 +29,7 @@ from harness.suites.synth.tools import require
 from harness.suites.types import Item
 
 RATE = 44100
+CEC3_RATE = 48000
 EAR_Y, MIC_X = 0.09, 0.0076  # half the ear distance; front/middle/rear microphone spacing (m)
 LEAD_S = 0.5
 VOICES = ("slt", "rms", "awb", "kal16")
@@ -49,13 +50,13 @@ def _place(head: np.ndarray, dims: np.ndarray, azimuth: float, distance: float) 
     return p
 
 
-def _rirs(dims, absorption, max_order, sources, mics) -> list[list[np.ndarray]]:
+def _rirs(dims, absorption, max_order, sources, mics, rate: int = RATE) -> list[list[np.ndarray]]:
     import pyroomacoustics as pra
 
-    room = pra.ShoeBox(list(dims), fs=RATE, materials=pra.Material(absorption), max_order=max_order)
+    room = pra.ShoeBox(list(dims), fs=rate, materials=pra.Material(absorption), max_order=max_order)
     for s in sources:
         room.add_source(list(s))
-    room.add_microphone_array(pra.MicrophoneArray(mics, RATE))
+    room.add_microphone_array(pra.MicrophoneArray(mics, rate))
     room.compute_rir()
     return room.rir  # [mic][source]
 
@@ -71,8 +72,11 @@ def _render(x: np.ndarray, rirs: list[list[np.ndarray]], source: int, n: int, st
 
 
 def make_clarity_scenes(root: Path, items: int, seconds: float, seed: int, opts: dict,
-                        tick: Callable[[], None], task: str = "hearing-aid-speech"
-                        ) -> tuple[list[Item], dict]:
+                        tick: Callable[[], None], task: str = "hearing-aid-speech",
+                        rate: int = RATE) -> tuple[list[Item], dict]:
+    """`rate` 48 kHz and task hearing-aid-cec3: the CEC3 form, whose one reference file
+    (`<scene>_reference.wav`) is the anechoic target scaled per channel to the reverberant one's
+    RMS (what the CEC2 recipe computes from its two)."""
     import pyroomacoustics as pra
 
     require(speech.programs_for(list(VOICES)), task)
@@ -91,16 +95,16 @@ def make_clarity_scenes(root: Path, items: int, seconds: float, seed: int, opts:
         snr = float(cycled(snrs, i, seed, "snr"))
         kind = cycled(kinds, i, seed, "interferer")
         talk, texts = speech.talk(voice, rng, seconds, speech.RATE)
-        target = resample_samples(talk, speech.RATE, RATE)
-        lead = int(LEAD_S * RATE)
+        target = resample_samples(talk, speech.RATE, rate)
+        lead = int(LEAD_S * rate)
         n = target.size + 2 * lead
         if kind == "speech":
             other = VOICES[(VOICES.index(voice) + 1 + int(rng.integers(len(VOICES) - 1))) % len(VOICES)]
-            babble, _ = speech.talk(other, rng, n / RATE, speech.RATE)
-            interferer = resample_samples(babble, speech.RATE, RATE)[:n]
+            babble, _ = speech.talk(other, rng, n / rate, speech.RATE)
+            interferer = resample_samples(babble, speech.RATE, rate)[:n]
         else:
             other = "pink"
-            interferer = dg.make_noise("pink", n, RATE, rng)
+            interferer = dg.make_noise("pink", n, rate, rng)
         rt60 = float(rng.uniform(0.2, 0.6))
         dims = np.array([rng.uniform(5.0, 7.0), rng.uniform(4.0, 6.0), rng.uniform(2.7, 3.0)])
         head = dims * np.array([rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6), 0.0]) + [0, 0, 1.6]
@@ -110,20 +114,28 @@ def make_clarity_scenes(root: Path, items: int, seconds: float, seed: int, opts:
         src_t, src_i = _place(head, dims, az_t, d_t), _place(head, dims, az_i, d_i)
         mics = _array(head)
         absorption, max_order = pra.inverse_sabine(rt60, dims.tolist())
-        room = _rirs(dims, absorption, max_order, [src_t, src_i], mics)
-        free = _rirs(dims, absorption, 0, [src_t], mics)
+        room = _rirs(dims, absorption, max_order, [src_t, src_i], mics, rate)
+        free = _rirs(dims, absorption, 0, [src_t], mics, rate)
         tgt = _render(target, room, 0, n, lead)
         dry = _render(target, free, 0, n, lead)
         noise = _render(interferer, room, 1, n, 0)
         gain = np.sqrt(dg.energy(tgt[:2]) / max(dg.energy(noise[:2]), 1e-20) / 10 ** (snr / 10))
         noise *= gain
         mix = tgt + noise
-        scale = 10 ** ((-26.0 - dg.loudness_lufs(mix[:2], RATE)) / 20)
-        scale *= headroom(float(np.max(np.abs(mix))) * scale, 0.9)
+        # CEC3's single reference: the anechoic target at the reverberant target's RMS
+        ref = dry[:2] * np.sqrt(np.mean(tgt[:2] ** 2, axis=1) / np.mean(dry[:2] ** 2, axis=1))[:, None]
+        scale = 10 ** ((-26.0 - dg.loudness_lufs(mix[:2], rate)) / 20)
+        peak = float(np.max(np.abs(mix)))
+        if task == "hearing-aid-cec3":
+            peak = max(peak, float(np.max(np.abs(ref))))
+        scale *= headroom(peak * scale, 0.9)
         pairs = {f"mix_CH{k + 1}": mix[2 * k: 2 * k + 2] * scale for k in range(3)}
-        inputs = {name: w(f"{sid}_{name}", x, RATE) for name, x in pairs.items()}
-        refs = {"target_anechoic": w(f"{sid}_target_anechoic_CH1", dry[:2] * scale, RATE),
-                "target": w(f"{sid}_target_CH1", tgt[:2] * scale, RATE)}
+        inputs = {name: w(f"{sid}_{name}", x, rate) for name, x in pairs.items()}
+        if task == "hearing-aid-cec3":
+            refs = {"reference": w(f"{sid}_reference", ref * scale, rate)}
+        else:
+            refs = {"target_anechoic": w(f"{sid}_target_anechoic_CH1", dry[:2] * scale, rate),
+                    "target": w(f"{sid}_target_CH1", tgt[:2] * scale, rate)}
         out.append(Item(sid, task, root, inputs, refs, {
             "voice": voice, "texts": texts, "interferer": {"kind": kind, "source": other},
             "snr_db": snr, "rt60_s": _r(rt60, 3), "room_m": [_r(d, 3) for d in dims],
@@ -132,11 +144,16 @@ def make_clarity_scenes(root: Path, items: int, seconds: float, seed: int, opts:
             "lead_s": LEAD_S,
         }))
         tick()
-    return out, {"snrs": snrs, "interferers": kinds, "rate": RATE}
+    return out, {"snrs": snrs, "interferers": kinds, "rate": rate}
 
 
 def make_hearing_aid_enhancement(root, items, seconds, seed, opts, tick):
     return make_clarity_scenes(root, items, seconds, seed, opts, tick, task="hearing-aid-enhancement")
+
+
+def make_hearing_aid_cec3(root, items, seconds, seed, opts, tick):
+    return make_clarity_scenes(root, items, seconds, seed, opts, tick, task="hearing-aid-cec3",
+                               rate=CEC3_RATE)
 
 
 HEARING_AID_SPEECH = Generator(
@@ -148,5 +165,10 @@ HEARING_AID_SPEECH = Generator(
 HEARING_AID_ENHANCEMENT = Generator(
     "hearing-aid-enhancement", "hearing-aid-enhancement", make_hearing_aid_enhancement, 3.0, 4,
     "the same Clarity-style scenes for the ICASSP 2023 task (the evaluator amplifies)",
+    ("snrs", "interferers"),
+)
+HEARING_AID_CEC3 = Generator(
+    "hearing-aid-cec3", "hearing-aid-cec3", make_hearing_aid_cec3, 3.0, 4,
+    "the same scenes at 48 kHz in the CEC3 form (one <scene>_reference.wav)",
     ("snrs", "interferers"),
 )
