@@ -52,7 +52,7 @@ def tasks() -> None:
             continue
         also = [m for m in p.supported_metrics if m not in p.default_metrics]
         t.add_row(name, p.version, ", ".join(p.input_roles) or p.inputs_note,
-                  ", ".join(p.reference_roles), "yes" if p.uses_listener else "no",
+                  ", ".join(p.reference_roles) or p.references_note, "yes" if p.uses_listener else "no",
                   ", ".join(p.default_metrics), ", ".join(also))
     out.print(t)
 

@@ -74,6 +74,7 @@ class TaskProtocol:
     input_roles: tuple[str, ...] = ()  # inputs every item of the task must have
     inputs_note: str = ""  # the inputs in words, when they are not a fixed list of roles
     reference_roles: tuple[str, ...] = ()  # references every item of the task must have
+    references_note: str = ""  # the references in words, when they are not a fixed list of roles
 
     # ---- hooks
     def output_spec(self, item: Item) -> dict[str, OutputSpec]:

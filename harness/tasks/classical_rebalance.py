@@ -197,7 +197,7 @@ class ClassicalRebalance(TaskProtocol):
     version = "cad2-task2/1"
     uses_listener = True
     input_roles = ("mixture",)
-    inputs_note = "mixture; references source_1 .. source_N (2 to 4 instruments)"
+    references_note = "source_1 .. source_N (one per instrument)"
     default_metrics = ("haaqi",)
     supported_metrics = ("haaqi",)
     resampling_note = ("As the CAD2 Task 2 recipe: the compressed reference 44.1 -> 24 kHz and the "
