@@ -23,7 +23,7 @@ def one(name: str, seconds: float, device: str) -> dict:
     import numpy as np
     import torch
 
-    from systems.remix.learned import DEMUCS_ORDER, _openunmix_classes, save_checkpoint
+    from systems.remix.learned import DEMUCS_ORDER, save_checkpoint
     from systems.remix.separators import chunked, make_separator
 
     torch.manual_seed(0)
@@ -36,7 +36,9 @@ def one(name: str, seconds: float, device: str) -> dict:
 
         model, args = HTDemucs(sources=list(DEMUCS_ORDER)), {}
     else:
-        model, args = _openunmix_classes()[1](), {}
+        from systems.remix.umx import UmxSeparator
+
+        model, args = UmxSeparator(), {}
     params = sum(p.numel() for p in model.parameters())
     with tempfile.TemporaryDirectory() as tmp:
         path = save_checkpoint(model, f"{tmp}/{name}.safetensors", args, name)

@@ -70,6 +70,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     # converters of weights users have (harness checkpoints convert KIND): fn(src, dst) -> Path
     "harness.converters": {
         "demucs": "systems.remix.convert:convert_demucs",
+        "openunmix": "systems.remix.convert:convert_openunmix",
     },
     "harness.layouts": {
         "musdb18hq": f"{_LAYOUTS}.musdb:MUSDB18HQ",

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from harness.errors import ConfigError
-from systems.remix.learned import DEMUCS_ORDER, _openunmix_classes, save_checkpoint
+from systems.remix.learned import DEMUCS_ORDER, save_checkpoint
 from systems.remix.separators import STEMS, make_separator
+from systems.remix.umx import UmxSeparator
 
 pytest.importorskip("demucs")
 
@@ -30,7 +31,6 @@ def build(name: str, args: dict):
         from demucs.htdemucs import HTDemucs
 
         return HTDemucs(sources=list(DEMUCS_ORDER), **args)
-    _, UmxSeparator = _openunmix_classes()
     model = UmxSeparator(**args)
     for m in model.modules():  # non-trivial batch-norm statistics, so eval mode matters
         if isinstance(m, torch.nn.BatchNorm1d):
@@ -66,7 +66,6 @@ def test_save_reload_gives_the_same_stems(name, tmp_path):
 
 
 def test_openunmix_parameter_names_are_the_published_ones():
-    _, UmxSeparator = _openunmix_classes()
     keys = set(UmxSeparator(hidden_size=16, nb_layers=3).state_dict())
     for stem in STEMS:
         p = f"target_models.{stem}."

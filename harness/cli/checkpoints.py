@@ -60,14 +60,14 @@ def show(
 
 @checkpoints_app.command("convert")
 def convert(
-    kind: Annotated[str, typer.Argument(help="What SRC is: demucs (a .th file as the demucs package saves HDemucs / HTDemucs).")],
-    src: Annotated[Path, typer.Argument(help="The local file to convert (nothing is downloaded).")],
+    kind: Annotated[str, typer.Argument(help="What SRC is: demucs (a .th file as the demucs package saves HDemucs / HTDemucs) or openunmix (a folder of Open-Unmix target models, <target>.pth or <target>-<hash>.pth, as umxhq/umxl ship).")],
+    src: Annotated[Path, typer.Argument(help="The local file (demucs: a .th model file) or folder (openunmix: <target>.pth per target) to convert; nothing is downloaded.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="The checkpoint to write: NAME.safetensors (and NAME.json beside it).")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing checkpoint.")] = False,
 ) -> None:
     """Convert local weights to a harness checkpoint, never running code from the file (it is
     read with torch.load(weights_only=True) and an allow-list of the model classes). The
-    result loads in the matching system, e.g. remix/htdemucs with
+    result loads in the matching system, e.g. remix/htdemucs (or remix/openunmix) with
     --param remix/htdemucs.separator_options='{checkpoint = "OUT"}'."""
     from harness import registry
     from harness.errors import CheckpointError, ConfigError

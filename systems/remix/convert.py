@@ -10,8 +10,17 @@ the only other names it may mention, and they are looked up, never called. Anyth
 file (a pickled function, an object of another class) is refused in one line. Quantised (diffq)
 states are refused too. Half-precision states are widened to float32.
 
-The result is a harness checkpoint (safetensors + JSON sidecar naming the source file and its
-sha256) that `remix/hdemucs` / `remix/htdemucs` load with `separator_options.checkpoint`.
+`openunmix`: a folder of Open-Unmix target models as the `openunmix` package saves them (its
+training script: `torch.save(model.state_dict(), "<target>.pth")` beside `<target>.json`; the
+published umxhq/umxl files are named `<target>-<hash>.pth`): one state dict per target for
+vocals, drums, bass and other. Read with `torch.load(weights_only=True)`; the architecture
+(hidden size, LSTM layers and direction, channels, bins, max_bin) is read off the tensors'
+shapes, the STFT (n_fft, hop) from `<target>.json` when it is there (else 4096 / 1024, the
+published models'), and must agree across the four targets.
+
+The result is a harness checkpoint (safetensors + JSON sidecar naming the source files and their
+sha256) that `remix/hdemucs` / `remix/htdemucs` / `remix/openunmix` load with
+`separator_options.checkpoint`.
 """
 
 from __future__ import annotations
@@ -108,4 +117,88 @@ def demucs_args(model_args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-CONVERTERS = {"demucs": convert_demucs}
+# ------------------------------------------------------------------ Open-Unmix
+UMX_TARGETS = ("vocals", "drums", "bass", "other")
+
+
+def _umx_state(path: Path) -> dict[str, Any]:
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not an Open-Unmix state dict the harness can read safely "
+                              f"({first[:200]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # a training checkpoint (<target>.chkpnt)
+    if not isinstance(state, dict) or not {"fc1.weight", "input_mean", "output_mean"} <= set(state):
+        raise CheckpointError(f"{path}: not an Open-Unmix target model (no fc1.weight, input_mean, "
+                              "output_mean)")
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: state entry {bad[0]!r} is not a tensor")
+    return state
+
+
+def umx_args(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The model's constructor arguments, read off its tensors."""
+    hidden, inputs = state["fc1.weight"].shape
+    max_bin = int(state["input_mean"].shape[0])
+    nb_bins = int(state["output_mean"].shape[0])
+    if inputs % max_bin:
+        raise CheckpointError(f"{path}: fc1 takes {inputs} inputs, not a multiple of its {max_bin} bins")
+    layers = [int(k.split("_l")[-1].split("_")[0]) for k in state if k.startswith("lstm.weight_ih_l")]
+    if not layers:
+        raise CheckpointError(f"{path}: no LSTM weights (lstm.weight_ih_l0)")
+    return {"nb_channels": inputs // max_bin, "hidden_size": int(hidden), "nb_layers": max(layers) + 1,
+            "max_bin": max_bin, "n_fft": 2 * (nb_bins - 1),
+            "unidirectional": not any("reverse" in k for k in state)}
+
+
+def convert_openunmix(src: Path, dst: Path) -> Path:
+    """A folder of Open-Unmix target models (`<target>.pth` or `<target>-<hash>.pth`, optional
+    `<target>.json`) as one harness checkpoint of the four-target separator."""
+    from harness import checkpoints
+
+    if not src.is_dir():
+        raise CheckpointError(f"{src}: not a folder (Open-Unmix models are one <target>.pth per "
+                              f"target: {', '.join(UMX_TARGETS)})")
+    tensors, files, args = {}, {}, {}
+    for target in UMX_TARGETS:
+        found = sorted(p for p in src.glob(f"{target}*.pth")
+                       if p.stem == target or p.stem.startswith(f"{target}-"))
+        if len(found) != 1:
+            raise CheckpointError(f"{src}: expected one {target}.pth (or {target}-<hash>.pth), found "
+                                  f"{len(found) or 'none'}")
+        state = _umx_state(found[0])
+        these = umx_args(state, found[0])
+        side = src / f"{target}.json"
+        hop = 1024
+        if side.is_file():
+            try:
+                given = json.loads(side.read_text()).get("args", {})
+                these["n_fft"] = int(given.get("nfft", these["n_fft"]))
+                hop = int(given.get("nhop", hop))
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise CheckpointError(f"{side}: not Open-Unmix's training record ({exc})") from None
+        these["n_hop"] = hop
+        if args and these != args:
+            raise CheckpointError(f"{found[0]}: its architecture {these} differs from the other "
+                                  f"targets' {args}")
+        args = these
+        for key, value in state.items():
+            tensors[f"target_models.{target}.{key}"] = value.float() if value.is_floating_point() else value
+        files[target] = {"path": str(found[0]), "sha256": checkpoints.sha256_file(found[0])}
+    record = {
+        "architecture": {"name": "openunmix", "config": args},
+        "converted_from": {"files": files, "format": "Open-Unmix state dicts (torch.save of "
+                                                       "model.state_dict(), one per target)"},
+    }
+    return checkpoints.save(dst, tensors, record,
+                            metadata={"model_args": json.dumps(args), "kind": "openunmix"})
+
+
+CONVERTERS = {"demucs": convert_demucs, "openunmix": convert_openunmix}
