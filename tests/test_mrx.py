@@ -101,3 +101,66 @@ def test_bad_training_configs_are_one_line(tmp_path, monkeypatch, capsys):
         code, _, err = cli(monkeypatch, capsys, "train", "mrx", "--config", bad, "--out",
                            tmp_path / "x.safetensors")
         one_line_error(code, err, message)
+
+
+def unit_mask_model(arch: dict) -> MRX:
+    """An MRX whose every mask is exactly 1 (last linear layer zero, its batch norm's bias 1)."""
+    model = MRX(arch).eval()
+    with torch.no_grad():
+        for k in model.dec2:
+            model.dec2[k].weight.zero_()
+            model.dec2[k].bias.zero_()
+            bn = model.dec2_norm[k]
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+            bn.weight.zero_()
+            bn.bias.fill_(1.0)
+    return model
+
+
+def test_unit_masks_reconstruct_the_input_at_every_resolution():
+    arch = {**ARCH_SMALL, "hidden": 8, "layers": 1}
+    model = unit_mask_model(arch)
+    x = torch.randn(2, 20000, dtype=torch.float32)
+    with torch.inference_mode():
+        out, masks = model(x, with_masks=True)
+    # each resolution's STFT -> iSTFT is exact; the resolutions' signals are summed
+    for s in SOURCES:
+        assert torch.allclose(out[s], len(arch["windows"]) * x, atol=1e-5), s
+    # one mask per source and resolution, of that resolution's shape (batch, bins, frames)
+    frames = 20000 // arch["hop"] + 1
+    assert set(masks) == {f"{s}_{i}" for s in SOURCES for i in range(len(arch["windows"]))}
+    for s in SOURCES:
+        for i, w in enumerate(arch["windows"]):
+            assert masks[f"{s}_{i}"].shape == (2, w // 2 + 1, frames)
+            assert torch.all(masks[f"{s}_{i}"] == 1.0)
+
+
+def test_the_loss_is_the_metric():
+    """The loss takes SI-SDR of zero-mean signals (Le Roux et al. 2019, as the paper); the task's
+    metric does not remove the mean: on zero-mean signals the two are the same number."""
+    from harness.metrics.snr import si_sdr_db
+
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((3, 8000))
+    est = ref + 0.5 * rng.standard_normal((3, 8000))
+    ref -= ref.mean(axis=1, keepdims=True)
+    est -= est.mean(axis=1, keepdims=True)
+    want = np.mean([si_sdr_db(est[i], ref[i]) for i in range(3)])
+    assert -float(neg_si_sdr(torch.tensor(est), torch.tensor(ref), eps=0.0)) == pytest.approx(want, abs=1e-9)
+
+
+def test_a_checkpoint_of_another_architecture_is_one_line(tmp_path):
+    from harness import checkpoints
+    from systems.mrx.system import MRXSystem
+
+    small = {**ARCH_SMALL, "hidden": 8, "layers": 1}
+    tensors = MRX(small).state_dict()
+    claimed = {**small, "hidden": 16}
+    checkpoints.save(tmp_path / "m.safetensors", tensors, {"architecture": {"name": "mrx", "config": claimed}})
+    sys_ = MRXSystem(checkpoint=str(tmp_path / "m.safetensors"))
+    with pytest.raises(CheckpointError) as err:
+        sys_.prepare("cpu")
+    text = str(err.value)
+    assert "m.safetensors" in text and "\n" not in text
+    assert "(8," in text or "8)" in text  # the first mismatched tensor's shapes are named

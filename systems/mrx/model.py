@@ -53,8 +53,9 @@ class MRX(nn.Module):
     def _bn(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:  # x: (batch, frames, features)
         return norm(x.transpose(1, 2)).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x: (batch, samples) -> {source: (batch, samples)}."""
+    def forward(self, x: torch.Tensor, with_masks: bool = False) -> Any:
+        """x: (batch, samples) -> {source: (batch, samples)}; with `with_masks`, also
+        {"<source>_<resolution>": mask (batch, bins, frames)}."""
         n = x.shape[-1]
         specs, codes = [], []
         frames = None
@@ -71,18 +72,19 @@ class MRX(nn.Module):
         code = torch.stack(codes).mean(0)
         seq = torch.stack([lstm(code)[0] for lstm in self.blstm]).mean(0)
         feat = torch.cat([code, seq], dim=-1)
-        out = {}
+        out, masks = {}, {}
         for s in SOURCES:
             y = 0
             for i, (w, spec) in enumerate(zip(self.windows, specs, strict=True)):
                 k = f"{s}_{i}"
                 hdn = torch.relu(self._bn(self.dec1_norm[k], self.dec1[k](feat)))
                 mask = torch.relu(self._bn(self.dec2_norm[k], self.dec2[k](hdn))).transpose(1, 2)
+                masks[k] = mask
                 masked = spec[..., :frames] * mask
                 y = y + torch.istft(masked, w, self.hop, window=getattr(self, f"window_{i}"),
                                     center=True, length=n)
             out[s] = y
-        return out
+        return (out, masks) if with_masks else out
 
 
 def parameter_count(arch: dict[str, Any]) -> int:
@@ -90,7 +92,8 @@ def parameter_count(arch: dict[str, Any]) -> int:
 
 
 def neg_si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Mean negative SI-SDR (dB) over the batch: est, ref (batch, samples)."""
+    """Mean negative SI-SDR (dB) over the batch: est, ref (batch, samples), both made zero-mean
+    first (Le Roux et al. 2019; the task's `si_sdr` metric equals it on zero-mean signals)."""
     ref = ref - ref.mean(-1, keepdim=True)
     est = est - est.mean(-1, keepdim=True)
     alpha = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)
