@@ -256,6 +256,7 @@ def report(
     title: Annotated[str, typer.Option(help="Report title.")] = None,
     store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing report file.")] = False,
+    by_stem: Annotated[bool, typer.Option("--by-stem", help="Also summarise and compare each stem of per-stem metrics (metric[stem], e.g. si_sdri[speech]), in the same Holm family.")] = False,
 ) -> None:
     """Comparative report of stored runs.
 
@@ -280,7 +281,7 @@ def report(
         raise ConfigError("a run is given twice")
     check_output(dest, force=force, inputs=tuple(r.db_path for r in loaded), what="report")
     rep = build(loaded, baseline=baseline, audio_items=audio_items if fmt == "html" else 0,
-                title=title)
+                title=title, by_stem=by_stem)
     for w in rep.warnings:
         err.print(f"[yellow]warning:[/] {escape(w)}")
     with writing(dest, "report"):

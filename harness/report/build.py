@@ -20,6 +20,7 @@ import pandas as pd
 from harness.errors import ConfigError
 from harness.listener import panel_from_digest, severity
 from harness.metrics import get_metric
+from harness.report.summary import stem_units
 from harness.runs import RunData, differences, paired_units
 from harness.stats import bootstrap_ci, holm, paired
 from harness.suites import Item
@@ -72,9 +73,10 @@ class Report:
 # ------------------------------------------------------------------------- data
 
 
-def merged_units(runs: list[RunData]) -> pd.DataFrame:
-    """Units of all runs; a system scored on the same suite by several runs is labelled
-    system@run-name (runs on different suites merge under the plain name)."""
+def merged_units(runs: list[RunData], by_stem: bool = False) -> pd.DataFrame:
+    """Units of all runs (with `by_stem`, also one per stem, `metric[stem]`); a system scored on
+    the same suite by several runs is labelled system@run-name (runs on different suites merge
+    under the plain name)."""
     seen: dict[tuple[str, str], int] = {}
     for r in runs:
         for key in set(zip(r.units.suite, r.units.system, strict=True)):
@@ -82,6 +84,8 @@ def merged_units(runs: list[RunData]) -> pd.DataFrame:
     frames = []
     for r in runs:
         u = r.units.copy()
+        if by_stem and not r.scores.empty:
+            u = pd.concat([u, stem_units(r.scores)], ignore_index=True)
         u["system"] = [s if seen[(su, s)] == 1 else f"{s}@{r.name}"
                        for su, s in zip(u.suite, u.system, strict=True)]
         u["run"] = r.run_id
@@ -160,7 +164,7 @@ def _fig_distribution(u: pd.DataFrame, metric: str, systems: list[str]) -> bytes
     for i, d in enumerate(data, start=1):
         ax.plot(i + rng.uniform(-0.15, 0.15, d.size), d, ".", alpha=0.5, ms=4)
     ax.set_xticks(range(1, len(systems) + 1), systems, rotation=20, ha="right")
-    m = get_metric(metric)
+    m = get_metric(metric.split("[", 1)[0])
     ax.set_ylabel(f"{metric} ({m.unit})" if getattr(m, "unit", "") else metric)
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -302,13 +306,16 @@ def _audio_examples(runs: list[RunData], units: pd.DataFrame, suite: str, items:
 
 
 def build(runs: list[RunData], baseline: str | None = None, audio_items: int = 2,
-          audio_seconds: float = 8.0, figures: bool = True, title: str | None = None) -> Report:
-    """Everything a report shows, from stored runs (scores, jobs, manifests, suite files)."""
+          audio_seconds: float = 8.0, figures: bool = True, title: str | None = None,
+          by_stem: bool = False) -> Report:
+    """Everything a report shows, from stored runs (scores, jobs, manifests, suite files). With
+    `by_stem`, every per-stem metric is also summarised and compared stem by stem (`metric[stem]`,
+    in the same Holm family)."""
     warnings: list[str] = []
     for other in runs[1:]:
         for d in differences(runs[0], other):
             warnings.append(f"{runs[0].label} vs {other.label}: {d}")
-    u = merged_units(runs)
+    u = merged_units(runs, by_stem)
     systems_all = list(dict.fromkeys(u.system))
     if baseline is not None and baseline not in systems_all:
         raise ConfigError(f"baseline system {baseline!r} is not in the runs ({', '.join(systems_all)})")

@@ -29,7 +29,7 @@ def _p(x) -> str:
 
 def _arrow(metric: str) -> str:
     try:
-        return "↑" if get_metric(metric).higher_is_better else "↓"
+        return "↑" if get_metric(metric.split("[", 1)[0]).higher_is_better else "↓"
     except Exception:  # noqa: BLE001
         return ""
 

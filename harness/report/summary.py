@@ -32,6 +32,26 @@ def units(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*UNIT_KEYS, "value", "status", "reason"])
 
 
+def base_metric(name: str) -> str:
+    """The registered metric of a unit's metric label ('si_sdri[speech]' -> 'si_sdri')."""
+    return name.split("[", 1)[0]
+
+
+def stem_units(scores: pd.DataFrame) -> pd.DataFrame:
+    """Units per stem, labelled `metric[stem]` (the mean of the stem's rows, e.g. its two ears;
+    ok only if all are): for tasks whose scores come per stem, a comparison stem by stem."""
+    stemmed = scores[scores.stem.fillna("") != ""]
+    rows = []
+    for key, grp in stemmed.groupby([*UNIT_KEYS, "stem"], sort=True):
+        *head, metric, stem = key
+        bad = grp[grp.status != "ok"]
+        value = None if len(bad) else float(grp.value.astype(float).mean())
+        status = bad.status.iloc[0] if len(bad) else "ok"
+        rows.append((*head, f"{metric}[{stem}]", value, status,
+                     "; ".join(sorted(set(bad.reason.astype(str))))))
+    return pd.DataFrame(rows, columns=[*UNIT_KEYS, "value", "status", "reason"])
+
+
 def summarise(unit_df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (suite, system, metric), grp in unit_df.groupby(["suite", "system", "metric"], sort=False):
@@ -42,7 +62,7 @@ def summarise(unit_df: pd.DataFrame) -> pd.DataFrame:
             "mean": float(np.mean(ok)) if ok.size else float("nan"),
             "ci_low": lo, "ci_high": hi, "n_ok": int(ok.size),
             "n_not_ok": int((grp.status != "ok").sum()),
-            "higher_is_better": get_metric(metric).higher_is_better,
+            "higher_is_better": get_metric(base_metric(metric)).higher_is_better,
         })
     return pd.DataFrame(rows)
 
