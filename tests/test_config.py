@@ -83,10 +83,12 @@ def test_every_shipped_training_config_passes_its_systems_training_schema(path):
     """train-*.toml are `harness train` configs: checked key by key against the training
     defaults of the system whose folder holds them."""
     from harness.training.trainer import load_train_config
+    from systems.mrx.system import MRXSystem
     from systems.speech.learned import HiFiGAN
     from systems.sr.system import UNetSRSystem
 
-    trainable = {"speech": HiFiGAN, "sr": UNetSRSystem}[path.parent.parent.name].training()
+    owner = {"speech": HiFiGAN, "sr": UNetSRSystem, "mrx": MRXSystem}[path.parent.parent.name]
+    trainable = owner.training()
     cfg = load_train_config(trainable, path)
     assert cfg["seed"] and cfg["batch_size"] >= 1 and sum(cfg["steps"].values()) > 0
 
