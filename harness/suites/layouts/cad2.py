@@ -79,6 +79,30 @@ def _fitting_problem(fit) -> str | None:
     return None
 
 
+def _scene_listeners(scene_id: str, data: dict, files: dict, panel_ids: set[str],
+                     listeners_file: Path, problems: list[str]
+                     ) -> tuple[list[str], dict[str, dict]] | None:
+    """The scene's listeners (all in the panel) and their compressor fittings, or None after
+    recording what is wrong (CAD2 Tasks 1 and 2 share this metadata)."""
+    listeners = data["scene_listeners"].get(scene_id)
+    if not isinstance(listeners, list) or not listeners:
+        problems.append(f"{files['scene_listeners']}: no listener list for scene {scene_id!r}")
+        return None
+    unknown = [li for li in listeners if li not in panel_ids]
+    if unknown:
+        problems.append(f"{files['scene_listeners']}: scene {scene_id!r} names listener(s) "
+                        f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
+        return None
+    fits = {}
+    for li in listeners:
+        bad = _fitting_problem(data["compressor"].get(li))
+        if bad:
+            problems.append(f"{files['compressor']}: listener {li!r} (of scene {scene_id!r}) {bad}")
+            continue
+        fits[li] = {k: data["compressor"][li][k] for k in FITTING_KEYS}
+    return (list(listeners), fits) if len(fits) == len(listeners) else None
+
+
 def load_cad2_task2(root: Path, split: str = "valid", hash_content: bool = True) -> Suite:
     """CAD2 Task 2 scenes of `split` (train, valid or test)."""
     layout = "CAD2 Task 2"
@@ -111,24 +135,10 @@ def load_cad2_task2(root: Path, split: str = "valid", hash_content: bool = True)
         if not isinstance(gains, dict) or not gains:
             problems.append(f"{files['gains']}: no gain set {scene['gain']!r} (of scene {scene_id!r})")
             continue
-        listeners = data["scene_listeners"].get(scene_id)
-        if not isinstance(listeners, list) or not listeners:
-            problems.append(f"{files['scene_listeners']}: no listener list for scene {scene_id!r}")
+        found = _scene_listeners(scene_id, data, files, panel_ids, listeners_file, problems)
+        if found is None:
             continue
-        unknown = [li for li in listeners if li not in panel_ids]
-        if unknown:
-            problems.append(f"{files['scene_listeners']}: scene {scene_id!r} names listener(s) "
-                            f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
-            continue
-        fits = {}
-        for li in listeners:
-            bad = _fitting_problem(data["compressor"].get(li))
-            if bad:
-                problems.append(f"{files['compressor']}: listener {li!r} (of scene {scene_id!r}) {bad}")
-                continue
-            fits[li] = {k: data["compressor"][li][k] for k in FITTING_KEYS}
-        if len(fits) < len(listeners):
-            continue
+        listeners, fits = found
         song = scene["music"]
         if song not in songs:
             songs[song] = _song_refs(audio, song, data["music"].get(song), str(files["music"]),
@@ -210,24 +220,10 @@ def load_cad2_task1(root: Path, split: str = "valid", hash_content: bool = True)
             problems.append(f"{files['alphas']}: alpha {scene['alpha']!r} (of scene {scene_id!r}) "
                             "must be a number in 0..1")
             continue
-        listeners = data["scene_listeners"].get(scene_id)
-        if not isinstance(listeners, list) or not listeners:
-            problems.append(f"{files['scene_listeners']}: no listener list for scene {scene_id!r}")
+        found = _scene_listeners(scene_id, data, files, panel_ids, listeners_file, problems)
+        if found is None:
             continue
-        unknown = [li for li in listeners if li not in panel_ids]
-        if unknown:
-            problems.append(f"{files['scene_listeners']}: scene {scene_id!r} names listener(s) "
-                            f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
-            continue
-        fits = {}
-        for li in listeners:
-            bad = _fitting_problem(data["compressor"].get(li))
-            if bad:
-                problems.append(f"{files['compressor']}: listener {li!r} (of scene {scene_id!r}) {bad}")
-                continue
-            fits[li] = {k: data["compressor"][li][k] for k in FITTING_KEYS}
-        if len(fits) < len(listeners):
-            continue
+        listeners, fits = found
         seg_id = scene["segment_id"]
         entry = data["music"].get(seg_id)
         try:
