@@ -42,12 +42,18 @@ import numpy as np
 from harness.audio import Audio
 from harness.errors import SuiteError
 from harness.listener import EAR_CHANNEL, EARS, audiogram
-from harness.metrics import Score, evaluate
+from harness.metrics import Score
 from harness.metrics.base import INVALID
-from harness.metrics.haaqi import HAAQI_PRE_EQUALISED, HAAQI_RATE, cad1_song_seed, with_level1
+from harness.metrics.haaqi import HAAQI_RATE
 from harness.suites.types import Item
 from harness.tasks.base import OutputSpec, TaskProtocol, resampled_frames
-from harness.tasks.music_rebalance import MIN_LOUDNESS_S, _loudness, _to_loudness, clarity_resample
+from harness.tasks.music_rebalance import (
+    MIN_LOUDNESS_S,
+    _loudness,
+    _to_loudness,
+    clarity_resample,
+    remix_haaqi,
+)
 
 REMIX_RATE = 32000
 INPUT_RATE = 44100
@@ -245,13 +251,4 @@ class ClassicalRebalance(TaskProtocol):
             refs = recipe_references(item, listener)
         except SuiteError as exc:
             return [Score("haaqi", None, INVALID, str(exc), ear) for ear in EARS]
-        remix = outputs["remix"]
-        rng = np.random.RandomState(cad1_song_seed(item.id))
-        out = []
-        for ear in EARS:
-            ref24, level1 = refs[ear]
-            est24 = clarity_resample(remix.samples[EAR_CHANNEL[ear]], remix.rate, HAAQI_RATE)
-            out.append(evaluate(with_level1(HAAQI_PRE_EQUALISED, level1), Audio(est24, HAAQI_RATE),
-                                Audio(ref24, HAAQI_RATE), listener=listener, ear=ear, seed=rng,
-                                ctx=ctx))
-        return out
+        return remix_haaqi(item, outputs["remix"], refs, listener, ctx)

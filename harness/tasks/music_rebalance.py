@@ -131,6 +131,21 @@ def recipe_references(item: Item, listener: Any) -> dict[str, tuple[np.ndarray, 
     return out
 
 
+def remix_haaqi(item: Item, remix: Audio, refs: dict[str, tuple[np.ndarray, float]], listener: Any,
+                ctx) -> list[Score]:
+    """HAAQI (equalisation=2) of each ear of a remix against its 24 kHz reference and level1, the
+    remix channel resampled to 24 kHz by pyclarity's `resample`; one RandomState seeded by the
+    scene id, drawn left then right (the Cadenza rebalancing recipes)."""
+    rng = np.random.RandomState(cad1_song_seed(item.id))
+    out = []
+    for ear in EARS:
+        ref24, level1 = refs[ear]
+        est24 = clarity_resample(remix.samples[EAR_CHANNEL[ear]], remix.rate, HAAQI_RATE)
+        out.append(evaluate(with_level1(HAAQI_PRE_EQUALISED, level1), Audio(est24, HAAQI_RATE),
+                            Audio(ref24, HAAQI_RATE), listener=listener, ear=ear, seed=rng, ctx=ctx))
+    return out
+
+
 class MusicRebalance(TaskProtocol):
     task = "music-rebalance"
     version = "icassp2024-rebalance/2"  # /1: dB gains, no loudness step, NAL-R delay removed, VHQ
@@ -174,13 +189,4 @@ class MusicRebalance(TaskProtocol):
             refs = recipe_references(item, listener)
         except SuiteError as exc:
             return [Score("haaqi", None, INVALID, str(exc), ear) for ear in EARS]
-        remix = outputs["remix"]
-        haaqi = HAAQI_PRE_EQUALISED
-        rng = np.random.RandomState(cad1_song_seed(item.id))
-        out = []
-        for ear in EARS:
-            ref24, level1 = refs[ear]
-            est24 = clarity_resample(remix.samples[EAR_CHANNEL[ear]], remix.rate, HAAQI_RATE)
-            out.append(evaluate(with_level1(haaqi, level1), Audio(est24, HAAQI_RATE),
-                                Audio(ref24, HAAQI_RATE), listener=listener, ear=ear, seed=rng, ctx=ctx))
-        return out
+        return remix_haaqi(item, outputs["remix"], refs, listener, ctx)

@@ -79,6 +79,27 @@ def _fitting_problem(fit) -> str | None:
     return None
 
 
+def _metadata(root: Path, layout: str, split: str, scene_names: tuple[str, str],
+              extra: dict[str, Path]) -> tuple[dict[str, Path], dict[str, dict], Path, set[str]]:
+    """The CAD2 metadata files of a split, read (every missing or malformed one a TreeProblems
+    line): the scenes file (the recipe's spelling, else the other one), scene listeners, music,
+    compressor fittings, `extra`, and the panel's ids."""
+    meta, audio = root / "metadata", root / "audio"
+    problems: list[str] = []
+    scenes_file = meta / f"{scene_names[0]}.{split}.json"
+    if not scenes_file.is_file() and (meta / f"{scene_names[1]}.{split}.json").is_file():
+        scenes_file = meta / f"{scene_names[1]}.{split}.json"
+    files = {"scenes": scenes_file, "scene_listeners": meta / f"scene_listeners.{split}.json",
+             **extra, "music": meta / f"music.{split}.json",
+             "compressor": meta / f"compressor_params.{split}.json"}
+    data = {k: _read_json(p, problems, dict) for k, p in files.items()}
+    listeners_file = meta / f"listeners.{split}.json"
+    panel_ids = _panel_ids(listeners_file, audio, problems)
+    if problems:
+        raise TreeProblems(root, layout, problems)
+    return files, data, listeners_file, panel_ids
+
+
 def _scene_listeners(scene_id: str, data: dict, files: dict, panel_ids: set[str],
                      listeners_file: Path, problems: list[str]
                      ) -> tuple[list[str], dict[str, dict]] | None:
@@ -110,21 +131,8 @@ def load_cad2_task2(root: Path, split: str = "valid", hash_content: bool = True)
         raise TreeProblems(root, layout, [f"unknown split {split!r} (train, valid, test)"])
     meta, audio = root / "metadata", root / "audio"
     problems: list[str] = []
-    scenes_file = meta / f"scenes.{split}.json"
-    if not scenes_file.is_file() and (meta / f"scene.{split}.json").is_file():
-        scenes_file = meta / f"scene.{split}.json"  # the README's spelling
-    files = {
-        "scenes": scenes_file,
-        "scene_listeners": meta / f"scene_listeners.{split}.json",
-        "gains": meta / "gains.json",
-        "music": meta / f"music.{split}.json",
-        "compressor": meta / f"compressor_params.{split}.json",
-    }
-    data = {k: _read_json(p, problems, dict) for k, p in files.items()}
-    listeners_file = meta / f"listeners.{split}.json"
-    panel_ids = _panel_ids(listeners_file, audio, problems)
-    if problems:
-        raise TreeProblems(root, layout, problems)
+    files, data, listeners_file, panel_ids = _metadata(
+        root, layout, split, ("scenes", "scene"), {"gains": meta / "gains.json"})
     items, songs = [], {}
     for scene_id, scene in data["scenes"].items():
         where = f"{files['scenes']}: scene {scene_id!r}"
@@ -194,21 +202,8 @@ def load_cad2_task1(root: Path, split: str = "valid", hash_content: bool = True)
         raise TreeProblems(root, layout, [f"unknown split {split!r} (train, valid, test)"])
     meta, audio = root / "metadata", root / "audio"
     problems: list[str] = []
-    scenes_file = meta / f"scene.{split}.json"
-    if not scenes_file.is_file() and (meta / f"scenes.{split}.json").is_file():
-        scenes_file = meta / f"scenes.{split}.json"
-    files = {
-        "scenes": scenes_file,
-        "scene_listeners": meta / f"scene_listeners.{split}.json",
-        "alphas": meta / "alpha.json",
-        "music": meta / f"music.{split}.json",
-        "compressor": meta / f"compressor_params.{split}.json",
-    }
-    data = {k: _read_json(p, problems, dict) for k, p in files.items()}
-    listeners_file = meta / f"listeners.{split}.json"
-    panel_ids = _panel_ids(listeners_file, audio, problems)
-    if problems:
-        raise TreeProblems(root, layout, problems)
+    files, data, listeners_file, panel_ids = _metadata(
+        root, layout, split, ("scene", "scenes"), {"alphas": meta / "alpha.json"})
     items, songs = [], {}
     for scene_id, scene in data["scenes"].items():
         where = f"{files['scenes']}: scene {scene_id!r}"
