@@ -38,14 +38,18 @@ def train(
     from harness.training.report import loss_curve, write_report
     from harness.training.trainer import Trainer, load_train_config, state_path
 
-    cls = registry.load("harness.systems", system)
+    base, _, variant = system.partition("/")
+    cls = registry.load("harness.systems", base)
     if not callable(getattr(cls, "training", None)):
         trainable = [n for n in registry.names("harness.systems")
                      if callable(getattr(_safe_load(n), "training", None))]
         raise RegistryError(f"system {system!r} is not trainable (trainable: {', '.join(trainable) or 'none'})")
     if checkpoint_every < 1 or validate_every < 0 or (steps is not None and steps < 0):
         raise ConfigError("--checkpoint-every must be >= 1, --validate-every and --steps >= 0")
-    spec = cls.training()
+    try:
+        spec = cls.training(variant) if variant else cls.training()
+    except TypeError:
+        raise RegistryError(f"system {base!r} has no variants: train {base!r}") from None
     cfg = load_train_config(spec, config)
     dev = resolve_device(device)
     torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -121,8 +121,16 @@ def make_separator(name: str, **options: Any):
         return OracleSeparator()
     if name == "dsp":
         return DspSeparator(**options)
+    if name == "spleeter":
+        from systems.remix.spleeter import SpleeterSeparator
+
+        unknown = sorted(set(options) - {"checkpoint", "mask_extension", "wiener", "wiener_iterations"})
+        if unknown:
+            raise ConfigError(f"separator spleeter: unknown option(s) {', '.join(unknown)} "
+                              "(checkpoint, mask_extension, wiener, wiener_iterations)")
+        return SpleeterSeparator(**options)
     if name in ("hdemucs", "htdemucs", "openunmix"):
         from systems.remix import learned
 
         return learned.make(name, **options)
-    raise ConfigError(f"unknown separator {name!r} (oracle, dsp, hdemucs, htdemucs, openunmix)")
+    raise ConfigError(f"unknown separator {name!r} (oracle, dsp, spleeter, hdemucs, htdemucs, openunmix)")

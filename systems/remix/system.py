@@ -69,6 +69,25 @@ class Remix(BaseSystem):
         self.cfg = cfg
         self.separator = make_separator(cfg["separator"], **cfg["separator_options"])
 
+    @classmethod
+    def training(cls, variant: str = "spleeter"):
+        """The trainable separator (`harness train remix/spleeter`)."""
+        if variant != "spleeter":
+            raise ConfigError(f"remix/{variant} is not trainable (remix/spleeter is)")
+        from systems.remix.train_spleeter import SpleeterTraining
+
+        return SpleeterTraining()
+
+    def identity(self) -> str:
+        """As every system's, plus the separator's weights (a retrained checkpoint at the same
+        path is another system, never a stale resume)."""
+        digest = getattr(self.separator, "digest", None)
+        if digest is None:
+            return super().identity()
+        import hashlib
+
+        return hashlib.sha256(f"{super().identity()}:{digest()}".encode()).hexdigest()
+
     def prepare(self, device: str) -> None:
         super().prepare(device)
         if hasattr(self.separator, "prepare"):
