@@ -71,6 +71,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "harness.converters": {
         "demucs": "systems.remix.convert:convert_demucs",
         "openunmix": "systems.remix.convert:convert_openunmix",
+        "mrx": "systems.mrx.convert:convert_mrx",
     },
     "harness.layouts": {
         "musdb18hq": f"{_LAYOUTS}.musdb:MUSDB18HQ",

@@ -32,6 +32,9 @@ class MRX(nn.Module):
         self.arch = dict(arch)
         self.windows = [int(w) for w in arch["windows"]]
         self.hop = int(arch["hop"])
+        # torch.stft(normalized=True) as the cocktail-fork repository's MRX (its converted
+        # checkpoints); the harness's own training uses the plain STFT
+        self.normalized = bool(arch.get("normalized", False))
         h = int(arch["hidden"])
         bins = [w // 2 + 1 for w in self.windows]
         self.in_norm = nn.ModuleList([nn.BatchNorm1d(f) for f in bins])
@@ -61,7 +64,7 @@ class MRX(nn.Module):
         frames = None
         for i, w in enumerate(self.windows):
             spec = torch.stft(x, w, self.hop, window=getattr(self, f"window_{i}"), center=True,
-                              return_complex=True)  # (batch, bins, frames)
+                              normalized=self.normalized, return_complex=True)  # (batch, bins, frames)
             frames = spec.shape[-1] if frames is None else min(frames, spec.shape[-1])
             specs.append(spec)
         for i, spec in enumerate(specs):
@@ -82,7 +85,7 @@ class MRX(nn.Module):
                 masks[k] = mask
                 masked = spec[..., :frames] * mask
                 y = y + torch.istft(masked, w, self.hop, window=getattr(self, f"window_{i}"),
-                                    center=True, length=n)
+                                    center=True, normalized=self.normalized, length=n)
             out[s] = y
         return (out, masks) if with_masks else out
 

@@ -23,7 +23,11 @@ class MRXSystem(BaseSystem):
     task = "cocktail-fork"
     description = ("MRX multi-resolution cross-net (Petermann et al. 2022): speech, music and "
                    "effects from a mono mixture; shipped small checkpoint trained by harness train")
-    defaults = {"checkpoint": ""}  # "": the shipped systems/mrx/checkpoints/mrx-small.safetensors
+    # checkpoint "": the shipped systems/mrx/checkpoints/mrx-small.safetensors. input_lufs: bring
+    # the mixture to this loudness before separating and scale the sources back (None: as the
+    # checkpoint's sidecar says: -27 for weights converted from the cocktail-fork repository,
+    # whose separate_soundtrack does so; off for the harness's own)
+    defaults = {"checkpoint": "", "input_lufs": None}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -62,6 +66,8 @@ class MRXSystem(BaseSystem):
         model = MRX(record["architecture"]["config"])
         checkpoints.load_into(model, tensors, self.path())
         self.model = model.to(device).eval().requires_grad_(False)
+        given = {**self.defaults, **self.params}["input_lufs"]
+        self.input_lufs = given if given is not None else record.get("inference", {}).get("input_lufs")
 
     def process(self, items: list[Item], listener: Any | None) -> list[Output]:
         from systems.mrx.train import RATE, separate
@@ -72,7 +78,13 @@ class MRXSystem(BaseSystem):
             x = mix.mono().astype(np.float64)
             if mix.rate != RATE:
                 x = resample_samples(x, mix.rate, RATE)
-            est = separate(self.model, x, self.device)
+            gain = 1.0
+            if self.input_lufs is not None:
+                import pyloudnorm as pyln
+
+                lufs = pyln.Meter(RATE).integrated_loudness(x)
+                gain = 10 ** ((float(self.input_lufs) - lufs) / 20) if np.isfinite(lufs) else 1.0
+            est = {s: y / gain for s, y in separate(self.model, x * gain, self.device).items()}
             out = {}
             for s, y in est.items():
                 if mix.rate != RATE:
