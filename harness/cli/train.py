@@ -22,6 +22,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the training state beside --out (same config and seed: the same weights as an uninterrupted run).")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     validate_every: Annotated[int, typer.Option(help="Steps between validations on held-out generated data (0: only at the end).")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: one per core). Give 1 when another job shares the cores: oversubscribed threads slow both several-fold.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train SYSTEM on data drawn on the fly from the harness's generators (training voices,
@@ -44,15 +45,15 @@ def train(
         trainable = [n for n in registry.names("harness.systems")
                      if callable(getattr(_safe_load(n), "training", None))]
         raise RegistryError(f"system {system!r} is not trainable (trainable: {', '.join(trainable) or 'none'})")
-    if checkpoint_every < 1 or validate_every < 0 or (steps is not None and steps < 0):
-        raise ConfigError("--checkpoint-every must be >= 1, --validate-every and --steps >= 0")
+    if checkpoint_every < 1 or validate_every < 0 or threads < 0 or (steps is not None and steps < 0):
+        raise ConfigError("--checkpoint-every must be >= 1, --validate-every, --threads and --steps >= 0")
     try:
         spec = cls.training(variant) if variant else cls.training()
     except TypeError:
         raise RegistryError(f"system {base!r} has no variants: train {base!r}") from None
     cfg = load_train_config(spec, config)
     dev = resolve_device(device)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     trainer = Trainer(spec, cfg, out, dev, log=lambda m: err.print(m, soft_wrap=True))
     if resume:
         trainer.resume()
