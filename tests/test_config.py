@@ -84,10 +84,11 @@ def test_every_shipped_training_config_passes_its_systems_training_schema(path):
     defaults of the system whose folder holds them."""
     from harness.training.trainer import load_train_config
     from systems.mrx.system import MRXSystem
+    from systems.remix.system import Remix
     from systems.speech.learned import HiFiGAN
     from systems.sr.system import UNetSRSystem
 
-    owner = {"speech": HiFiGAN, "sr": UNetSRSystem, "mrx": MRXSystem}[path.parent.parent.name]
+    owner = {"speech": HiFiGAN, "sr": UNetSRSystem, "mrx": MRXSystem, "remix": Remix}[path.parent.parent.name]
     trainable = owner.training()
     cfg = load_train_config(trainable, path)
     assert cfg["seed"] and cfg["batch_size"] >= 1 and sum(cfg["steps"].values()) > 0
