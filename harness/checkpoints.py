@@ -136,6 +136,21 @@ def load(path: str | Path, architecture: str | None = None) -> tuple[dict[str, A
     return tensors, record
 
 
+def torch_load_safely(path: str | Path, what: str) -> Any:
+    """A PyTorch file read with torch.load(weights_only=True): tensors and plain containers only,
+    nothing in it runs; anything else is one line naming the file and saying it is not `what`
+    the harness can read safely."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not {what} the harness can read safely ({first[:200]})") from None
+
+
 def header_metadata(blob: bytes) -> dict[str, str]:
     """The `__metadata__` of a safetensors file's JSON header ({} when it has none)."""
     n = int.from_bytes(blob[:8], "little")

@@ -30,18 +30,13 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    import pickle
-
     import torch
+
+    from harness.checkpoints import torch_load_safely
 
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (an MRX .pth state dict or Lightning .ckpt)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not an MRX state dict the harness can read safely "
-                              f"({first[:200]})") from None
+    state = torch_load_safely(path, "an MRX state dict")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # Lightning
         state = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     if not isinstance(state, dict) or "_encoders.0.layer.1.weight" not in state:

@@ -122,16 +122,11 @@ UMX_TARGETS = ("vocals", "drums", "bass", "other")
 
 
 def _umx_state(path: Path) -> dict[str, Any]:
-    import pickle
-
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not an Open-Unmix state dict the harness can read safely "
-                              f"({first[:200]})") from None
+    from harness.checkpoints import torch_load_safely
+
+    state = torch_load_safely(path, "an Open-Unmix state dict")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # a training checkpoint (<target>.chkpnt)
     if not isinstance(state, dict) or not {"fc1.weight", "input_mean", "output_mean"} <= set(state):
