@@ -29,7 +29,7 @@ def one(name: str, seconds: float, device: str) -> dict:
     import torch
 
     from systems.remix.learned import DEMUCS_ORDER, save_checkpoint
-    from systems.remix.separators import chunked, make_separator
+    from systems.remix.separators import make_separator
 
     torch.manual_seed(0)
     x = 0.1 * np.random.default_rng(0).standard_normal((2, int(seconds * 44100)))
@@ -55,11 +55,19 @@ def one(name: str, seconds: float, device: str) -> dict:
         del model
         sep = make_separator(name, checkpoint=str(path))
         sep.prepare(device)
-        t = time.perf_counter()
-        stems = chunked(lambda c: sep.separate(c, 44100), x, 44100, 10.0, 0.1)
-        wall = time.perf_counter() - t
-    assert all(v.shape == x.shape for v in stems.values())
+        wall = timed_chunks(sep, x)
     return row(name, params, seconds, wall, device)
+
+
+def timed_chunks(sep, x) -> float:
+    """Wall time of a remix separator on x in the remix system's chunks (10 s, 10% overlap)."""
+    from systems.remix.separators import chunked
+
+    t = time.perf_counter()
+    stems = chunked(lambda c: sep.separate(c, 44100), x, 44100, 10.0, 0.1)
+    wall = time.perf_counter() - t
+    assert all(v.shape == x.shape for v in stems.values())
+    return wall
 
 
 def row(name: str, params: int, seconds: float, wall: float, device: str) -> dict:
@@ -73,7 +81,7 @@ def remix(name: str, x, seconds: float, device: str) -> dict:
     """spleeter-small / spleeter-paper (harness checkpoints of a random model) and dsp."""
     from harness import checkpoints
     from systems.remix import spleeter as sp
-    from systems.remix.separators import DspSeparator, chunked
+    from systems.remix.separators import DspSeparator
 
     params = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,10 +96,7 @@ def remix(name: str, x, seconds: float, device: str) -> dict:
             del model
             sep = sp.SpleeterSeparator(f"{tmp}/s.safetensors")
             sep.prepare(device)
-        t = time.perf_counter()
-        stems = chunked(lambda c: sep.separate(c, 44100), x, 44100, 10.0, 0.1)
-        wall = time.perf_counter() - t
-    assert all(v.shape == x.shape for v in stems.values())
+        wall = timed_chunks(sep, x)
     return row(name, params, seconds, wall, device)
 
 

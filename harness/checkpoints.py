@@ -151,6 +151,16 @@ def torch_load_safely(path: str | Path, what: str) -> Any:
         raise CheckpointError(f"{path}: not {what} the harness can read safely ({first[:200]})") from None
 
 
+def require_tensors(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """A loaded state dict whose every entry is a tensor, or one line naming the first that is not."""
+    import torch
+
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: state entry {bad[0]!r} is not a tensor")
+    return state
+
+
 def header_metadata(blob: bytes) -> dict[str, str]:
     """The `__metadata__` of a safetensors file's JSON header ({} when it has none)."""
     n = int.from_bytes(blob[:8], "little")

@@ -30,9 +30,7 @@ BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    import torch
-
-    from harness.checkpoints import torch_load_safely
+    from harness.checkpoints import require_tensors, torch_load_safely
 
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (an MRX .pth state dict or Lightning .ckpt)")
@@ -42,10 +40,7 @@ def read_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "_encoders.0.layer.1.weight" not in state:
         raise CheckpointError(f"{path}: not an MRX of the cocktail-fork repository (no "
                               "_encoders.0.layer.1.weight)")
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{path}: state entry {bad[0]!r} is not a tensor")
-    return state
+    return require_tensors(state, path)
 
 
 def _count(state: dict[str, Any], pattern: str) -> int:

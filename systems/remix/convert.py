@@ -122,9 +122,7 @@ UMX_TARGETS = ("vocals", "drums", "bass", "other")
 
 
 def _umx_state(path: Path) -> dict[str, Any]:
-    import torch
-
-    from harness.checkpoints import torch_load_safely
+    from harness.checkpoints import require_tensors, torch_load_safely
 
     state = torch_load_safely(path, "an Open-Unmix state dict")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -132,10 +130,7 @@ def _umx_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or not {"fc1.weight", "input_mean", "output_mean"} <= set(state):
         raise CheckpointError(f"{path}: not an Open-Unmix target model (no fc1.weight, input_mean, "
                               "output_mean)")
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{path}: state entry {bad[0]!r} is not a tensor")
-    return state
+    return require_tensors(state, path)
 
 
 def umx_args(state: dict[str, Any], path: Path) -> dict[str, Any]:
