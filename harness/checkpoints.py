@@ -130,7 +130,9 @@ def load(path: str | Path, architecture: str | None = None) -> tuple[dict[str, A
         raise CheckpointError(f"{path}: its content does not match its sidecar's sha256 (a "
                               "changed, truncated or mismatched file)")
     try:
-        tensors = st_load(blob)
+        # st_load's tensors are views of immutable bytes objects (16-byte aligned): a training
+        # state is updated in place, so each gets its own torch storage.
+        tensors = {k: v.clone() for k, v in st_load(blob).items()}
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     return tensors, record
@@ -187,7 +189,9 @@ def load_embedded(path: str | Path, architecture: str) -> tuple[dict[str, Any], 
         if EMBEDDED not in meta:  # written before records were embedded: the sidecar, hash-checked
             return load(path, architecture)
         record = json.loads(meta[EMBEDDED])
-        tensors = st_load(blob)
+        # st_load's tensors are views of immutable bytes objects (16-byte aligned): a training
+        # state is updated in place, so each gets its own torch storage.
+        tensors = {k: v.clone() for k, v in st_load(blob).items()}
     except (SafetensorError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     name = (record.get("architecture") or {}).get("name")

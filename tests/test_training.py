@@ -62,8 +62,16 @@ def trainer(cfg_path: Path, out: Path):
 
 
 def same_tensors(a: Path, b: Path) -> bool:
+    return not differing_tensors(a, b)
+
+
+def differing_tensors(a: Path, b: Path) -> list[str]:
+    """The tensors of two checkpoints that differ, each with its largest absolute difference."""
     x, y = load_file(a), load_file(b)
-    return set(x) == set(y) and all(torch.equal(x[k], y[k]) for k in x)
+    if set(x) != set(y):
+        return [f"keys differ: {sorted(set(x) ^ set(y))}"]
+    return [f"{k} (max |diff| {float((x[k] - y[k]).abs().max()):.3g})" for k in sorted(x)
+            if not torch.equal(x[k], y[k])]
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny, tmp_path):
@@ -136,10 +144,13 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tiny, tmp_path)
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    seen = state.read_text() if state.exists() else "(no state)"
     r = subprocess.run([*base, "--out", str(out), "--resume"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "resumed" in r.stderr
-    assert same_tensors(whole, out)
+    differ = differing_tensors(whole, out)
+    assert not differ, (f"{r.stderr.splitlines()[0]}; killed after a state of {seen[-200:]!r}; "
+                        f"{len(differ)} tensors differ: {differ[:5]}")
 
 
 def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatch, capsys):
