@@ -74,6 +74,31 @@ def test_mrstft_term_is_spectral_convergence_plus_log_magnitude_l1_at_three_reso
     assert float(loss) == pytest.approx(np.mean(want), rel=1e-5)
 
 
+def test_si_sdr_term_of_the_stage_loss_is_minus_the_metric_on_each_item():
+    """`loss.sisdr` (not in the paper): the WaveNet stage's loss with only that weight is minus the
+    mean over the batch of the `si_sdr` metric (harness.metrics.snr) on zero-mean signals."""
+    from harness.metrics.snr import si_sdr_db
+    from systems.speech.hifigan_train import HifiganTraining, default_config
+
+    rng = np.random.default_rng(2)
+    clean = rng.standard_normal((3, 1, 4000)) * 0.1
+    clean -= clean.mean(-1, keepdims=True)
+    noisy = clean + 0.05 * rng.standard_normal(clean.shape)
+    cfg = default_config()
+    cfg["loss"] = {k: 0.0 for k in cfg["loss"]} | {"sisdr": 1.0}
+
+    class Identity(torch.nn.Module):
+        def forward(self, x, postnet=False):
+            return x - x.mean(-1, keepdim=True)
+
+    loss, logs = HifiganTraining().loss(cfg, "wavenet", "generator", {"generator": Identity(),
+                                        "discriminators": None},
+                                        (torch.tensor(noisy), torch.tensor(clean)), {})
+    want = -np.mean([si_sdr_db(noisy[i, 0] - noisy[i, 0].mean(), clean[i, 0]) for i in range(3)])
+    assert float(loss) == pytest.approx(want, abs=1e-6)
+    assert logs["si_sdr"] == pytest.approx(-want, abs=1e-6)
+
+
 def test_waveform_discriminators_see_16_8_and_4_khz():
     rate = hg.RATE
     t = np.arange(rate) / rate

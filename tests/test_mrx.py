@@ -10,7 +10,8 @@ import torch
 from conftest import run_cli
 
 from harness.errors import CheckpointError
-from systems.mrx.model import ARCH_PAPER, ARCH_SMALL, MRX, SOURCES, neg_si_sdr, parameter_count
+from harness.training.losses import neg_si_sdr
+from systems.mrx.model import ARCH_PAPER, ARCH_SMALL, MRX, SOURCES, parameter_count
 
 TINY = """seed = 5
 batch_size = 2

@@ -94,13 +94,3 @@ def parameter_count(arch: dict[str, Any]) -> int:
     return sum(p.numel() for p in MRX(arch).parameters())
 
 
-def neg_si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Mean negative SI-SDR (dB) over the batch: est, ref (batch, samples), both made zero-mean
-    first (Le Roux et al. 2019; the task's `si_sdr` metric equals it on zero-mean signals)."""
-    ref = ref - ref.mean(-1, keepdim=True)
-    est = est - est.mean(-1, keepdim=True)
-    alpha = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)
-    target = alpha * ref
-    noise = est - target
-    ratio = (target * target).sum(-1) / ((noise * noise).sum(-1) + eps)
-    return -(10 * torch.log10(ratio + eps)).mean()

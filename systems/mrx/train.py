@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness.training import OptimiserSpec, Stage
+from harness.training.losses import neg_si_sdr
 from systems.mrx import model as mrx
 
 RATE = 44100
@@ -210,7 +211,7 @@ class MrxTraining:
              batch: Any, cache: dict[str, Any]) -> tuple[Any, dict[str, float]]:
         x, refs = batch
         out = modules["mrx"](x)
-        parts = {s: mrx.neg_si_sdr(out[s], refs[:, i]) for i, s in enumerate(mrx.SOURCES)}
+        parts = {s: neg_si_sdr(out[s], refs[:, i]) for i, s in enumerate(mrx.SOURCES)}
         total = sum(parts.values()) / len(parts)
         return total, {f"si_sdr_{s}": -float(v.detach()) for s, v in parts.items()}
 
