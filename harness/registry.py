@@ -52,6 +52,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "hearing-aid-cec3": f"{_TASKS}.hearing_aid_speech:HearingAidCEC3",
         "crowd-enhancement": f"{_TASKS}.crowd_enhancement:CrowdEnhancement",
         "cocktail-fork": f"{_TASKS}.cocktail_fork:CocktailFork",
+        "car-music": f"{_TASKS}.car_music:CarMusic",
     },
     "harness.generators": {
         "speech-enhancement": f"{_GEN}.gen_speech:SPEECH_ENHANCEMENT",
@@ -66,6 +67,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "hearing-aid-cec3": f"{_GEN}.gen_clarity:HEARING_AID_CEC3",
         "crowd-enhancement": f"{_GEN}.gen_crowd:CROWD",
         "cocktail-fork": f"{_GEN}.gen_music:COCKTAIL_FORK",
+        "car-music": f"{_GEN}.gen_music:CAR_MUSIC",
     },
     # converters of weights users have (harness checkpoints convert KIND): fn(src, dst) -> Path
     "harness.converters": {
@@ -82,6 +84,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "icassp2023": f"{_LAYOUTS}.clarity:ICASSP2023",
         "cec3": f"{_LAYOUTS}.clarity:CEC3",
         "cad2-task2": f"{_LAYOUTS}.cad2:CAD2_TASK2",
+        "cad1-task2": f"{_LAYOUTS}.cad1_task2:CAD1_TASK2",
         "voicebank-demand": f"{_LAYOUTS}.speech:VOICEBANK_DEMAND",
         "daps": f"{_LAYOUTS}.speech:DAPS",
         "dnr": f"{_LAYOUTS}.dnr:DNR",

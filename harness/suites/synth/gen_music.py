@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from harness.suites.synth.generators import (
     item_rng,
 )
 from harness.suites.synth.tools import require
-from harness.suites.types import Item
+from harness.suites.types import FileRef, Item
 
 
 # ------------------------------------------------------------------ music-remix
@@ -121,6 +122,100 @@ def make_classical_rebalance(root: Path, items: int, seconds: float, seed: int, 
         }))
         tick()
     return out, {"gain_range_db": span, "level_lufs": level}
+
+
+# ------------------------------------------------------------------ car-music (CAD1 Task 2)
+CAR_HEAD_ROTATIONS = (-20, 0, 20)  # degrees; each has its own car and anechoic BRIRs
+CAR_SPEAKER_DEG = {"ls": -30.0, "rs": 30.0}
+CAR_NOISE_DEG = {"000": 0.0, "m90": -90.0, "p90": 90.0}
+
+
+def _brir(rng: np.random.Generator, azimuth: float, ear: str, car: bool) -> np.ndarray:
+    """A synthetic BRIR at 44.1 kHz (float32): the direct path with a spherical head's delay and
+    level difference (Woodworth's formula, a 8.75 cm head), plus, in the car, a 60 ms
+    exponentially decaying diffuse tail 12 dB below it. A stand-in for the eBrird BRIRs the
+    challenge uses (not redistributable here); the protocol reads whatever the suite gives."""
+    theta = np.deg2rad(azimuth) * (1.0 if ear == "right" else -1.0)  # towards this ear: > 0
+    itd = 0.0875 / 343.0 * (theta + np.sin(theta)) / 2
+    delay = 40 + 44100 * (0.00066 / 2 - itd)  # samples: the nearer ear hears first
+    n = np.arange(2048 if car else 256)
+    direct = np.sinc(n - delay) * np.hanning(len(n) + 2)[1:-1] ** 0.25
+    h = direct * 10 ** (3.0 * np.sin(theta) / 20)
+    if car:
+        tail = rng.standard_normal(len(n)) * np.exp(-6.9 * n / (0.06 * 44100))
+        h = h + 0.25 * tail * (n > delay + 20)
+    return (0.5 * h / np.max(np.abs(h))).astype(np.float32)
+
+
+def make_car_music(root: Path, items: int, seconds: float, seed: int, opts: dict,
+                   tick: Callable[[], None]) -> tuple[list[Item], dict]:
+    """Songs for a listener in a car (CAD1 Task 2): a fluidsynth arrangement (stereo 44.1 kHz),
+    the car's noise parameters from pyclarity's CarNoiseParametersGenerator at a speed drawn in
+    50-120 km/h, an SNR drawn in snr_min..snr_max dB, and a head rotation whose synthetic BRIRs
+    (car and anechoic loudspeakers, anechoic noise directions) are the item's references."""
+    from clarity.utils.car_noise_simulator.carnoise_parameters_generator import (
+        CarNoiseParametersGenerator,
+    )
+    from scipy.io import wavfile
+
+    from harness.suites.types import file_ref
+    from harness.tasks.car_music import NOISE_BRIRS
+
+    require(["fluidsynth"], "car-music")
+    lo, hi = float(opts.get("snr_min", 2.0)), float(opts.get("snr_max", 12.0))
+    if not -20 <= lo <= hi <= 40:
+        raise SuiteError(f"car-music: need -20 <= snr_min <= snr_max <= 40 dB, got {lo:g}, {hi:g}")
+    level = float(opts.get("level_lufs", -20.0))
+    w = Writer(root)
+    brirs: dict[tuple[int, str], FileRef] = {}
+    rng_brir = np.random.default_rng([seed, 7])
+
+    def brir_file(hr: int | None, name: str, azimuth: float, ear: str, car: bool):
+        key = (hr if hr is not None else 999, name)
+        if key not in brirs:
+            room = "Car" if car else "Anechoic"
+            path = root / "eBrird" / room / "audio" / f"{name}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            wavfile.write(path, MUSIC_RATE, _brir(rng_brir, azimuth, ear, car))  # IEEE float, no PEAK chunk
+            brirs[key] = file_ref(root, path)
+        return brirs[key]
+
+    out = []
+    for i in range(items):
+        iid = f"S{1001 + i}"
+        rng = item_rng(seed, "car-music", i)
+        arr = music.arrangement(rng, seconds)
+        mix = sum(music.render(arr, seconds, MUSIC_RATE, opts.get("soundfont")).values())
+        gain = 10 ** ((level - dg.loudness_lufs(mix, MUSIC_RATE)) / 20)
+        gain *= headroom(float(np.max(np.abs(mix))) * gain, 0.98)
+        song = w(f"{iid}/song", mix * gain, MUSIC_RATE)
+        hr = int(CAR_HEAD_ROTATIONS[int(rng.integers(len(CAR_HEAD_ROTATIONS)))])
+        refs = {"music": song}
+        for room, car in (("car", True), ("anechoic", False)):
+            for sp, deg in CAR_SPEAKER_DEG.items():
+                for ear in ("left", "right"):
+                    name = f"HR{hr:+d}_{'E01' if car else 'E02'}_CH{3 if sp == 'ls' else 4}_{ear.title()}"
+                    refs[f"{room}_{sp}_{ear}"] = brir_file(hr, name, deg - hr, ear, car)
+        for d, deg in CAR_NOISE_DEG.items():
+            for ear in ("left", "right"):
+                refs[f"noise_{d}_{ear}"] = brir_file(None, f"{NOISE_BRIRS[d]}_{ear.title()}", deg, ear,
+                                                     False)
+        speed = _r(float(rng.uniform(50.0, 120.0)), 1)
+        state = np.random.get_state()  # the parameter generator draws from numpy's global one
+        try:
+            np.random.seed(int(rng.integers(2**31)))
+            params = CarNoiseParametersGenerator(random_flag=True).gen_parameters(speed)
+        finally:
+            np.random.set_state(state)
+        out.append(Item(iid, "car-music", root, {"music": song}, refs, {
+            "song": f"song{i:03d}", "genre": arr.style,
+            "hr": hr, "snr": _r(float(rng.uniform(lo, hi)), 2), "speed_kph": speed,
+            "car_noise_parameters": json.loads(json.dumps(params)), "split": "valid",
+            "arrangement": arr.to_json(), "level_lufs": level, "seconds": seconds,
+            "brirs": "synthetic (spherical head, car tail 60 ms); eBrird's in the challenge",
+        }))
+        tick()
+    return out, {"snr_db": [lo, hi], "level_lufs": level}
 
 
 # ------------------------------------------------------------------ lyric-intelligibility
@@ -254,4 +349,10 @@ COCKTAIL_FORK = Generator(
     "cocktail-fork", "cocktail-fork", make_cocktail_fork, 10.0, 10,
     "mono 44.1 kHz speech/music/sfx stems at -17/-24/-21 LUFS (+/-2, +/-1 LU)",
     ("soundfont",),
+)
+CAR_MUSIC = Generator(
+    "car-music", "car-music", make_car_music, 6.0, 4,
+    "songs for a hearing-aid listener in a car (CAD1 Task 2): stereo 44.1 kHz, car noise "
+    "parameters, an SNR and a head rotation's synthetic BRIRs",
+    ("snr_min", "snr_max", "level_lufs", "soundfont"),
 )
