@@ -95,3 +95,33 @@ def test_clean_speech_scores_above_its_noisy_input():
         gaps = [evaluate(get_metric(name), Audio(speech(k), 16000), None).value
                 - evaluate(get_metric(name), Audio(noisy(k), 16000), None).value for k in range(1, 7)]
         assert min(gaps) > 0 and np.mean(gaps) > 0.5, (name, gaps)
+
+
+def test_distillmos_equals_the_packages_own_model_call():
+    """DistillMOS through the harness (16 kHz, float32, mono) against distillmos's
+    ConvTransformerSQAModel called directly on the same signal (its shipped weights)."""
+    import torch
+
+    from harness.metrics.nonintrusive import _importable_torchaudio
+
+    with _importable_torchaudio():
+        import distillmos
+    model = distillmos.ConvTransformerSQAModel(load_weights=True).eval()
+
+    def reference(case: Case) -> float:
+        x = torch.tensor(case.estimate.samples[0], dtype=torch.float32)[None]
+        with torch.no_grad():
+            return float(model(x)[0, 0])
+
+    got = assert_parity(get_metric("distillmos"), corpus(), reference, 1e-4, min_spread=0.5)
+    assert len(got["reference"]) == 7
+
+
+def test_distillmos_resamples_a_wrong_rate_and_rates_clean_above_noisy():
+    x48 = Audio(resample(Audio(speech(2), 16000), 48000).samples, 48000)
+    a = evaluate(get_metric("distillmos"), x48, None)
+    b = evaluate(get_metric("distillmos"), resample(x48, 16000), None)
+    assert a.status == "ok" and a.value == b.value
+    gaps = [evaluate(get_metric("distillmos"), Audio(speech(k), 16000), None).value
+            - evaluate(get_metric("distillmos"), Audio(noisy(k), 16000), None).value for k in range(1, 7)]
+    assert min(gaps) > 0 and np.mean(gaps) > 0.5, gaps

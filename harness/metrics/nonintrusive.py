@@ -1,5 +1,6 @@
 """Non-intrusive speech quality (no reference): DNSMOS P.835 (SIG, BAK, OVRL) and P.808, and
-PLCMOS v2, from the ONNX models the `speechmos` wheel ships (nothing is downloaded).
+PLCMOS v2, from the ONNX models the `speechmos` wheel ships, and DistillMOS from the weights the
+`distillmos` wheel ships (nothing is downloaded).
 
 - Rate: the models take 16 kHz. An estimate at another rate is resampled to 16 kHz with the
   harness's resampler (soxr VHQ) first, as VERSA and the URGENT scripts do; the parity tests
@@ -14,6 +15,12 @@ PLCMOS v2, from the ONNX models the `speechmos` wheel ships (nothing is download
   signal in the process).
 - PLCMOS averages 15 random "rater embeddings" drawn from numpy's global generator; the harness
   seeds it with the job's seed first (as HAAQI's noise), so reruns give the same number.
+- DistillMOS (Stahl & Gamper 2025, variant 7: a convolutional transformer distilled from an
+  XLS-R SQA model) is the package's own `ConvTransformerSQAModel` with its shipped weights, in
+  eval mode, on the 16 kHz signal as a (1, samples) float32 tensor; it segments long signals
+  itself. Deterministic (no random draws). Its module imports `torchaudio` for its command-line
+  file reader only; where torchaudio's binary does not load (its wheels lag torch's), the import
+  is given an empty stand-in for that one name.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from harness.metrics.base import NON_INTRUSIVE, FunctionMetric
 
 RATE = 16000
 _CACHE: OrderedDict[str, dict] = OrderedDict()
+_DISTILLMOS: list = []  # the loaded model, once per process
 
 
 def prepared(estimate: Audio, name: str) -> np.ndarray:
@@ -69,6 +77,48 @@ def plcmos_value(x: np.ndarray, seed: int | None) -> float:
         return float(plcmos.run(x, RATE)["plcmos"])
 
 
+@contextlib.contextmanager
+def _importable_torchaudio():
+    """While importing distillmos: torchaudio as it is, or, when its binary does not load, an empty
+    module under that name (distillmos uses torchaudio only in its file-list CLI)."""
+    import sys
+    import types
+
+    try:
+        import torchaudio  # noqa: F401
+    except (ImportError, OSError):
+        sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+        try:
+            yield
+        finally:
+            sys.modules.pop("torchaudio", None)
+        return
+    yield
+
+
+def distillmos_model():
+    """distillmos's ConvTransformerSQAModel with its shipped weights, in eval mode (cached)."""
+    if not _DISTILLMOS:
+        with _importable_torchaudio():
+            from distillmos import ConvTransformerSQAModel
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints where it loaded the weights
+            model = ConvTransformerSQAModel(load_weights=True)
+        _DISTILLMOS.append(model.eval())
+    return _DISTILLMOS[0]
+
+
+def distillmos_value(x: np.ndarray) -> float:
+    """DistillMOS of a 16 kHz float32 signal: the model's call on a batch of one."""
+    import torch
+
+    with torch.no_grad():
+        return float(distillmos_model()(torch.tensor(x, dtype=torch.float32)[None]).reshape(-1)[0])
+
+
+def _distillmos(estimate: Audio, reference=None, **_) -> float:
+    return distillmos_value(prepared(estimate, "distillmos"))
+
+
 def _dnsmos(key: str, name: str):
     def fn(estimate: Audio, reference=None, **_) -> float:
         return dnsmos_all(prepared(estimate, name))[key]
@@ -96,4 +146,6 @@ DNSMOS_P808 = _metric("dnsmos_p808", _dnsmos("p808_mos", "dnsmos_p808"),
 PLCMOS = _metric("plcmos", _plcmos,
                  "PLCMOS v2 packet-loss-concealment quality (speechmos ONNX; 16 kHz, no reference; "
                  "seeded rater draws)")
-NONINTRUSIVE = (DNSMOS_SIG, DNSMOS_BAK, DNSMOS_OVRL, DNSMOS_P808, PLCMOS)
+DISTILLMOS = _metric("distillmos", _distillmos,
+                     "DistillMOS v7 speech quality (distillmos wheel's weights; 16 kHz, no reference)")
+NONINTRUSIVE = (DNSMOS_SIG, DNSMOS_BAK, DNSMOS_OVRL, DNSMOS_P808, PLCMOS, DISTILLMOS)

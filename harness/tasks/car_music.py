@@ -228,6 +228,7 @@ class CarMusic(TaskProtocol):
     uses_listener = True
     input_roles = ("music",)
     reference_roles = ("music", *BRIR_ROLES)
+    references_note = "music; 14 BRIRs: car_{ls,rs}_{left,right}, anechoic_..., noise_{000,m90,p90}_..."
     default_metrics = ("haaqi",)
     supported_metrics = ("haaqi",)
     resampling_note = ("As the CAD1 Task 2 recipe: the system's 32 kHz samples read as 44.1 kHz (the "

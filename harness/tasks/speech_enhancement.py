@@ -26,7 +26,8 @@ class SpeechEnhancement(TaskProtocol):
     reference_roles = ("clean",)
     default_metrics = ("pesq", "stoi", "estoi", "si_sdr", "snr")
     supported_metrics = ("pesq", "pesq_nb", "stoi", "estoi", "si_sdr", "snr", "sdr",
-                         "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "plcmos")
+                         "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "plcmos",
+                         "distillmos")
     seeding = "PLCMOS: numpy's global generator seeded with seed_for(<item id>, 'plcmos') per item"
     resampling_note = (
         "Outputs must be 16 kHz mono of the reference's length at 16 kHz. References stored at "
