@@ -7,6 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Several xdist workers share the cores: each worker, and every process it starts (the CLI runs,
+# their system and scoring processes), computes on one thread. Torch's and BLAS's thread pools
+# sized to every core, beside another worker doing the same, spin and wait on each other (a
+# training step measured 6 times slower so). Set before numpy, torch or numba is imported.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import numpy as np
 import pytest
 

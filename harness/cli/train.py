@@ -22,14 +22,13 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the training state beside --out (same config and seed: the same weights as an uninterrupted run).")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     validate_every: Annotated[int, typer.Option(help="Steps between validations on held-out generated data (0: only at the end).")] = 0,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: one per core). Give 1 when another job shares the cores: oversubscribed threads slow both several-fold.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default, one per core unless OMP_NUM_THREADS says otherwise). Give 1 when another job shares the cores: oversubscribed threads slow both several-fold.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train SYSTEM on data drawn on the fly from the harness's generators (training voices,
     rooms, noises and seeds disjoint from every evaluation suite) and write its checkpoint.
 
     A kill loses at most `--checkpoint-every` steps: rerun the same command with --resume."""
-    import os
 
     import torch
 
@@ -53,7 +52,8 @@ def train(
         raise RegistryError(f"system {base!r} has no variants: train {base!r}") from None
     cfg = load_train_config(spec, config)
     dev = resolve_device(device)
-    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+    if threads:
+        torch.set_num_threads(threads)
     trainer = Trainer(spec, cfg, out, dev, log=lambda m: err.print(m, soft_wrap=True))
     if resume:
         trainer.resume()
