@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import run_cli
+from helpers import assert_equal_per_ear, score_recipe_outputs
 
 from harness.store import Store
 from harness.suites import resolve_suite
@@ -152,28 +153,10 @@ def test_cad2_task2_recipe_and_harness_agree(recipe_modules, tmp_path, monkeypat
         theirs = {(r["scene"], r["listener"]): r for r in csv.DictReader(f)}
     assert set(theirs) == {(s, lid) for s in scenes for lid in LISTENERS}
 
-    res = run_cli("suites", "import", "cad2-task2", str(root), "--split", "valid", "--out",
-                  str(tmp_path / "suite"))
-    assert res.returncode == 0, res.stderr
-    res = run_cli("score", str(exp / "enhanced_signals"), "--suite", str(tmp_path / "suite"),
-                  "--panel", str(root / "metadata" / "listeners.valid.json"),
-                  "--out", str(tmp_path / "runs"), "--quiet", "--metrics-backend", "fast")
-    assert res.returncode == 0, res.stderr
-    assert "named as the official recipe writes them" in res.stderr
-    with Store(tmp_path / "runs") as store:
-        df = store.scores(store.resolve("latest"))
-    assert (df.status == "ok").all(), df[df.status != "ok"].reason.unique()
-    ours = {(r.item_id, r.listener_id, r.ear): r.value for r in df.itertuples()}
-    assert {(s, lid) for s, lid, _ in ours} == set(theirs)
-    for (scene, lid), row in theirs.items():
-        for ear in ("left", "right"):
-            assert ours[(scene, lid, ear)] == pytest.approx(float(row[f"{ear}_haaqi"]), abs=1e-6), \
-                (scene, lid, ear)
-        mean = (ours[(scene, lid, "left")] + ours[(scene, lid, "right")]) / 2
-        assert mean == pytest.approx(float(row["avg_haaqi"]), abs=1e-6)
-    worst = max(abs(ours[(s, lid, e)] - float(theirs[(s, lid)][f"{e}_haaqi"]))
-                for (s, lid) in theirs for e in ("left", "right"))
-    print(f"CAD2 Task 2: {2 * len(theirs)} values, largest |harness - recipe| = {worst:.2e}")
+    ours = score_recipe_outputs("cad2-task2", root, exp / "enhanced_signals",
+                                root / "metadata" / "listeners.valid.json", tmp_path,
+                                "--metrics-backend", "fast")
+    assert_equal_per_ear(ours, theirs, lambda ear: f"{ear}_haaqi", "avg_haaqi", "CAD2 Task 2")
     values = [float(r["avg_haaqi"]) for r in theirs.values()]
     assert np.ptp(values) > 0.01  # scenes and listeners differ: the comparison is not vacuous
     assert max(values) < 0.999  # and the enhanced signals are not the references

@@ -87,3 +87,49 @@ def assert_parity(metric, cases: Iterable[Case], reference: Callable[[Case], flo
     if want:
         assert np.ptp(list(want.values())) >= min_spread, want
     return got
+
+
+# ------------------------------------------------------------------ challenge recipes
+def score_recipe_outputs(layout: str, dataset: Path, enhanced: Path, panel: Path, work: Path,
+                         *extra: str) -> dict[tuple[str, str, str], float]:
+    """`harness suites import LAYOUT DATASET --split valid`, then `harness score` on the folder a
+    recipe wrote; every score must be ok and the files named as the recipe writes them. Returns
+    (item, listener, ear) -> value."""
+    import subprocess
+    import sys
+
+    def cli(*args):
+        res = subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
+                             cwd=QUICK.parents[2], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        return res
+
+    cli("suites", "import", layout, dataset, "--split", "valid", "--out", work / "suite")
+    res = cli("score", enhanced, "--suite", work / "suite", "--panel", panel, "--out", work / "runs",
+              "--quiet", *extra)
+    assert "named as the official recipe writes them" in res.stderr
+    from harness.store import Store
+
+    with Store(work / "runs") as store:
+        df = store.scores(store.resolve("latest"))
+    assert (df.status == "ok").all(), df[df.status != "ok"].reason.unique()
+    return {(r.item_id, r.listener_id, r.ear): r.value for r in df.itertuples()}
+
+
+def assert_equal_per_ear(ours: dict[tuple[str, str, str], float], theirs: dict[tuple[str, str], dict],
+                         ear_column: Callable[[str], str], mean_column: str, label: str,
+                         tol: float = 1e-6) -> float:
+    """Every (scene, listener) of a recipe's scores.csv (`theirs`: row dicts) scored by the
+    harness, each ear within `tol` and the mean of the ears the recipe's combined score; returns
+    the largest difference (printed)."""
+    assert {(s, lid) for s, lid, _ in ours} == set(theirs)
+    worst = 0.0
+    for (scene, lid), row in theirs.items():
+        for ear in ("left", "right"):
+            want = float(row[ear_column(ear)])
+            assert abs(ours[(scene, lid, ear)] - want) <= tol, (scene, lid, ear, ours[(scene, lid, ear)], want)
+            worst = max(worst, abs(ours[(scene, lid, ear)] - want))
+        mean = (ours[(scene, lid, "left")] + ours[(scene, lid, "right")]) / 2
+        assert abs(mean - float(row[mean_column])) <= tol, (scene, lid, mean, row[mean_column])
+    print(f"{label}: {2 * len(theirs)} values, largest |harness - recipe| = {worst:.2e}")
+    return worst

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.suites.layouts.common import Layout, TreeProblems, checked_ref
+from harness.suites.layouts.common import Layout, TreeProblems, checked_ref, scene_listeners
 from harness.suites.layouts.musdb import _panel_ids, _read_json
 from harness.suites.types import Item, Suite
 from harness.tasks.car_music import NOISE_BRIRS, SIDES, SONG_RATE, SPEAKERS
@@ -66,14 +66,9 @@ def load_cad1_task2(root: Path, split: str = "valid", hash_content: bool = True)
         if missing:
             problems.append(f"{where} lacks {', '.join(missing)}")
             continue
-        listeners = data["scenes_listeners"].get(scene_id)
-        if not isinstance(listeners, list) or not listeners:
-            problems.append(f"{files['scenes_listeners']}: no listener list for scene {scene_id!r}")
-            continue
-        unknown = [li for li in listeners if li not in panel_ids]
-        if unknown:
-            problems.append(f"{files['scenes_listeners']}: scene {scene_id!r} names listener(s) "
-                            f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
+        listeners = scene_listeners(data["scenes_listeners"].get(scene_id), scene_id,
+                                    files["scenes_listeners"], panel_ids, listeners_file, problems)
+        if listeners is None:
             continue
         hr = rotations.get(str(scene["hr"]))
         refs = {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import AudioError
-from harness.suites.layouts.common import Layout, TreeProblems, checked_ref
+from harness.suites.layouts.common import Layout, TreeProblems, checked_ref, scene_listeners
 from harness.suites.layouts.musdb import _panel_ids, _read_json, recipe_segment
 from harness.suites.types import FileRef, Item, Suite, file_ref
 from harness.tasks.classical_rebalance import FITTING_KEYS, SOURCE
@@ -105,14 +105,9 @@ def _scene_listeners(scene_id: str, data: dict, files: dict, panel_ids: set[str]
                      ) -> tuple[list[str], dict[str, dict]] | None:
     """The scene's listeners (all in the panel) and their compressor fittings, or None after
     recording what is wrong (CAD2 Tasks 1 and 2 share this metadata)."""
-    listeners = data["scene_listeners"].get(scene_id)
-    if not isinstance(listeners, list) or not listeners:
-        problems.append(f"{files['scene_listeners']}: no listener list for scene {scene_id!r}")
-        return None
-    unknown = [li for li in listeners if li not in panel_ids]
-    if unknown:
-        problems.append(f"{files['scene_listeners']}: scene {scene_id!r} names listener(s) "
-                        f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
+    listeners = scene_listeners(data["scene_listeners"].get(scene_id), scene_id,
+                                files["scene_listeners"], panel_ids, listeners_file, problems)
+    if listeners is None:
         return None
     fits = {}
     for li in listeners:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.suites.layouts.common import Layout, TreeProblems, checked_ref
+from harness.suites.layouts.common import Layout, TreeProblems, checked_ref, scene_listeners
 from harness.suites.layouts.musdb import _panel_ids, _read_json
 from harness.suites.types import Item, Suite
 
@@ -36,13 +36,8 @@ def _load(root: Path, split: str, hash_content: bool, task: str, layout: str,
         raise TreeProblems(root, layout, problems)
     items = []
     for scene, listeners in scenes_listeners.items():
-        if not isinstance(listeners, list) or not listeners:
-            problems.append(f"{sl_file}: no listener list for scene {scene!r}")
-            continue
-        unknown = [li for li in listeners if li not in panel_ids]
-        if unknown:
-            problems.append(f"{sl_file}: scene {scene!r} names listener(s) "
-                            f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
+        listeners = scene_listeners(listeners, scene, sl_file, panel_ids, listeners_file, problems)
+        if listeners is None:
             continue
         before = len(problems)
         refs = {}

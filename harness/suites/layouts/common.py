@@ -50,3 +50,18 @@ def checked_ref(root: Path, path: Path, problems: list[str], *, hash_content: bo
         problems.append(f"{path}: {ref.channels} channels, expected {layout}")
         return None
     return ref
+
+
+def scene_listeners(listeners, scene_id: str, source: Path, panel_ids: set[str], listeners_file: Path,
+                    problems: list[str]) -> list[str] | None:
+    """A scene's listener list as a challenge's scene-listeners file gives it, checked: a non-empty
+    list whose every id the panel file has; else None after recording what is wrong."""
+    if not isinstance(listeners, list) or not listeners:
+        problems.append(f"{source}: no listener list for scene {scene_id!r}")
+        return None
+    unknown = [li for li in listeners if li not in panel_ids]
+    if unknown:
+        problems.append(f"{source}: scene {scene_id!r} names listener(s) "
+                        f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
+        return None
+    return list(listeners)

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import ListenerError
 from harness.listener import load_listener_file
-from harness.suites.layouts.common import Layout, TreeProblems, checked_ref
+from harness.suites.layouts.common import Layout, TreeProblems, checked_ref, scene_listeners
 from harness.suites.types import FileRef, Item, Suite, file_ref
 from harness.tasks.music_remix import STEMS
 
@@ -228,14 +228,9 @@ def load_icassp2024(root: Path, split: str = "valid", hash_content: bool = True)
             problems.append(f"{files['gains']}: gain {scene['gain']!r} (of scene {scene_id!r}) needs "
                             f"a dB value for each of {', '.join(STEMS)}")
             continue
-        listeners = data["scene_listeners"].get(scene_id)
-        if not isinstance(listeners, list) or not listeners:
-            problems.append(f"{files['scene_listeners']}: no listener list for scene {scene_id!r}")
-            continue
-        unknown = [li for li in listeners if li not in panel_ids]
-        if unknown:
-            problems.append(f"{files['scene_listeners']}: scene {scene_id!r} names listener(s) "
-                            f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
+        listeners = scene_listeners(data["scene_listeners"].get(scene_id), scene_id,
+                                    files["scene_listeners"], panel_ids, listeners_file, problems)
+        if listeners is None:
             continue
         song = f"{scene['music']}-{scene['head_loudspeaker_positions']}"
         entry = data["music"].get(song)
