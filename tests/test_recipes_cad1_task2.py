@@ -12,14 +12,13 @@ per-ear HAAQI must equal the recipe's within 1e-6.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 
 import numpy as np
 import pytest
 from conftest import run_cli
-from helpers import assert_equal_per_ear, score_recipe_outputs
+from helpers import assert_equal_per_ear, run_recipe, score_recipe_outputs
 
 from harness.suites import resolve_suite
 
@@ -71,7 +70,6 @@ def write_dataset(root, items) -> list[str]:
 def test_cad1_task2_recipe_and_harness_agree(tmp_path, monkeypatch):
     import recipes.cad1.task2.baseline.enhance as enhance
     import recipes.cad1.task2.baseline.evaluate as evaluate
-    from omegaconf import OmegaConf
 
     gen = tmp_path / "gen"
     res = run_cli("suites", "make", "car-music", "--out", str(gen), "--items", "3", "--seconds", "3",
@@ -82,15 +80,7 @@ def test_cad1_task2_recipe_and_harness_agree(tmp_path, monkeypatch):
     root = tmp_path / "cad1t2"
     scenes = write_dataset(root, items)
 
-    config = OmegaConf.load(enhance.__file__.replace("enhance.py", "config.yaml"))
-    config.path.root = str(root)
-    exp = tmp_path / "exp"
-    exp.mkdir()
-    monkeypatch.chdir(exp)
-    enhance.enhance(config)
-    evaluate.run_calculate_audio_quality(config)
-    with open(exp / "scores.csv") as f:
-        theirs = {(r["scene"], r["listener"]): r for r in csv.DictReader(f)}
+    exp, theirs = run_recipe(enhance, evaluate.run_calculate_audio_quality, root, tmp_path, monkeypatch)
     assert set(theirs) == {(s, lid) for s in scenes for lid in LISTENERS}
 
     ours = score_recipe_outputs("cad1-task2", root, exp / "enhanced_signals",

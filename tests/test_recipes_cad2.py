@@ -13,7 +13,6 @@ clips the written signal.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import types
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import run_cli
-from helpers import assert_equal_per_ear, score_recipe_outputs
+from helpers import assert_equal_per_ear, run_recipe, score_recipe_outputs
 
 from harness.store import Store
 from harness.suites import resolve_suite
@@ -116,7 +115,6 @@ def write_dataset(root, items) -> dict:
 
 
 def test_cad2_task2_recipe_and_harness_agree(recipe_modules, tmp_path, monkeypatch):
-    from omegaconf import OmegaConf
 
     from harness.suites.synth.generators import get_generator
 
@@ -142,15 +140,7 @@ def test_cad2_task2_recipe_and_harness_agree(recipe_modules, tmp_path, monkeypat
 
     monkeypatch.setattr(enhance, "load_separation_model", lambda *a, **k: {})
     monkeypatch.setattr(enhance, "decompose_signal", separate)
-    config = OmegaConf.load(enhance.__file__.replace("enhance.py", "config.yaml"))
-    config.path.root = str(root)
-    exp = tmp_path / "exp"
-    exp.mkdir()
-    monkeypatch.chdir(exp)
-    enhance.enhance(config)
-    evaluate.run_calculate_aq(config)
-    with open(exp / "scores.csv") as f:
-        theirs = {(r["scene"], r["listener"]): r for r in csv.DictReader(f)}
+    exp, theirs = run_recipe(enhance, evaluate.run_calculate_aq, root, tmp_path, monkeypatch)
     assert set(theirs) == {(s, lid) for s in scenes for lid in LISTENERS}
 
     ours = score_recipe_outputs("cad2-task2", root, exp / "enhanced_signals",

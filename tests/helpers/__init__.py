@@ -133,3 +133,23 @@ def assert_equal_per_ear(ours: dict[tuple[str, str, str], float], theirs: dict[t
         assert abs(mean - float(row[mean_column])) <= tol, (scene, lid, mean, row[mean_column])
     print(f"{label}: {2 * len(theirs)} values, largest |harness - recipe| = {worst:.2e}")
     return worst
+
+
+def run_recipe(enhance_module, evaluate_fn: Callable, dataset: Path, work: Path, monkeypatch
+               ) -> tuple[Path, dict[tuple[str, str], dict]]:
+    """A recipe's own enhance and evaluation on `dataset`, with its config.yaml (root set), in
+    `work/exp` as its hydra entry points would run: returns (the exp folder, its scores.csv rows
+    keyed by (scene, listener))."""
+    import csv
+
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(str(enhance_module.__file__).replace("enhance.py", "config.yaml"))
+    config.path.root = str(dataset)
+    exp = work / "exp"
+    exp.mkdir()
+    monkeypatch.chdir(exp)
+    enhance_module.enhance(config)
+    evaluate_fn(config)
+    with open(exp / "scores.csv") as f:
+        return exp, {(r["scene"], r["listener"]): r for r in csv.DictReader(f)}
