@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.suites.layouts.common import Layout, TreeProblems, checked_ref, scene_listeners
+from harness.suites.layouts.common import Layout, TreeProblems, check_split, checked_ref, scene_listeners
 from harness.suites.layouts.musdb import _panel_ids, _read_json
 from harness.suites.types import Item, Suite
 from harness.tasks.car_music import NOISE_BRIRS, SIDES, SONG_RATE, SPEAKERS
@@ -29,8 +29,7 @@ SCENE_KEYS = ("song", "song_path", "split", "hr", "snr", "car_noise_parameters")
 def load_cad1_task2(root: Path, split: str = "valid", hash_content: bool = True) -> Suite:
     """CAD1 Task 2 scenes of `split` (train, valid or test)."""
     layout = "CAD1 Task 2"
-    if split not in ("train", "valid", "test"):
-        raise TreeProblems(root, layout, [f"unknown split {split!r} (train, valid, test)"])
+    check_split(root, layout, split)
     meta, audio = root / "metadata", root / "audio"
     problems: list[str] = []
     files = {"scenes": meta / "scenes.json", "scenes_listeners": meta / "scenes_listeners.json",

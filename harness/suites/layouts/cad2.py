@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import AudioError
-from harness.suites.layouts.common import Layout, TreeProblems, checked_ref, scene_listeners
+from harness.suites.layouts.common import Layout, TreeProblems, check_split, checked_ref, scene_listeners
 from harness.suites.layouts.musdb import _panel_ids, _read_json, recipe_segment
 from harness.suites.types import FileRef, Item, Suite, file_ref
 from harness.tasks.classical_rebalance import FITTING_KEYS, SOURCE
@@ -122,8 +122,7 @@ def _scene_listeners(scene_id: str, data: dict, files: dict, panel_ids: set[str]
 def load_cad2_task2(root: Path, split: str = "valid", hash_content: bool = True) -> Suite:
     """CAD2 Task 2 scenes of `split` (train, valid or test)."""
     layout = "CAD2 Task 2"
-    if split not in ("train", "valid", "test"):
-        raise TreeProblems(root, layout, [f"unknown split {split!r} (train, valid, test)"])
+    check_split(root, layout, split)
     meta, audio = root / "metadata", root / "audio"
     problems: list[str] = []
     files, data, listeners_file, panel_ids = _metadata(
@@ -193,8 +192,7 @@ def load_cad2_task1(root: Path, split: str = "valid", hash_content: bool = True)
     from harness.suites.layouts.musdb import recipe_segment as cut
 
     layout = "CAD2 Task 1"
-    if split not in ("train", "valid", "test"):
-        raise TreeProblems(root, layout, [f"unknown split {split!r} (train, valid, test)"])
+    check_split(root, layout, split)
     meta, audio = root / "metadata", root / "audio"
     problems: list[str] = []
     files, data, listeners_file, panel_ids = _metadata(

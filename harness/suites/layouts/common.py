@@ -65,3 +65,10 @@ def scene_listeners(listeners, scene_id: str, source: Path, panel_ids: set[str],
                         f"{', '.join(map(str, unknown))} that {listeners_file.name} lacks")
         return None
     return list(listeners)
+
+
+def check_split(root: Path, layout: str, split: str, allowed: tuple[str, ...] = ("train", "valid", "test")
+                ) -> None:
+    """A split the layout has, else TreeProblems naming the ones it has."""
+    if split not in allowed:
+        raise TreeProblems(root, layout, [f"unknown split {split!r} ({', '.join(allowed)})"])

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import ListenerError
 from harness.listener import load_listener_file
-from harness.suites.layouts.common import Layout, TreeProblems, checked_ref, scene_listeners
+from harness.suites.layouts.common import Layout, TreeProblems, check_split, checked_ref, scene_listeners
 from harness.suites.types import FileRef, Item, Suite, file_ref
 from harness.tasks.music_remix import STEMS
 
@@ -96,8 +96,7 @@ def load_musdb18hq(root: Path, split: str = "test", hash_content: bool = True) -
 def load_cad1(root: Path, split: str = "test", hash_content: bool = True) -> Suite:
     """CAD1 Task 1 songs of `split` ('valid' or 'test'); test songs are cut to their objective
     30 s segment as the CAD1 evaluation does. The matching panel is metadata/listeners.<split>.json."""
-    if split not in ("train", "valid", "test"):
-        raise TreeProblems(root, "CAD1", [f"unknown split {split!r} (train, valid, test)"])
+    check_split(root, "CAD1", split)
     meta = root / "metadata"
     audio_root = root / "audio" / "musdb18hq"
     problems: list[str] = []
@@ -199,8 +198,7 @@ def load_icassp2024(root: Path, split: str = "valid", hash_content: bool = True)
 
     One item per scene (its id the scene id, which seeds HAAQI as the recipe does), scored for
     the listeners the scene names."""
-    if split not in ("train", "valid", "test"):
-        raise TreeProblems(root, "ICASSP 2024", [f"unknown split {split!r} (train, valid, test)"])
+    check_split(root, "ICASSP 2024", split)
     meta = root / "metadata"
     audio_root = root / "audio" / "at_mic_music"
     problems: list[str] = []
