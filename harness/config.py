@@ -19,6 +19,15 @@
     ray_actors = 1               # Ray actors per system (each loads the model once)
     ray_num_gpus = 0.0           # GPUs per system actor (0.5: two actors share one)
     ray_retries = 2              # a batch or scoring task whose worker died is retried this often
+    scoring = "auto"             # auto | processes | device: where the local executor scores.
+                                 # device: threads of the driver score up to scoring_threads jobs
+                                 # at once on the run's device, their HAAQI calls computed
+                                 # together in batches (the GPU's way); processes: `jobs` worker
+                                 # processes on the CPU; auto: device when the run's device is a
+                                 # GPU, else processes
+    scoring_threads = 64         # jobs scored at once by the device scorer
+    haaqi_memory_gb = 0.0        # the device scorer's HAAQI batch budget (0: half the GPU's
+                                 # free memory, 2 GiB on the CPU)
     metrics_backend = "default"  # default (fast where parity holds) | reference | fast, or a
                                  # table: [metrics_backend] sdr = "reference"
 
@@ -64,6 +73,9 @@ class RunConfig:
     ray_actors: int = 1  # Ray actors per system
     ray_num_gpus: float = 0.0  # GPUs per system actor (fractions share a GPU)
     ray_retries: int = 2  # retries of a batch or scoring task whose Ray worker died
+    scoring: str = "auto"  # auto | processes | device (harness.scoring)
+    scoring_threads: int = 64  # jobs scored at once by the device scorer
+    haaqi_memory_gb: float = 0.0  # the device scorer's HAAQI batch budget; 0: the default
 
     def validate(self) -> RunConfig:
         for key, kind in SCHEMA.items():
@@ -83,6 +95,12 @@ class RunConfig:
             raise ConfigError(f"ray_actors must be at least 1, got {self.ray_actors}")
         if self.ray_num_gpus < 0 or self.ray_retries < 0:
             raise ConfigError("ray_num_gpus and ray_retries must not be negative")
+        if self.scoring not in ("auto", "processes", "device"):
+            raise ConfigError(f"scoring must be auto, processes or device, got {self.scoring!r}")
+        if self.scoring_threads < 1:
+            raise ConfigError(f"scoring_threads must be at least 1, got {self.scoring_threads}")
+        if self.haaqi_memory_gb < 0:
+            raise ConfigError(f"haaqi_memory_gb must not be negative, got {self.haaqi_memory_gb}")
         if self.executor == "ray":
             import importlib.util
 
@@ -102,6 +120,7 @@ SCHEMA: dict[str, Any] = {
     "system_params": {str: {str: object}}, "metrics_backend": (str, {str: str}),
     "system_timeout": (str, float),
     "executor": str, "ray_address": str, "ray_actors": int, "ray_num_gpus": float, "ray_retries": int,
+    "scoring": str, "scoring_threads": int, "haaqi_memory_gb": float,
 }
 
 

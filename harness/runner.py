@@ -7,6 +7,7 @@ job's scores are committed in one transaction as soon as they are ready.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -27,7 +28,7 @@ from harness.outputs import io_reason as _io_reason
 from harness.outputs import rows as _rows
 from harness.planning import Job, Plan
 from harness.progress import RunProgress
-from harness.scoring import InProcessScorer, PoolScorer
+from harness.scoring import BatchedScorer, InProcessScorer, PoolScorer
 from harness.store import Store
 from harness.workers import SystemFault, SystemProcess, SystemRaised
 
@@ -110,6 +111,7 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
         run_dir = out / "runs" / p.run_id
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
+            p.manifest["scoring"] = "ray" if cfg.executor == "ray" else scoring_mode(p)
             (run_dir / "manifest.json").write_text(json.dumps(p.manifest, indent=1, default=str) + "\n")
         except OSError as exc:
             raise StoreError(f"{run_dir}: cannot write the run manifest ({_io_reason(exc, out)})") from None
@@ -141,7 +143,8 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
             return RunResult(p.run_id, p.name, store.path, len(p.jobs), len(done), time.time() - t_start)
         workers = {n: SystemProcess(n, s, p.device, cfg.system_timeout) for n, s in p.systems.items()
                    if any(j.system == n for j in pending)}
-        scorer = PoolScorer(cfg.jobs, ctx) if cfg.jobs > 1 and pending else InProcessScorer(ctx)
+        scorer = make_scorer(p, ctx, bool(pending))
+        in_flight = scorer.threads if isinstance(scorer, BatchedScorer) else 2 * cfg.jobs
 
         def commit_scored(limit: int) -> None:
             for job, paths, t0, scores in scorer.finished(limit):
@@ -166,7 +169,7 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
                               if isinstance(v, Audio) and k not in found}
                     paths = _cache_outputs(cache, usable)
                     scorer.submit(job, usable, paths, t0, found)
-                    commit_scored(2 * cfg.jobs)
+                    commit_scored(in_flight)
             commit_scored(0)
         store.finish_run(p.run_id, "complete")
     except KeyboardInterrupt:
@@ -188,6 +191,26 @@ def execute(p: Plan, *, progress: bool = True) -> RunResult:
             w.close()
         store.close()
     return RunResult(p.run_id, p.name, store.path, len(p.jobs), len(done), time.time() - t_start)
+
+
+def scoring_mode(p: Plan) -> str:
+    """'device' or 'processes': the config's choice, auto being device on a GPU. The device scorer
+    gathers HAAQI calls only for the fast backend (the reference draws from numpy's global
+    generator, which threads would share): with the reference HAAQI it is processes."""
+    mode = p.config.scoring
+    if mode == "auto":
+        mode = "device" if p.device.startswith("cuda") else "processes"
+    if mode == "device" and (p.backends or DEFAULTS).get("haaqi") != "fast":
+        return "processes"
+    return mode
+
+
+def make_scorer(p: Plan, ctx: ScoringContext, pending: bool):
+    cfg = p.config
+    if scoring_mode(p) == "device":
+        budget = int(cfg.haaqi_memory_gb * 2**30) if cfg.haaqi_memory_gb > 0 else None
+        return BatchedScorer(dataclasses.replace(ctx, device=p.device), cfg.scoring_threads, budget)
+    return PoolScorer(cfg.jobs, ctx) if cfg.jobs > 1 and pending else InProcessScorer(ctx)
 
 
 def _execute_ray(p: Plan, pending: list[Job], commit, ready_jobs, cache: Path, ctx, bar) -> None:

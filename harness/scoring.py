@@ -1,11 +1,15 @@
 """Scoring a job's outputs, in the driver's process or on a pool of worker processes.
 
-Both scorers have one interface, the seam where another executor (a Ray cluster) plugs in:
+The scorers have one interface, the seam where another executor (a Ray cluster) plugs in:
 `submit(job, outputs, paths, t0)` hands over a job whose system outputs passed validation (the
 in-memory signals, and where they are cached), and `finished(limit)` yields `(job, paths, t0,
 scores)` for scored jobs until at most `limit` are still in flight. The driver commits what
 `finished` yields, so it remains the only writer of the store. A scorer never loses a job: a
 crash in scoring or a dead worker becomes `failed` scores with the reason.
+
+Three scorers: `InProcessScorer` (one job after the other, in the driver), `PoolScorer` (worker
+processes, the CPU's way) and `BatchedScorer` (threads of the driver scoring many jobs at once,
+their HAAQI calls gathered into batches on the scoring device: the GPU's way).
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ def score_outputs(task: str, item: Item, outputs: dict[str, Audio], listener: An
                   problems: dict[str, str] | None = None) -> list[Score]:
     """A job's scores under the task protocol (with the problems the driver found in its
     outputs, so their reasons are stored); a crash in scoring becomes `failed` rows."""
+    from harness.metrics.backends import active
+
     protocol = get_protocol(task)
     try:
-        return protocol.score(item, outputs, listener, metrics, problems, ctx)
+        with active(ctx):
+            return protocol.score(item, outputs, listener, metrics, problems, ctx)
     except Exception as exc:  # never lose a job to a crash in scoring: record why
         log.debug(traceback.format_exc())
         return failed_rows(protocol, item, metrics, f"scoring crashed: {first_line(exc)}")
@@ -131,3 +138,55 @@ class PoolScorer:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class BatchedScorer:
+    """Scores up to `threads` jobs at once on threads of the driver, with the fast kernels on
+    `ctx.device` and every HAAQI call handed to one `HaaqiBatcher`, which computes the calls of
+    all the jobs in flight together (harness.metrics.fast.haaqi.batcher). Chosen for a run whose
+    device is a GPU (`scoring = "auto"`), or asked for with `scoring = "device"`."""
+
+    def __init__(self, ctx: ScoringContext, threads: int, memory_bytes: int | None = None) -> None:
+        import dataclasses
+        from concurrent.futures import ThreadPoolExecutor
+
+        from harness.metrics.fast.haaqi.batcher import HaaqiBatcher
+
+        self.batcher = HaaqiBatcher(ctx.device, memory_bytes=memory_bytes)
+        self.ctx = dataclasses.replace(ctx, haaqi_batcher=self.batcher)
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="harness-score")
+        self.in_flight: dict[Future, tuple[Any, dict[str, str], float]] = {}
+
+    def _score(self, job, outputs: dict[str, Audio], problems: dict[str, str]) -> list[Score]:
+        with self.batcher.job():
+            return score_outputs(job.suite.task, job.item, outputs, job.listener, job.metrics,
+                                 self.ctx, problems)
+
+    def submit(self, job, outputs: dict[str, Audio], paths: dict[str, str], t0: float,
+               problems: dict[str, str]) -> None:
+        fut = self.pool.submit(self._score, job, outputs, problems)
+        self.in_flight[fut] = (job, paths, t0)
+
+    def finished(self, limit: int = 0) -> Iterator[tuple[Any, dict[str, str], float, list[Score]]]:
+        while len(self.in_flight) > limit:
+            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job, paths, t0 = self.in_flight.pop(fut)
+                try:
+                    scores = fut.result()
+                except Exception as exc:  # score_outputs keeps its own crashes; this is a last guard
+                    scores = failed_rows(job.protocol, job.item, job.metrics,
+                                         f"scoring crashed: {first_line(exc)}")
+                yield job, paths, t0, scores
+
+    def kill(self) -> None:
+        """Stop at once (after Ctrl-C): the jobs not started are dropped, the calls waiting for a
+        batch fail, the batch being computed ends by itself."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.in_flight.clear()
+        self.batcher.close(abort=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.batcher.close()

@@ -19,6 +19,16 @@ from harness.cli.app import (
 )
 
 
+def _scorer_words(p) -> str:
+    from harness.runner import scoring_mode
+
+    if p.config.executor == "ray":
+        return f"{p.config.jobs} worker(s)"
+    if scoring_mode(p) == "device":
+        return f"scoring on {p.device} ({p.config.scoring_threads} jobs at once, HAAQI batched)"
+    return f"{p.config.jobs} worker(s)"
+
+
 @app.command()
 def run(
     suite: Annotated[list[str], typer.Option("--suite", "-s", help="Suite name or folder (repeatable). Default: both quick suites.")] = None,
@@ -38,6 +48,7 @@ def run(
     system_timeout: Annotated[str, typer.Option(help="Seconds a system may take per call (one batch of items). Past it the system's process is killed and the batch retried item by item; an item that still overruns is stored failed ('timed out after N s'). 'auto' (default): 120 s + 10 s per second of input audio in the call.")] = None,
     executor: Annotated[str, typer.Option(help="local (default: system processes and a scoring pool on this machine) or ray (systems as Ray actors, scoring as Ray tasks; needs pip install 'audio-harness[ray]'). Same jobs, scores and resume either way.")] = None,
     address: Annotated[str, typer.Option("--address", help="With --executor ray: the Ray cluster to join (host:6379, ray://host:10001, auto). Default: a private local Ray instance with --jobs CPUs for scoring.")] = None,
+    scoring: Annotated[str, typer.Option(help="auto (default: device when the run's device is a GPU, else processes), processes (--jobs worker processes) or device (up to scoring_threads jobs at once on the run's device, their HAAQI calls computed together in batches). The scores are the same.")] = None,
 ) -> None:
     """Run systems on suites for a listener panel, score them, store and summarise.
 
@@ -56,7 +67,7 @@ def run(
             "out": str(out_dir) if out_dir else None, "batch_size": batch_size,
             "run_name": run_name, "quiet": quiet or None, "metrics_backend": metrics_backend,
             "system_timeout": system_timeout, "params": param,
-            "executor": executor, "ray_address": address,
+            "executor": executor, "ray_address": address, "scoring": scoring,
         },
     )
     p = plan(cfg)
@@ -68,7 +79,7 @@ def run(
     err.print(
         f"run [bold]{p.name}[/] ({p.run_id}): {len(p.jobs)} jobs, {len(p.suites)} suite(s), "
         f"{len(p.systems)} system(s), panel {p.panel.name} ({len(p.panel.listeners)} listeners), "
-        f"device {p.device}, {cfg.jobs} worker(s), system deadline {_deadline(cfg.system_timeout)}"
+        f"device {p.device}, {_scorer_words(p)}, system deadline {_deadline(cfg.system_timeout)}"
         + (f", executor ray ({cfg.ray_address or 'local instance'})" if cfg.executor == "ray" else "")
     )
     result = execute(p, progress=not cfg.quiet)

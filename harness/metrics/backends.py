@@ -10,6 +10,8 @@ exists keeps the reference and says so in the run manifest.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,11 +62,17 @@ def resolve(choice: Any) -> dict[str, str]:
 @dataclass(frozen=True)
 class ScoringContext:
     """What scoring needs beyond its signals, passed from the runner to the protocol to
-    `evaluate` (no process-wide state): the backend per metric family and the folder where
-    listener-independent results are memoised (None: compute every time)."""
+    `evaluate` (no process-wide state): the backend per metric family, the folder where
+    listener-independent results are memoised (None: compute every time), the torch device of
+    the fast kernels (`device`: "cpu", or the run's GPU when scoring runs there) and, on the
+    device scorer, the `HaaqiBatcher` that gathers HAAQI calls across jobs (None: each call is
+    computed when it is made). The metrics read it through `current()` while `active(ctx)`
+    holds on their thread (the scorers enter it around each job)."""
 
     backends: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
     memo_dir: Path | None = None
+    device: str = "cpu"
+    haaqi_batcher: Any = None
 
     def backend(self, family: str) -> str:
         return self.backends.get(family, REFERENCE)
@@ -102,3 +110,21 @@ class ScoringContext:
 
 
 DEFAULT_CONTEXT = ScoringContext()
+
+_ACTIVE: contextvars.ContextVar[ScoringContext | None] = contextvars.ContextVar("harness_scoring",
+                                                                               default=None)
+
+
+def current() -> ScoringContext:
+    """The scoring context of this thread's job (DEFAULT_CONTEXT outside one)."""
+    return _ACTIVE.get() or DEFAULT_CONTEXT
+
+
+@contextlib.contextmanager
+def active(ctx: ScoringContext):
+    """Make ctx the context that metrics called on this thread see (`current`)."""
+    token = _ACTIVE.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _ACTIVE.reset(token)

@@ -82,7 +82,7 @@ def bsseval_v4(
     if (backend or backends.DEFAULTS["bsseval"]) == backends.FAST:
         from harness.metrics.fast.bsseval import bsseval_v4_frames as fast_frames
 
-        frames = fast_frames(ref, est, rate, window_s)
+        frames = fast_frames(ref, est, rate, window_s, device=backends.current().device)
     else:
         frames = bsseval_v4_frames(ref, est, rate, window_s)
     out = {}

@@ -57,12 +57,16 @@ def haaqi_score(
         from harness.metrics.fast.haaqi import AUDIOGRAM_FREQUENCIES, haaqi_v1_batch
 
         losses = audiogram.resample(AUDIOGRAM_FREQUENCIES).levels
+        ctx = backends.current()
+        if ctx.haaqi_batcher is not None:  # the device scorer: gathered with other jobs' calls
+            return ctx.haaqi_batcher.score(reference, estimate, losses, level1,
+                                           equalisation=equalisation, seed=seed)
         if isinstance(seed, np.random.RandomState):
             rng = seed
         else:  # a fresh generator for an int; numpy's global one for None, as below
             rng = np.random.RandomState(seed) if seed is not None else None
         return haaqi_v1_batch([reference], [estimate], [losses], level1,
-                              equalisation=equalisation, seeds=[rng])[0].score
+                              equalisation=equalisation, seeds=[rng], device=ctx.device)[0].score
     state = np.random.get_state()
     try:
         if isinstance(seed, np.random.RandomState):

@@ -25,7 +25,8 @@ def stoi_score(estimate, reference, rate: int, extended: bool, backend: str | No
     if (backend or backends.DEFAULTS["stoi"]) == backends.FAST:
         from harness.metrics.fast.stoi import TooShort, stoi_scores
 
-        (value,) = stoi_scores([reference], [estimate], rate, extended=extended)
+        (value,) = stoi_scores([reference], [estimate], rate, extended=extended,
+                               device=backends.current().device)
         if isinstance(value, TooShort):
             raise MetricFailed("too little speech for STOI (under 30 frames after silence removal)")
         return value

@@ -81,7 +81,7 @@ from harness.metrics.fast.haaqi.model import (  # noqa: F401  (the model's publi
 
 def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int = 1,
                    seeds=None, dtype=torch.float64, device="cpu",
-                   engine: str | None = None) -> list[HaaqiResult]:
+                   engine: str | None = None, memory_bytes: int | None = None) -> list[HaaqiResult]:
     """HAAQI v1 of each (reference, processed, loss, level1) item, all at 24 kHz.
 
     references, processeds: sequences of 1-D arrays (a pair trimmed to its shorter length);
@@ -91,7 +91,11 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
     seeds: per item an int (a fresh RandomState), a RandomState (drawn from and advanced; items
     sharing one consume it in order) or None (numpy's global generator); one value for all;
     device: where the model runs; engine: "compiled" (the CPU kernels; the default on the CPU)
-    or "torch" (`torch_engine`, torch operations only; the default on any other device)."""
+    or "torch" (`torch_engine`, torch operations only; the default on any other device);
+    memory_bytes: the torch engine's budget: consecutive items go through its filters together
+    as long as their estimated peak (`torch_engine.batch_bytes`) stays within it (one item at a
+    time when even one exceeds it). Default: half the device's free memory on CUDA, 2 GiB on
+    the CPU. The scores do not depend on how items are grouped."""
     device = torch.device(device)
     engine = engine or ("compiled" if device.type == "cpu" else "torch")
     if engine not in ("compiled", "torch") or (engine == "compiled" and device.type != "cpu"):
@@ -121,15 +125,44 @@ def haaqi_v1_batch(references, processeds, losses, level1, *, equalisation: int 
         items.append((x, y))
     with small_pages():
         # the compiled engine keeps both cores busy: one noise thread; on a GPU the CPU's
-        # other cores draw the noise of several items at once
-        threads = 1 if engine == "compiled" else min(8, os.cpu_count() or 1)
+        # cores (up to 32) draw the noise of several items at once
+        threads = 1 if engine == "compiled" else min(32, os.cpu_count() or 1)
         worker = NoiseWorker(rngs, [len(x) for x, _ in items], NCHAN, npdt, threads)
         if engine == "torch":
             from harness.metrics.fast.haaqi import torch_engine
 
-            return [torch_engine.one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]),
-                                    cf, bw_max, control_coef, dtype, device, worker, b)
-                    for b, (x, y) in enumerate(items)]
+            out: list[HaaqiResult] = []
+            for first, stop in torch_chunks([len(x) for x, _ in items], dtype, device, memory_bytes):
+                out += torch_engine.many(items[first:stop], [losses[b] for b in range(first, stop)],
+                                         [float(v) for v in level1[first:stop]], cf, bw_max,
+                                         control_coef, dtype, device, worker, first)
+            return out
         work = Workspace(max((len(x) for x, _ in items), default=0), npdt)
         return [score_one(x, y, np.asarray(losses[b], dtype=np.float64), float(level1[b]), cf, bw_max,
                      control_coef, npdt, worker, b, work) for b, (x, y) in enumerate(items)]
+
+
+def default_memory_bytes(device) -> int:
+    """The torch engine's default budget: half the free memory of a CUDA device, else 2 GiB."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free // 2)
+    return 2 << 30
+
+
+def torch_chunks(lengths: list[int], dtype, device, memory_bytes: int | None = None):
+    """(first, stop) ranges of consecutive items whose batch (padded to its longest item) fits
+    the budget; an item that alone exceeds it goes alone."""
+    from harness.metrics.fast.haaqi.torch_engine import batch_bytes
+
+    budget = default_memory_bytes(device) if memory_bytes is None else int(memory_bytes)
+    first, longest = 0, 0
+    for b, n in enumerate(lengths):
+        longest_with = max(longest, n)
+        if b > first and batch_bytes(longest_with, b + 1 - first, dtype) > budget:
+            yield first, b
+            first, longest_with = b, n
+        longest = longest_with
+    if first < len(lengths):
+        yield first, len(lengths)

@@ -21,6 +21,9 @@ The segment covariances are FFT cross-correlations of all the segments at once, 
 alignment and delays index arithmetic. The rest (compression gain, dB SL, lag searches,
 smoothing, cepstral correlation) is shared with the compiled path, which is already torch.
 
+`many` scores a batch of items: their filters run once over all their rows, shorter items
+zero-padded (the filters are causal and start from rest); the rest item by item.
+
 On this 2-core CPU the path is much slower than the compiled one (about 64 multiply-adds per
 sample per filter where the recursion needs a dozen); it exists for GPUs, and runs on the CPU
 for its parity tests (`tests/test_fast_haaqi.py`).
@@ -111,10 +114,10 @@ def lfilter_rows(b, a, x: torch.Tensor) -> torch.Tensor:
 
 
 def gammatone(x: torch.Tensor, coef: np.ndarray, cf: np.ndarray):
-    """Envelopes, BM motion (sides x bands x N, float64) and the envelopes' RMS (sides x bands)
-    of the sides of x (sides x N) through Kates's gammatone bands (coef: sides x bands x 8 as
-    haaqi.gammatone_coefficients). The demodulating oscillator is cos / sin of w n (pyclarity
-    runs it as a recursion: the two differ by ~1e-10 after 30 s)."""
+    """Envelopes and BM motion (sides x bands x N, float64) of the sides of x (sides x N) through
+    Kates's gammatone bands (coef: sides x bands x 8 as haaqi.gammatone_coefficients). The
+    demodulating oscillator is cos / sin of w n (pyclarity runs it as a recursion: the two differ
+    by ~1e-10 after 30 s)."""
     S, N = x.shape
     K = len(cf)
     dev = x.device
@@ -140,7 +143,7 @@ def gammatone(x: torch.Tensor, coef: np.ndarray, cf: np.ndarray):
     ur, ui = y[:, :, 0], y[:, :, 1]
     env = g * torch.sqrt(ur * ur + ui * ui)
     bm = g * (ur * cos + ui * sin)
-    return env, bm, torch.sqrt(torch.mean(env * env, -1))
+    return env, bm
 
 
 def ihc_adaptation(env: torch.Tensor, bm: torch.Tensor, db: torch.Tensor, rate: float = H.RATE):
@@ -223,72 +226,121 @@ def bm_covariances(x: torch.Tensor, y: torch.Tensor, segment_ms: float = 16):
     return torch.cat(covs, 1), 2.0 * torch.cat(mss, 1)
 
 
-# ------------------------------------------------------------------------------------ one item
+# ------------------------------------------------------------------------------- a batch of items
+
+# Peak bytes per sample of the longest item, per item of a batch, of `many` in float64: the
+# gammatone's modulated rows (2 sides x 32 bands x re/im) with their copy and the block filter's
+# padded input and output (4 x 1024 B), the envelopes, BM motion and control envelopes (3 x
+# 512 B) and the middle-ear rows; about 0.8 of it in float32. Measured on the CPU: see
+# benchmarks/haaqi_gpu.py, which reports the peak beside this estimate.
+BYTES_PER_SAMPLE = 6 * 1024
 
 
-def one(x, y, loss, level1, cf, bw_max, control_coef, dtype, device, worker, b) -> H.HaaqiResult:
-    """HAAQI v1 of one aligned (reference, processed) pair with the reference's NAL-R applied,
-    as haaqi._one, in torch on `device`; the model's arrays in `dtype` (the filters in
-    float64)."""
-    ear = H.Ear.from_loss(loss, cf)
+def batch_bytes(n_samples: int, items: int, dtype=torch.float64) -> int:
+    """The estimated peak memory of `many` for `items` items padded to `n_samples` samples."""
+    scale = 1.0 if dtype == torch.float64 else 0.8
+    return int(BYTES_PER_SAMPLE * scale * n_samples * items)
+
+
+def _item_rows(t: torch.Tensor, b: int, n: int) -> torch.Tensor:
+    """Item b's two sides (reference, processed) of a (2 x items) x ... x N tensor, cut to n."""
+    return t[2 * b:2 * b + 2, ..., :n]
+
+
+def many(items, losses, level1s, cf, bw_max, control_coef, dtype, device, worker,
+         first: int = 0) -> list[H.HaaqiResult]:
+    """HAAQI v1 of aligned (reference, processed) pairs with the reference's NAL-R applied, as
+    pyclarity's haaqi_v1, in torch on `device`, the model's arrays in `dtype` (the filters in
+    float64). The linear filters (middle ear, both gammatone passes, the gain's low-pass, the
+    IHC circuit) run once over every item's rows side by side, shorter items zero-padded to the
+    longest: they are causal and start from rest, so an item's first n outputs are those of its
+    own n samples. What depends on an item's length or level (band levels, alignment, dB SL,
+    segments, noise) is computed item by item on its own samples. `worker` draws item
+    first + b's noise for item b."""
+    B = len(items)
     K = H.NCHAN
-    N = len(x)
-    xy = torch.from_numpy(np.stack([x, y])).to(device=device, dtype=dtype)
+    lengths = [len(x) for x, _ in items]
+    N = max(lengths)
+    ears = [H.Ear.from_loss(np.asarray(loss, np.float64), cf) for loss in losses]
+    xy = torch.zeros(2 * B, N, dtype=torch.float64)
+    for b, (x, y) in enumerate(items):
+        xy[2 * b, :lengths[b]] = torch.from_numpy(np.asarray(x, np.float64))
+        xy[2 * b + 1, :lengths[b]] = torch.from_numpy(np.asarray(y, np.float64))
+    xy = xy.to(device=device, dtype=dtype)
     lp = butter(1, 5000 / (0.5 * H.RATE))
     hp = butter(2, 350 / (0.5 * H.RATE), "high")
     mid = lfilter_rows(*hp, lfilter_rows(*lp, xy).to(dtype)).to(dtype)
+    del xy
 
-    control, _, control_rms = gammatone(mid, np.stack([control_coef, control_coef]), cf)
-    control_rms = control_rms.cpu().numpy()
-    with np.errstate(divide="ignore"):
-        control_db = 20 * np.log10(control_rms) + level1
-    frac = np.clip((control_db - 50) / 50, 0, 1)
-    bw = ear.bw_min + frac * (bw_max - ear.bw_min)
-    bw = np.where(control_db < 50, ear.bw_min, np.where(control_db > 100, bw_max, bw))
-    coef = np.stack([H.gammatone_coefficients(bw[s], cf) for s in range(2)])
-    env, bm, env_rms = gammatone(mid, coef, cf)
-    env_rms = env_rms.cpu().numpy()
-    rows = 2 * K
-    env, bm = env.to(dtype).reshape(rows, N), bm.to(dtype).reshape(rows, N)
+    def rms(t: torch.Tensor) -> list[np.ndarray]:  # per item, sides x bands, over its own samples
+        return [torch.sqrt(torch.mean(_item_rows(t, b, n) ** 2, -1)).cpu().numpy()
+                for b, n in enumerate(lengths)]
 
-    gain = H.ohc_gain(control.to(dtype).reshape(rows, N), np.tile(ear.low_knee, 2),
-                       np.tile(1 - 1 / ear.ratio, 2), np.tile(ear.attn_ohc, 2), level1)
+    control, _ = gammatone(mid, np.tile(control_coef, (2 * B, 1, 1)), cf)
+    control_rms = rms(control)
+    coefs, bws = [], []
+    for b in range(B):
+        with np.errstate(divide="ignore"):
+            control_db = 20 * np.log10(control_rms[b]) + level1s[b]
+        frac = np.clip((control_db - 50) / 50, 0, 1)
+        bw = ears[b].bw_min + frac * (bw_max - ears[b].bw_min)
+        bws.append(np.where(control_db < 50, ears[b].bw_min, np.where(control_db > 100, bw_max, bw)))
+        coefs += [H.gammatone_coefficients(bws[b][s], cf) for s in range(2)]
+    env, bm = gammatone(mid, np.stack(coefs), cf)
+    del mid
+    env_rms = rms(env)
+    env, bm, control = env.to(dtype), bm.to(dtype), control.to(dtype)
+
+    for b in range(B):  # the OHC gain, in place over the item's control envelopes
+        ear = ears[b]
+        H.ohc_gain(control[2 * b:2 * b + 2].view(2 * K, N), np.tile(ear.low_knee, 2),
+                   np.tile(1 - 1 / ear.ratio, 2), np.tile(ear.attn_ohc, 2), level1s[b])
+    gain = lfilter_rows(*butter(1, 800 / (0.5 * H.RATE)), control.view(2 * B * K, N)).to(dtype)
     del control
-    gain = lfilter_rows(*butter(1, 800 / (0.5 * H.RATE)), gain).to(dtype)
-    env = env * gain
-    bm = bm * gain
+    gain = gain.view(2 * B, K, N)
+    env.mul_(gain)
+    bm.mul_(gain)
     del gain
 
-    lags = min(int(np.rint(0.001 * H.ALIGN_RANGE_MS * H.RATE)), N)
-    env = env.view(2, K, N)
-    bm = bm.view(2, K, N)
-    env = torch.stack([env[0], shift_rows(env[1], H.align_lags(env[0], env[1], lags))])
-    bm = torch.stack([bm[0], shift_rows(bm[1], H.align_lags(bm[0], bm[1], lags))])
-
-    db = torch.empty_like(env.reshape(rows, N))
-    H.db_sl(env.reshape(rows, N), np.tile(ear.attn_ihc, 2), level1, db)
-    adapted, bm = ihc_adaptation(env.reshape(rows, N).to(torch.float64), bm.reshape(rows, N),
-                                 db)
-    adapted, bm = adapted.to(dtype), bm.to(dtype)
+    # per item: the processed envelopes and BM lined up with the reference's, and dB SL; zeros
+    # past each item's end
+    db = torch.zeros_like(env)
+    for b, n in enumerate(lengths):
+        lags = min(int(np.rint(0.001 * H.ALIGN_RANGE_MS * H.RATE)), n)
+        e, m = _item_rows(env, b, n), _item_rows(bm, b, n)
+        env[2 * b + 1, :, :n] = shift_rows(e[1], H.align_lags(e[0], e[1], lags))
+        bm[2 * b + 1, :, :n] = shift_rows(m[1], H.align_lags(m[0], m[1], lags))
+        env[2 * b:2 * b + 2, :, n:] = 0
+        bm[2 * b:2 * b + 2, :, n:] = 0
+        H.db_sl(env[2 * b:2 * b + 2].view(2 * K, N), np.tile(ears[b].attn_ihc, 2), level1s[b],
+                db[2 * b:2 * b + 2].view(2 * K, N))
+    adapted, bm = ihc_adaptation(env.view(2 * B * K, N).to(torch.float64), bm.view(2 * B * K, N),
+                                 db.view(2 * B * K, N))
     del env, db
+    adapted, bm = adapted.to(dtype).view(2 * B, K, N), bm.to(dtype).view(2 * B, K, N)
 
-    delays = H.group_delays(bw[0], cf)
-    advance = -np.tile(np.asarray(delays, np.int64), 2)
-    adapted = shift_rows(adapted, advance).view(2, K, N)
-    smooth = [H.smooth_envelopes(adapted[s]) for s in range(2)]
-    index = H.above_threshold(smooth[0])
-    worker.counts[b].put(len(index))
-    cep_high = H.cepstral_correlation_high(smooth[0], smooth[1], index)
-    del adapted
+    results = []
+    for b, n in enumerate(lengths):
+        ear, level1 = ears[b], level1s[b]
+        delays = H.group_delays(bws[b][0], cf)
+        advance = -np.tile(np.asarray(delays, np.int64), 2)
+        a = shift_rows(_item_rows(adapted, b, n).reshape(2 * K, n), advance).view(2, K, n)
+        smooth = [H.smooth_envelopes(a[s]) for s in range(2)]
+        index = H.above_threshold(smooth[0])
+        worker.counts[first + b].put(len(index))
+        cep_high = H.cepstral_correlation_high(smooth[0], smooth[1], index)
+        del a, smooth
 
-    noise = worker.noise(b)
-    g = 10 ** ((H.IHC_NOISE_DB - level1) / 20)
-    bm = bm.view(2, K, N)
-    noisy = [shift_rows(bm[s] + g * torch.from_numpy(noise[s]).to(device=device, dtype=dtype),
-                        advance[:K]) for s in range(2)]
-    cov, ms = bm_covariances(noisy[0], noisy[1])
-    sync5 = H.bm_sync(cov.cpu().numpy(), ms.cpu().numpy(), cf)
+        noise = worker.noise(first + b)
+        g = 10 ** ((H.IHC_NOISE_DB - level1) / 20)
+        m = _item_rows(bm, b, n)
+        noisy = [shift_rows(m[s] + g * torch.from_numpy(noise[s]).to(device=device, dtype=dtype),
+                            advance[:K]) for s in range(2)]
+        cov, ms = bm_covariances(noisy[0], noisy[1])
+        del noisy
+        sync5 = H.bm_sync(cov.cpu().numpy(), ms.cpu().numpy(), cf)
 
-    ref_sl = H.levels_to_sl(env_rms[0], control_rms[0], ear, level1)
-    proc_sl = H.levels_to_sl(env_rms[1], control_rms[1], ear, level1)
-    return H.combine(cep_high, sync5, ref_sl, proc_sl)
+        ref_sl = H.levels_to_sl(env_rms[b][0], control_rms[b][0], ear, level1)
+        proc_sl = H.levels_to_sl(env_rms[b][1], control_rms[b][1], ear, level1)
+        results.append(H.combine(cep_high, sync5, ref_sl, proc_sl))
+    return results

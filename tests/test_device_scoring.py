@@ -1,0 +1,151 @@
+"""Scoring on the run's device (the GPU's way, run here on the CPU): the torch HAAQI engine
+computing a batch of items together, the batcher that gathers HAAQI calls across jobs, and the
+device scorer storing the scores the worker processes store."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_fast_haaqi import corpus, level1, reference_haaqi
+
+from harness.config import RunConfig
+from harness.metrics.fast.haaqi import haaqi_v1_batch, torch_chunks
+from harness.metrics.fast.haaqi.batcher import HaaqiBatcher
+from harness.metrics.fast.haaqi.torch_engine import batch_bytes
+from harness.planning import plan
+from harness.runner import execute, scoring_mode
+from harness.store import Store
+
+
+def short_items(count: int, seconds: list[float]):
+    """Corpus items cut to the given lengths (so that a batch pads its shorter items)."""
+    out = []
+    for (name, ref, proc, loss, eq), s in zip(list(corpus())[:count], seconds, strict=True):
+        n = int(s * 24000)
+        out.append((name, ref[:n], proc[:n], loss, eq))
+    return out
+
+
+def test_the_torch_engine_scores_a_padded_batch_as_each_item_alone_and_as_pyclarity():
+    items = [it for it in short_items(4, [0.7, 0.4, 0.9, 0.5]) if it[4] == 1]
+    args = ([it[1] for it in items], [it[2] for it in items], [it[3] for it in items],
+            [level1(it[1]) for it in items])
+    seeds = [200 + i for i in range(len(items))]
+    together = haaqi_v1_batch(*args, seeds=seeds, engine="torch", memory_bytes=1 << 40)
+    alone = haaqi_v1_batch(*args, seeds=seeds, engine="torch", memory_bytes=0)
+    assert len(items) >= 3
+    for t, a in zip(together, alone, strict=True):
+        assert abs(t.score - a.score) < 1e-9
+    for it, t, seed in zip(items, together, seeds, strict=True):
+        assert abs(t.score - reference_haaqi(it[1], it[2], it[3], 1, seed)) < 0.001, it[0]
+
+
+def test_torch_chunks_keep_each_batch_within_the_budget():
+    f64 = torch.float64
+    assert batch_bytes(1000, 3, f64) == 3 * 1000 * 6 * 1024
+    budget = batch_bytes(200, 2, f64)
+    # [100, 200] padded to 200 x 2 fits; adding 50 makes 200 x 3; 300 alone exceeds it
+    assert list(torch_chunks([100, 200, 50, 300, 10], f64, "cpu", budget)) == [(0, 2), (2, 3), (3, 4), (4, 5)]
+    assert list(torch_chunks([5] * 4, f64, "cpu", 0)) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert list(torch_chunks([], f64, "cpu", budget)) == []
+
+
+def test_the_batcher_gathers_calls_across_threads_and_scores_as_consecutive_calls():
+    """Four 'jobs' on threads, each scoring two signals from one generator in order (as the CAD1
+    protocol does): the values are those of each job's calls made alone, calls of several jobs
+    were computed together, and a call that cannot be scored fails alone."""
+    items = [it for it in short_items(8, [0.5] * 8) if it[4] == 1][:6]
+    jobs = [items[0:2], items[2:4], items[4:6]]
+    expected = []
+    for j, job in enumerate(jobs):
+        rs = np.random.RandomState(300 + j)
+        expected.append([r.score for r in haaqi_v1_batch(
+            [it[1] for it in job], [it[2] for it in job], [it[3] for it in job],
+            [level1(it[1]) for it in job], seeds=rs)])
+    bad = np.zeros(12000)  # a silent reference: HAAQI has no span to score
+    batcher = HaaqiBatcher("cpu", wait_s=5.0)  # gathered by the all-waiting rule, not the clock
+    got: dict[int, list] = {}
+    start = threading.Barrier(len(jobs) + 1)
+
+    def job(j):
+        with batcher.job():
+            start.wait()
+            rs = np.random.RandomState(300 + j)
+            got[j] = [batcher.score(it[1], it[2], it[3], level1(it[1]), seed=rs) for it in jobs[j]]
+
+    def failing():
+        with batcher.job():
+            start.wait()
+            try:
+                batcher.score(bad, bad, items[0][3], 65.0, seed=1)
+            except Exception as exc:  # noqa: BLE001
+                got[-1] = exc
+
+    threads = [threading.Thread(target=job, args=(j,)) for j in range(len(jobs))]
+    threads.append(threading.Thread(target=failing))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    batcher.close()
+    for j in range(len(jobs)):
+        np.testing.assert_allclose(got[j], expected[j], atol=1e-12)
+    assert isinstance(got[-1], Exception)
+    assert batcher.sizes[0] == len(jobs) + 1  # every job's first call, and the bad one, together
+    assert sum(batcher.sizes) == 2 * len(jobs) + 1
+
+
+def test_auto_scores_on_the_device_only_on_a_gpu_and_only_with_the_fast_haaqi():
+    def fake(device, scoring="auto", haaqi="fast"):
+        return SimpleNamespace(device=device, config=SimpleNamespace(scoring=scoring),
+                               backends={"haaqi": haaqi})
+
+    assert scoring_mode(fake("cuda")) == "device"
+    assert scoring_mode(fake("cuda:1")) == "device"
+    assert scoring_mode(fake("cpu")) == "processes"
+    assert scoring_mode(fake("cpu", "device")) == "device"
+    assert scoring_mode(fake("cuda", "processes")) == "processes"
+    assert scoring_mode(fake("cuda", "device", "reference")) == "processes"
+
+
+def scores_of(folder: Path) -> pd.DataFrame:
+    with Store(folder, create=False) as store:
+        df = store.scores(store.resolve("latest"))
+    return df.drop(columns=["run_id"]).sort_values(["job_key", "metric", "ear", "stem"]).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_the_device_scorer_stores_the_scores_of_the_worker_processes(tmp_path):
+    kw = dict(suites=["music-remix-quick"], systems=["unprocessed"], listeners=["N1"],
+              metrics=["haaqi", "sdr"], quiet=True, device="cpu")
+    execute(plan(RunConfig(out=str(tmp_path / "p"), jobs=2, scoring="processes", **kw)), progress=False)
+    p = plan(RunConfig(out=str(tmp_path / "d"), scoring="device", scoring_threads=8, **kw))
+    execute(p, progress=False)
+    processes, device = scores_of(tmp_path / "p"), scores_of(tmp_path / "d")
+    assert (processes.status == "ok").all() and len(processes) == (8 + 4) * processes.job_key.nunique()
+    pd.testing.assert_frame_equal(processes, device, check_exact=False, rtol=0, atol=1e-12)
+    manifest = (tmp_path / "d" / "runs" / p.run_id / "manifest.json").read_text()
+    assert '"scoring": "device"' in manifest
+
+
+@pytest.mark.gpu
+def test_the_device_scorer_on_cuda_stores_the_cpu_scores(tmp_path):
+    """On a GPU, `auto` scores on the device with the torch kernels: HAAQI within 0.001 of the
+    CPU's compiled engine, SDR within 0.01 dB."""
+    kw = dict(suites=["music-remix-quick"], systems=["unprocessed"], listeners=["N1"],
+              metrics=["haaqi", "sdr"], quiet=True)
+    execute(plan(RunConfig(out=str(tmp_path / "cpu"), device="cpu", **kw)), progress=False)
+    p = plan(RunConfig(out=str(tmp_path / "gpu"), device="cuda", **kw))
+    assert scoring_mode(p) == "device"
+    execute(p, progress=False)
+    cpu, gpu = scores_of(tmp_path / "cpu"), scores_of(tmp_path / "gpu")
+    assert (gpu.status == "ok").all()
+    for metric, tol in (("haaqi", 0.001), ("sdr", 0.01)):
+        a, b = cpu[cpu.metric == metric].value.to_numpy(), gpu[gpu.metric == metric].value.to_numpy()
+        assert np.max(np.abs(a - b)) <= tol, metric
