@@ -92,3 +92,17 @@ def test_a_bad_scene_is_invalid_with_its_reason(tmp_path):
     rows = proto.score(item, out, listener, ["haaqi"])
     assert "metadata.segment ends at frame 441000, after the song's 88200 frames" in rows[0].reason
     assert proto.recipe_path(item, "L1", "remix") == "S50001_L1_A0.5_remix"
+
+
+@pytest.mark.parametrize("hypothesis, expected", [
+    ("the cat sat on the mat", 1.0),
+    ("the cat sat on mat", 5 / 6),        # one deletion
+    ("a dog sat on the mat", 4 / 6),      # two substitutions
+    ("the cat sat on the big mat", 1.0),  # an insertion costs nothing: hits / reference words
+    ("", 0.0),                            # everything deleted: a real 0, not a failure
+])
+def test_word_correctness_is_hits_over_reference_words(hypothesis, expected):
+    pytest.importorskip("jiwer")
+    from harness.tasks.lyric_intelligibility import word_correctness
+
+    assert word_correctness("the cat sat on the mat", hypothesis) == pytest.approx(expected, abs=1e-12)

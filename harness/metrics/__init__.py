@@ -22,12 +22,14 @@ from harness.metrics.nonintrusive import NONINTRUSIVE
 from harness.metrics.pesq_metric import PESQ_NB, PESQ_WB
 from harness.metrics.snr import SDR_IMPROVEMENT, SI_SDR, SI_SDRI, SNR, USDR
 from harness.metrics.spectral import LSD
+from harness.metrics.srmr import SRMR
 from harness.metrics.stoi import ESTOI, STOI
 from harness.metrics.task_scores import TASK_SCORES
 
 BUILTIN: dict[str, FunctionMetric] = {
     m.name: m for m in (HAAQI, *BSS_METRICS.values(), SI_SDR, SNR, PESQ_WB, PESQ_NB, STOI, ESTOI, LSD,
-                     SI_SDRI, SDR_IMPROVEMENT, USDR, *HEARING_SPEECH, *NONINTRUSIVE, *TASK_SCORES)
+                     SI_SDRI, SDR_IMPROVEMENT, USDR, *HEARING_SPEECH, *NONINTRUSIVE, SRMR,
+                     *TASK_SCORES)
 }
 
 __all__ = [

@@ -129,11 +129,26 @@ def whisper_problem() -> str | None:
     return None
 
 
+def word_correctness(reference: str, hypothesis: str) -> float:
+    """The share of the reference's words a transcript gets right: hits / (hits + substitutions
+    + deletions), by jiwer's alignment (jiwer >= 3 `process_words`; older jiwer's
+    `compute_measures`, which the recipe imports and jiwer 4 removed). NaN for no words."""
+    import jiwer
+
+    if hasattr(jiwer, "process_words"):
+        out = jiwer.process_words(reference, hypothesis)
+        hits, subs, dels = out.hits, out.substitutions, out.deletions
+    else:  # pragma: no cover - jiwer < 3
+        m = jiwer.compute_measures(reference, hypothesis)
+        hits, subs, dels = m["hits"], m["substitutions"], m["deletions"]
+    words = hits + subs + dels
+    return hits / words if words else float("nan")
+
+
 def lyrics_correct(remix: Audio, text: str, listener: Any) -> dict[str, float]:
     """Per ear: hits / reference words of Whisper's transcript of the MSBG-processed channel."""
     import whisper
     from clarity.evaluator.msbg.msbg import Ear
-    from jiwer import compute_measures
 
     model = whisper.load_model(os.environ[WHISPER_ENV], device="cpu")
     ear = Ear(equiv_0db_spl=100, sample_rate=remix.rate)
@@ -143,9 +158,7 @@ def lyrics_correct(remix: Audio, text: str, listener: Any) -> dict[str, float]:
         heard = ear.process(remix.samples[EAR_CHANNEL[side]])[0]
         audio16 = clarity_resample(heard, remix.rate, 16000).astype(np.float32)
         hypothesis = model.transcribe(audio16, fp16=False)["text"]
-        m = compute_measures(text, hypothesis)
-        words = m["substitutions"] + m["deletions"] + m["hits"]
-        out[side] = m["hits"] / words if words else float("nan")
+        out[side] = word_correctness(text, hypothesis)
     return out
 
 
