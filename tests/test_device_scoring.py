@@ -149,3 +149,35 @@ def test_the_device_scorer_on_cuda_stores_the_cpu_scores(tmp_path):
     for metric, tol in (("haaqi", 0.001), ("sdr", 0.01)):
         a, b = cpu[cpu.metric == metric].value.to_numpy(), gpu[gpu.metric == metric].value.to_numpy()
         assert np.max(np.abs(a - b)) <= tol, metric
+
+
+def test_process_state_keeps_each_threads_seeded_draws_and_stdout_its_own():
+    """Sixteen threads, each seeding numpy's global generator through process_state, printing and
+    drawing in two halves with a pause between: every thread's draws are its seed's, numpy's
+    global state and sys.stdout are as before (without the lock the threads' seeds and stdout
+    swaps interleave)."""
+    import sys
+    import time
+
+    from harness.metrics.base import process_state
+
+    before_state, before_out = np.random.get_state(), sys.stdout
+    got: dict[int, np.ndarray] = {}
+
+    def worker(seed):
+        with process_state(seed):
+            first = np.random.standard_normal(500)
+            print("pyclarity-style chatter")
+            time.sleep(0.002)
+            got[seed] = np.concatenate([first, np.random.standard_normal(500)])
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(100, 116)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed, draws in got.items():
+        np.testing.assert_array_equal(draws, np.random.RandomState(seed).standard_normal(1000))
+    after = np.random.get_state()
+    assert np.array_equal(after[1], before_state[1]) and after[2:] == before_state[2:]
+    assert sys.stdout is before_out and len(got) == 16

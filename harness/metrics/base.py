@@ -7,10 +7,13 @@ ran and produced no number; `evaluate` turns either (and any other exception) in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import io
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -118,6 +121,31 @@ class FunctionMetric:
                  backend: str | None = None) -> float:
         return self.implementation(backend)(estimate, reference, listener=listener, ear=ear,
                                             seed=seed)
+
+
+PROCESS_STATE = threading.RLock()  # held while numpy's global generator or stdout is in use
+
+
+@contextlib.contextmanager
+def process_state(seed: Any = None, *, quiet: bool = True):
+    """For the reference packages that use process-wide state: numpy's global generator (seeded
+    with an int, set from a RandomState that is advanced with it on success, or as it stands for
+    None; its state restored afterwards) and, with `quiet`, stdout swallowed (pyclarity and
+    speechmos print). The state is the holder's alone: the device scorer scores jobs on threads,
+    whose draws and stdout swaps must not interleave."""
+    with PROCESS_STATE:
+        state = np.random.get_state()
+        try:
+            if isinstance(seed, np.random.RandomState):
+                np.random.set_state(seed.get_state())
+            elif seed is not None:
+                np.random.seed(seed)
+            with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+                yield
+            if isinstance(seed, np.random.RandomState):
+                seed.set_state(np.random.get_state())
+        finally:
+            np.random.set_state(state)
 
 
 def seed_for(*parts: str) -> int:

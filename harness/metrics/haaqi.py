@@ -11,16 +11,14 @@ signals in a row). numpy's global state is restored afterwards either way. The `
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import io
 
 import numpy as np
 
 from harness.audio import Audio, rms
 from harness.errors import InvalidInput
-from harness.metrics.base import FunctionMetric
+from harness.metrics.base import FunctionMetric, process_state
 
 HAAQI_RATE = 24000
 
@@ -67,30 +65,19 @@ def haaqi_score(
             rng = np.random.RandomState(seed) if seed is not None else None
         return haaqi_v1_batch([reference], [estimate], [losses], level1,
                               equalisation=equalisation, seeds=[rng], device=ctx.device)[0].score
-    state = np.random.get_state()
-    try:
-        if isinstance(seed, np.random.RandomState):
-            np.random.set_state(seed.get_state())
-        elif seed is not None:
-            np.random.seed(seed)
-        # pyclarity takes the processed signal first, the reference second. It prints "Signal
-        # below threshold, outputs set to 0" for inaudible bands (a defined case, not an error):
-        # kept out of the user's terminal.
-        with contextlib.redirect_stdout(io.StringIO()):
-            value = float(compute_haaqi(
-                np.asarray(estimate, dtype=np.float64),
-                np.asarray(reference, dtype=np.float64),
-                rate,
-                rate,
-                audiogram,
-                equalisation=equalisation,
-                level1=level1,
-            ))
-        if isinstance(seed, np.random.RandomState):
-            seed.set_state(np.random.get_state())
-        return value
-    finally:
-        np.random.set_state(state)
+    # pyclarity takes the processed signal first, the reference second. It prints "Signal below
+    # threshold, outputs set to 0" for inaudible bands (a defined case, not an error): kept out
+    # of the user's terminal.
+    with process_state(seed):
+        return float(compute_haaqi(
+            np.asarray(estimate, dtype=np.float64),
+            np.asarray(reference, dtype=np.float64),
+            rate,
+            rate,
+            audiogram,
+            equalisation=equalisation,
+            level1=level1,
+        ))
 
 
 def _haaqi(

@@ -17,26 +17,17 @@ restores the global state afterwards (None draws from it as it stands, as pyclar
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 
 from harness.audio import Audio
 from harness.errors import InvalidInput
-from harness.metrics.base import FunctionMetric
+from harness.metrics.base import FunctionMetric, process_state
 
 
-@contextlib.contextmanager
 def _seeded(seed):
-    state = np.random.get_state()
-    try:
-        if seed is not None:
-            np.random.seed(int(seed) % 2**32)
-        with contextlib.redirect_stdout(io.StringIO()):  # pyclarity prints below-threshold notes
-            yield
-    finally:
-        np.random.set_state(state)
+    """numpy's global generator seeded for the call, pyclarity's below-threshold notes
+    swallowed (process_state)."""
+    return process_state(None if seed is None else int(seed) % 2**32)
 
 
 def _one_ear(name: str, estimate: Audio, listener, ear):

@@ -14,7 +14,8 @@ PLCMOS v2, from the ONNX models the `speechmos` wheel ships, and DistillMOS from
   windows. One model call gives all four numbers, so the four metrics share it (cached per
   signal in the process).
 - PLCMOS averages 15 random "rater embeddings" drawn from numpy's global generator; the harness
-  seeds it with the job's seed first (as HAAQI's noise), so reruns give the same number.
+  seeds it with the job's seed first (as HAAQI's noise) and restores it after, so reruns give
+  the same number.
 - DistillMOS (Stahl & Gamper 2025, variant 7: a convolutional transformer distilled from an
   XLS-R SQA model) is the package's own `ConvTransformerSQAModel` with its shipped weights, in
   eval mode, on the 16 kHz signal as a (1, samples) float32 tensor; it segments long signals
@@ -27,14 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 from collections import OrderedDict
 
 import numpy as np
 
 from harness.audio import Audio, resample
 from harness.errors import InvalidInput
-from harness.metrics.base import NON_INTRUSIVE, FunctionMetric
+from harness.metrics.base import NON_INTRUSIVE, FunctionMetric, process_state
 
 RATE = 16000
 _CACHE: OrderedDict[str, dict] = OrderedDict()
@@ -59,7 +59,7 @@ def dnsmos_all(x: np.ndarray) -> dict[str, float]:
     if key not in _CACHE:
         from speechmos import dnsmos
 
-        with contextlib.redirect_stdout(io.StringIO()):
+        with process_state():
             out = dnsmos.run(x, RATE)
         _CACHE[key] = {k: float(out[k]) for k in ("sig_mos", "bak_mos", "ovrl_mos", "p808_mos")}
         while len(_CACHE) > 64:
@@ -71,9 +71,7 @@ def plcmos_value(x: np.ndarray, seed: int | None) -> float:
     """speechmos's PLCMOS v2 of a 16 kHz signal, numpy's global generator seeded with `seed`."""
     from speechmos import plcmos
 
-    if seed is not None:
-        np.random.seed(seed % 2**32)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with process_state(None if seed is None else seed % 2**32):
         return float(plcmos.run(x, RATE)["plcmos"])
 
 
@@ -98,12 +96,11 @@ def _importable_torchaudio():
 
 def distillmos_model():
     """distillmos's ConvTransformerSQAModel with its shipped weights, in eval mode (cached)."""
-    if not _DISTILLMOS:
-        with _importable_torchaudio():
-            from distillmos import ConvTransformerSQAModel
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints where it loaded the weights
-            model = ConvTransformerSQAModel(load_weights=True)
-        _DISTILLMOS.append(model.eval())
+    with process_state():  # one load per process, its print of where the weights are swallowed
+        if not _DISTILLMOS:
+            with _importable_torchaudio():
+                from distillmos import ConvTransformerSQAModel
+            _DISTILLMOS.append(ConvTransformerSQAModel(load_weights=True).eval())
     return _DISTILLMOS[0]
 
 

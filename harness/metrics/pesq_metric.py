@@ -6,21 +6,18 @@ NaN input; this wrapper keeps stdout clean and maps its errors to score statuses
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 
 from harness.audio import Audio, resample
 from harness.errors import InvalidInput, MetricFailed
-from harness.metrics.base import FunctionMetric
+from harness.metrics.base import FunctionMetric, process_state
 
 
 def pesq_score(estimate: np.ndarray, reference: np.ndarray, rate: int, mode: str) -> float:
     from pesq import pesq
     from pesq.cypesq import BufferTooShortError, NoUtterancesError
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    with process_state():  # stdout swallowed, one thread at a time
         try:
             return float(pesq(rate, reference.astype(np.float64), estimate.astype(np.float64), mode))
         except NoUtterancesError:

@@ -46,7 +46,7 @@ from harness.audio import Audio
 from harness.errors import SuiteError
 from harness.listener import EAR_CHANNEL, EARS, audiogram
 from harness.metrics import Score, evaluate
-from harness.metrics.base import INVALID
+from harness.metrics.base import INVALID, process_state
 from harness.metrics.haaqi import HAAQI, HAAQI_RATE, cad1_song_seed, with_level1
 from harness.suites.types import Item
 from harness.tasks.base import OutputSpec, TaskProtocol, resampled_frames
@@ -203,13 +203,8 @@ def scene_scores(item: Item, enhanced: Audio, listener: Any, ctx) -> list[Score]
     # read as the recipe reads its FLAC (float32), its samples taken as 44.1 kHz (see above)
     signal = enhanced.samples.astype(np.float32)
     rng = np.random.RandomState(cad1_song_seed(item.id))
-    state = np.random.get_state()
-    try:
-        np.random.set_state(rng.get_state())
+    with process_state(rng, quiet=False):  # the car noise draws from numpy's global generator
         processed = in_the_car(item, signal, listener)
-        rng.set_state(np.random.get_state())
-    finally:
-        np.random.set_state(state)
     reference = equalise_level(through(recipe_song(item), item, "anechoic"), processed,
                                MAX_REFERENCE_LUFS)
     out = []

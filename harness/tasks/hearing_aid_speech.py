@@ -37,8 +37,6 @@ better ear's, as the recipes score it.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any
 
 import numpy as np
@@ -46,7 +44,7 @@ import numpy as np
 from harness.audio import Audio
 from harness.listener import EAR_CHANNEL, EARS
 from harness.metrics import Score
-from harness.metrics.base import FAILED, OK, status_of
+from harness.metrics.base import FAILED, OK, process_state, status_of
 from harness.metrics.haaqi import cad1_song_seed
 from harness.suites.types import Item
 from harness.tasks.base import OutputSpec, TaskProtocol
@@ -71,16 +69,10 @@ def recipe_reference(item: Item) -> np.ndarray:
     return anechoic * rms_target / rms_anechoic
 
 
-@contextlib.contextmanager
 def scene_seeded(scene: str):
-    """numpy's global generator seeded as the recipes seed it, restored afterwards."""
-    state = np.random.get_state()
-    try:
-        np.random.seed(cad1_song_seed(scene))
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        np.random.set_state(state)
+    """numpy's global generator seeded as the recipes seed it, restored afterwards
+    (process_state: held by this thread alone, stdout swallowed)."""
+    return process_state(cad1_song_seed(scene))
 
 
 def _call(metric: str, ear: str, fn) -> Score:

@@ -59,7 +59,6 @@ class HaaqiBatcher:
         self._first_at = 0.0
         self._busy = 0
         self._closed = False
-        self._direct = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="harness-haaqi-batcher", daemon=True)
         self._thread.start()
 
@@ -81,7 +80,9 @@ class HaaqiBatcher:
         from harness.metrics.fast.haaqi import haaqi_v1_batch
 
         if seed is None:  # numpy's global generator: drawn at once, never in a batch
-            with self._direct:
+            from harness.metrics.base import PROCESS_STATE
+
+            with PROCESS_STATE:
                 return haaqi_v1_batch([reference], [processed], [losses], level1,
                                       equalisation=equalisation, seeds=[None], dtype=self.dtype,
                                       device=self.device, engine=self.engine,
