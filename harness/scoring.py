@@ -71,6 +71,21 @@ def score_job(
     return score_outputs(task, item, outputs, listener, metrics, ctx, problems)
 
 
+def drain(in_flight: dict[Future, tuple[Any, dict[str, str], float]], limit: int, why: str
+          ) -> Iterator[tuple[Any, dict[str, str], float, list[Score]]]:
+    """`finished` of the scorers that hold futures: (job, paths, t0, scores) as they complete until
+    at most `limit` are in flight; a future that raised gives the job `failed` rows ("why: ...")."""
+    while len(in_flight) > limit:
+        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        for fut in done:
+            job, paths, t0 = in_flight.pop(fut)
+            try:
+                scores = fut.result()
+            except Exception as exc:
+                scores = failed_rows(job.protocol, job.item, job.metrics, f"{why}: {first_line(exc)}")
+            yield job, paths, t0, scores
+
+
 class InProcessScorer:
     """Scores each job as it is submitted, from the signals in memory (the cache is exact
     float32, so these are the numbers a worker would read back)."""
@@ -115,16 +130,7 @@ class PoolScorer:
         self.in_flight[fut] = (job, paths, t0)
 
     def finished(self, limit: int = 0) -> Iterator[tuple[Any, dict[str, str], float, list[Score]]]:
-        while len(self.in_flight) > limit:
-            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
-            for fut in done:
-                job, paths, t0 = self.in_flight.pop(fut)
-                try:
-                    scores = fut.result()
-                except Exception as exc:  # a worker died (e.g. out of memory)
-                    scores = [Score(m, None, FAILED, f"scoring worker failed: {first_line(exc)}",
-                                    e, s) for m, e, s in job.protocol.expected(job.item, job.metrics)]
-                yield job, paths, t0, scores
+        return drain(self.in_flight, limit, "scoring worker failed")  # e.g. out of memory
 
     def kill(self) -> None:
         """Stop at once (after Ctrl-C): kill the workers, drop what is in flight."""
@@ -169,16 +175,7 @@ class BatchedScorer:
         self.in_flight[fut] = (job, paths, t0)
 
     def finished(self, limit: int = 0) -> Iterator[tuple[Any, dict[str, str], float, list[Score]]]:
-        while len(self.in_flight) > limit:
-            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
-            for fut in done:
-                job, paths, t0 = self.in_flight.pop(fut)
-                try:
-                    scores = fut.result()
-                except Exception as exc:  # score_outputs keeps its own crashes; this is a last guard
-                    scores = failed_rows(job.protocol, job.item, job.metrics,
-                                         f"scoring crashed: {first_line(exc)}")
-                yield job, paths, t0, scores
+        return drain(self.in_flight, limit, "scoring crashed")  # a last guard: see score_outputs
 
     def kill(self) -> None:
         """Stop at once (after Ctrl-C): the jobs not started are dropped, the calls waiting for a

@@ -181,3 +181,28 @@ def test_process_state_keeps_each_threads_seeded_draws_and_stdout_its_own():
     after = np.random.get_state()
     assert np.array_equal(after[1], before_state[1]) and after[2:] == before_state[2:]
     assert sys.stdout is before_out and len(got) == 16
+
+
+def test_a_scoring_future_that_raised_gives_its_job_failed_rows_with_the_reason():
+    """Both future-holding scorers drain through one function: a job whose future raised (a dead
+    worker process, a crashed thread) is yielded with every expected row `failed`, the reason
+    naming what happened; a finished one with its scores; nothing stays in flight."""
+    from concurrent.futures import Future
+
+    from harness.metrics import Score
+    from harness.scoring import drain
+    from harness.suites import resolve_suite
+    from harness.tasks import get_protocol
+
+    suite = resolve_suite("speech-enhancement-quick")
+    protocol = get_protocol(suite.task)
+    job = SimpleNamespace(protocol=protocol, item=suite.items[0], metrics=["pesq", "estoi"])
+    bad, good = Future(), Future()
+    bad.set_exception(MemoryError("killed"))
+    good.set_result([Score("pesq", 2.5, "ok")])
+    in_flight = {bad: (job, {}, 0.0), good: (job, {}, 1.0)}
+    out = {t0: scores for _, _, t0, scores in drain(in_flight, 0, "scoring worker failed")}
+    assert not in_flight and out[1.0][0].value == 2.5
+    assert [(s.metric, s.status) for s in out[0.0]] == [(m, "failed") for m, _, _ in
+                                                       protocol.expected(job.item, job.metrics)]
+    assert all(s.reason == "scoring worker failed: MemoryError: killed" for s in out[0.0])
