@@ -48,7 +48,7 @@ def test_the_torch_engine_scores_a_padded_batch_as_each_item_alone_and_as_pyclar
 
 def test_torch_chunks_keep_each_batch_within_the_budget():
     f64 = torch.float64
-    assert batch_bytes(1000, 3, f64) == 3 * 1000 * 6 * 1024
+    assert batch_bytes(1000, 3, f64) == 3 * 1000 * 8 * 1024
     budget = batch_bytes(200, 2, f64)
     # [100, 200] padded to 200 x 2 fits; adding 50 makes 200 x 3; 300 alone exceeds it
     assert list(torch_chunks([100, 200, 50, 300, 10], f64, "cpu", budget)) == [(0, 2), (2, 3), (3, 4), (4, 5)]

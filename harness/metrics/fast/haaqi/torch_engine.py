@@ -231,9 +231,11 @@ def bm_covariances(x: torch.Tensor, y: torch.Tensor, segment_ms: float = 16):
 # Peak bytes per sample of the longest item, per item of a batch, of `many` in float64: the
 # gammatone's modulated rows (2 sides x 32 bands x re/im) with their copy and the block filter's
 # padded input and output (4 x 1024 B), the envelopes, BM motion and control envelopes (3 x
-# 512 B) and the middle-ear rows; about 0.8 of it in float32. Measured on the CPU: see
-# benchmarks/haaqi_gpu.py, which reports the peak beside this estimate.
-BYTES_PER_SAMPLE = 6 * 1024
+# 512 B) and the middle-ear rows, about 5.6 KiB; set to 8 KiB from the peak resident memory of
+# whole CPU runs (2026-12-06, fresh processes: 2.79 GB for 4 items of 4 s, 2.66 GB for 8 of 2 s,
+# 1.50 GB for 1 of 8 s, i.e. 6.9-7.8 KiB, which counts the host's noise buffers and signals too).
+# benchmarks/haaqi_gpu.py prints a GPU's peak beside this estimate.
+BYTES_PER_SAMPLE = 8 * 1024
 
 
 def batch_bytes(n_samples: int, items: int, dtype=torch.float64) -> int:
