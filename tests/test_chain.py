@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import run_cli
-from test_runner import run_inprocess, scores_of
+from helpers import stored_scores
+from test_runner import run_inprocess
 
 from harness import registry
 from harness.api import BaseSystem, system_from_spec
@@ -85,7 +86,7 @@ def test_a_chain_resumes_like_a_single_system(tmp_path):
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert "6 of 6 jobs were already stored" in again.stdout + again.stderr
-    df = scores_of(tmp_path)
+    df = stored_scores(tmp_path)
     assert set(df.system) == {"spectral-gating>unprocessed"} and (df.status == "ok").all()
 
 

@@ -5,13 +5,13 @@ device scorer storing the scores the worker processes store."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import stored_scores
 from test_fast_haaqi import corpus, level1, reference_haaqi
 
 from harness.config import RunConfig
@@ -20,7 +20,6 @@ from harness.metrics.fast.haaqi.batcher import HaaqiBatcher
 from harness.metrics.fast.haaqi.torch_engine import batch_bytes
 from harness.planning import plan
 from harness.runner import execute, scoring_mode
-from harness.store import Store
 
 
 def short_items(count: int, seconds: list[float]):
@@ -114,10 +113,6 @@ def test_auto_scores_on_the_device_only_on_a_gpu_and_only_with_the_fast_haaqi():
     assert scoring_mode(fake("cuda", "device", "reference")) == "processes"
 
 
-def scores_of(folder: Path) -> pd.DataFrame:
-    with Store(folder, create=False) as store:
-        df = store.scores(store.resolve("latest"))
-    return df.drop(columns=["run_id"]).sort_values(["job_key", "metric", "ear", "stem"]).reset_index(drop=True)
 
 
 @pytest.mark.slow
@@ -127,7 +122,7 @@ def test_the_device_scorer_stores_the_scores_of_the_worker_processes(tmp_path):
     execute(plan(RunConfig(out=str(tmp_path / "p"), jobs=2, scoring="processes", **kw)), progress=False)
     p = plan(RunConfig(out=str(tmp_path / "d"), scoring="device", scoring_threads=8, **kw))
     execute(p, progress=False)
-    processes, device = scores_of(tmp_path / "p"), scores_of(tmp_path / "d")
+    processes, device = stored_scores(tmp_path / "p"), stored_scores(tmp_path / "d")
     assert (processes.status == "ok").all() and len(processes) == (8 + 4) * processes.job_key.nunique()
     pd.testing.assert_frame_equal(processes, device, check_exact=False, rtol=0, atol=1e-12)
     manifest = (tmp_path / "d" / "runs" / p.run_id / "manifest.json").read_text()
@@ -144,7 +139,7 @@ def test_the_device_scorer_on_cuda_stores_the_cpu_scores(tmp_path):
     p = plan(RunConfig(out=str(tmp_path / "gpu"), device="cuda", **kw))
     assert scoring_mode(p) == "device"
     execute(p, progress=False)
-    cpu, gpu = scores_of(tmp_path / "cpu"), scores_of(tmp_path / "gpu")
+    cpu, gpu = stored_scores(tmp_path / "cpu"), stored_scores(tmp_path / "gpu")
     assert (gpu.status == "ok").all()
     for metric, tol in (("haaqi", 0.001), ("sdr", 0.01)):
         a, b = cpu[cpu.metric == metric].value.to_numpy(), gpu[gpu.metric == metric].value.to_numpy()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import ROOT, jobs_stored, run_cli
+from helpers import stored_scores
 from test_hostile_systems import FaultSystem  # noqa: F401  (registers the 'fault' system)
 
 from harness import registry
@@ -47,10 +48,6 @@ class SlowOracle(FaultSystem):
 registry.register("harness.systems", "slow-oracle", "test_ray_executor:SlowOracle")
 
 
-def scores_of(folder: Path) -> pd.DataFrame:
-    with Store(folder, create=False) as store:
-        df = store.scores(store.resolve("latest"))
-    return df.drop(columns=["run_id"]).sort_values(["job_key", "metric", "ear", "stem"]).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +64,7 @@ def ray_instance():
 def run(folder: Path, executor: str, **kw) -> pd.DataFrame:
     cfg = RunConfig(out=str(folder), quiet=True, executor=executor, **kw)
     execute(plan(cfg), progress=False)
-    return scores_of(folder)
+    return stored_scores(folder)
 
 
 def test_a_small_ray_run_stores_exactly_the_local_scores(tmp_path, ray_instance):
@@ -177,7 +174,7 @@ def test_a_ray_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path, ray_
     thread.join(300)
     assert not errors, errors
     assert killed, "no Ray actor was found to kill"
-    got = scores_of(out)
+    got = stored_scores(out)
     assert not got.duplicated(["job_key", "metric", "ear", "stem"]).any()
     pd.testing.assert_frame_equal(reference, got, check_exact=True)  # retried on a fresh actor
 
@@ -208,7 +205,7 @@ def test_a_killed_ray_driver_resumes_to_the_scores_of_an_uninterrupted_run(tmp_p
     res = run_cli(*KILL_ARGS, "--executor", "ray", "--out", str(killed))
     assert res.returncode == 0, res.stderr
     assert f"resumed: {stored} of {total}" in res.stderr
-    a, b = scores_of(full), scores_of(killed)
+    a, b = stored_scores(full), stored_scores(killed)
     assert not b.duplicated(["job_key", "metric", "ear", "stem"]).any()
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     with Store(killed, create=False) as store:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import ROOT, descendants, jobs_stored, run_cli
+from helpers import stored_scores
 
 from harness import registry
 from harness.audio import Audio
@@ -27,20 +28,12 @@ from harness.suites.types import file_ref
 SPEECH = "speech-enhancement-quick"
 
 
-def scores_of(folder: Path) -> pd.DataFrame:
-    store = Store(folder)
-    try:
-        run_id = store.resolve("latest")
-        df = store.scores(run_id)
-    finally:
-        store.close()
-    return df.drop(columns=["run_id"]).sort_values(["job_key", "metric", "ear", "stem"]).reset_index(drop=True)
 
 
 def run_inprocess(tmp_path: Path, **kw) -> pd.DataFrame:
     cfg = RunConfig(out=str(tmp_path), jobs=1, quiet=True, **kw)
     execute(plan(cfg), progress=False)
-    return scores_of(tmp_path)
+    return stored_scores(tmp_path)
 
 
 def test_speech_anchors_order_and_summary_via_cli(tmp_path):
@@ -48,7 +41,7 @@ def test_speech_anchors_order_and_summary_via_cli(tmp_path):
     assert res.returncode == 0, res.stderr
     for metric in ("pesq", "stoi", "estoi", "si_sdr", "snr"):
         assert metric in res.stdout
-    df = scores_of(tmp_path)
+    df = stored_scores(tmp_path)
     assert (df.status == "ok").all()
     means = df.groupby(["system", "metric"]).value.mean().unstack()
     assert (means.loc["oracle"] > means.loc["unprocessed"]).all(), means
@@ -127,7 +120,7 @@ def test_each_bad_input_gets_a_status_and_a_reason_naming_the_file(tmp_path):
                   "--out", str(tmp_path / "out"), "--quiet")
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr + res.stdout
-    df = scores_of(tmp_path / "out")
+    df = stored_scores(tmp_path / "out")
     assert set(df.item_id) == {"good", *EXPECTED_REASONS}
     assert (df[df.item_id == "good"].status == "ok").all()
     for item_id, reason in EXPECTED_REASONS.items():
@@ -239,7 +232,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     res = run_cli("run", *KILL_ARGS, "--out", str(killed))
     assert res.returncode == 0, res.stderr
     assert f"resumed: {stored} of {total}" in res.stderr
-    a, b = scores_of(full), scores_of(killed)
+    a, b = stored_scores(full), stored_scores(killed)
     assert len(b) == len(a)
     assert not b.duplicated(["job_key", "metric", "ear", "stem"]).any()
     pd.testing.assert_frame_equal(a, b, check_exact=True)

@@ -153,3 +153,13 @@ def run_recipe(enhance_module, evaluate_fn: Callable, dataset: Path, work: Path,
     evaluate_fn(config)
     with open(exp / "scores.csv") as f:
         return exp, {(r["scene"], r["listener"]): r for r in csv.DictReader(f)}
+
+
+def stored_scores(folder: Path):
+    """The latest run's stored scores in a results folder, run id dropped and rows in a fixed
+    order, so that two runs' frames compare with pandas' assert_frame_equal."""
+    from harness.store import Store
+
+    with Store(folder, create=False) as store:
+        df = store.scores(store.resolve("latest"))
+    return df.drop(columns=["run_id"]).sort_values(["job_key", "metric", "ear", "stem"]).reset_index(drop=True)
