@@ -164,12 +164,16 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
     bad_target.write_text('[data]\ntarget = "wideband"\n')
     bad_lead = tmp_path / "bad-lead.toml"
     bad_lead.write_text('[data]\nlead_s = -1.0\n')
+    bad_speed = tmp_path / "bad-speed.toml"
+    bad_speed.write_text("[data]\nspeed = [1.2, 0.9]\n")
     for args, message in [
         (["hifigan", "--config", str(bad_key)], "bad-key.toml: unknown key 'arch.chanels'"),
         (["hifigan", "--config", str(bad_value)], "bad-value.toml: key 'batch_size' must be an integer"),
         (["hifigan", "--config", str(bad_target)],
          "bad-target.toml: data.target must be 'clean' or 'device-band', not 'wideband'"),
         (["hifigan", "--config", str(bad_lead)], "bad-lead.toml: data.lead_s must be non-negative, not -1.0"),
+        (["hifigan", "--config", str(bad_speed)],
+         "bad-speed.toml: data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not [1.2, 0.9]"),
         (["unprocessed"], "system 'unprocessed' is not trainable (trainable: hifigan"),
         (["hifigan", "--resume"], "nothing to resume"),
     ]:
@@ -236,3 +240,23 @@ def test_device_band_target_is_the_dry_speech_through_the_device_band(tmp_path, 
     assert si_sdr_db(noisy, clean) < 15.0  # the band a phone removes
     n2, t2, c2 = parts["clean"]
     assert np.array_equal(t2, c2) and np.allclose(c2, clean) and np.allclose(n2, noisy)
+
+
+@pytest.mark.parametrize("speed", [0.88, 1.0, 1.25])
+def test_speed_perturbation_scales_pitch_and_keeps_the_length(speed, monkeypatch):
+    """A "voice" whose every sentence is a 440 Hz tone: sped up by s (rendered at 16 kHz / s,
+    read as 16 kHz) its tone is at 440 s Hz, and the talk keeps its requested length."""
+    from harness.suites.synth import speech
+    from systems.speech.hifigan_train import SpeechData, default_config
+
+    def tone(voice, text, rate=16000):
+        t = np.arange(int(0.7 * rate)) / rate
+        return np.sin(2 * np.pi * 440.0 * t)
+
+    monkeypatch.setattr(speech, "say", tone)
+    data = dict(default_config()["data"], texts=3, speed=[speed, speed])
+    x = SpeechData(data, seed=5).talk("ked", np.random.default_rng(0), 2.0)
+    assert len(x) == 32000
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    peak_hz = np.argmax(spectrum) * 16000 / len(x)
+    assert abs(peak_hz - 440.0 * speed) <= 1.0, peak_hz

@@ -45,7 +45,7 @@ def default_config() -> dict[str, Any]:
             "voices": list(TRAINING_VOICES), "texts": 60, "rooms": 48, "rt60_min": 0.2,
             "rt60_max": 1.0, "p_dry": 0.25, "snr_min": -5.0, "snr_max": 25.0,
             "level_lufs": -30.0, "level_jitter_db": 6.0, "validation_items": 16, "lead_s": 0.0,
-            "target": "clean",
+            "target": "clean", "speed": [1.0, 1.0],
             "cache": "",  # folder for the simulated room bank ("" = ~/.cache/audio-harness)
         },
     }
@@ -96,6 +96,23 @@ class SpeechData:
         i = int(rng.integers(len(self.rooms)))
         return self.rooms[i].astype(np.float64), {"bank_room": i}
 
+    def talk(self, voice: str, rng: np.random.Generator, seconds: float) -> np.ndarray:
+        """`seconds` of talk by `voice` at 16 kHz; with `data.speed` = [lo, hi] (lo < hi), sped up
+        by a factor drawn uniformly from [lo, hi] by resampling (tempo and pitch together, the
+        speed perturbation of Ko et al. 2015): rendered at 16 kHz / factor, read as 16 kHz. With
+        lo == hi == 1 no factor is drawn (the random stream stays that of earlier configs)."""
+        from harness.suites.synth import speech
+
+        lo, hi = (float(v) for v in self.cfg.get("speed", (1.0, 1.0)))
+        n = int(round(seconds * RATE))
+        if lo == hi == 1.0:
+            clean, _ = speech.talk(voice, rng, seconds, RATE, sentences=self.texts)
+            return clean
+        factor = float(rng.uniform(lo, hi))
+        rate = int(round(RATE / factor))
+        clean, _ = speech.talk(voice, rng, n / rate + 0.01, rate, sentences=self.texts)
+        return np.pad(clean[:n], (0, max(0, n - len(clean))))
+
     def example(self, rng: np.random.Generator, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """(noisy input at 16 kHz, training target), scaled together to input RMS 0.1."""
         noisy, target, _ = self.example_parts(rng, seconds)
@@ -109,7 +126,6 @@ class SpeechData:
         no room, noise or clipping (`"device-band"`: enhancement without bandwidth extension)."""
         from harness.audio import resample_samples
         from harness.suites.synth import degrade as dg
-        from harness.suites.synth import speech
         from harness.suites.synth.gen_speech import degrade_speech
         from harness.suites.synth.generators import device_chain
 
@@ -118,7 +134,7 @@ class SpeechData:
         voice = voices[int(rng.integers(len(voices)))]
         # a random stretch of a longer talk, so segments do not all start at a sentence's start
         lead = float(self.cfg.get("lead_s", 0.0)) * float(rng.random())
-        clean, _ = speech.talk(voice, rng, seconds + lead, RATE, sentences=self.texts)
+        clean = self.talk(voice, rng, seconds + lead)
         level = c["level_lufs"] + rng.uniform(-c["level_jitter_db"], c["level_jitter_db"])
         clean = dg.to_loudness(clean, RATE, level)
         rt60 = 0.0 if rng.random() < c["p_dry"] else 1.0  # > 0: a room from the bank
@@ -167,6 +183,7 @@ class SpeechData:
                 "examples": f"seed [{self.seed}, 3, step, index]; validation seed [{self.seed}, 3, "
                             f"{VALIDATION_OFFSET}, index]",
                 "snr_db": [self.cfg["snr_min"], self.cfg["snr_max"]],
+                "speed_perturbation": list(self.cfg.get("speed", [1.0, 1.0])),
                 "noises": "white, pink, brown, hum50, hum60, babble (training voices)",
                 "devices": "every device model of the generator, drawn uniformly"}
 
@@ -192,6 +209,9 @@ class HifiganTraining:
             return f"data.p_dry is a probability, not {d['p_dry']}"
         if not d["voices"]:
             return "data.voices is empty"
+        speed = d["speed"]
+        if len(speed) != 2 or not 0.5 <= speed[0] <= speed[1] <= 2.0:
+            return f"data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not {speed}"
         return None
 
     def data(self, cfg: dict[str, Any]) -> SpeechData:

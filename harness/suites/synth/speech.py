@@ -38,7 +38,14 @@ WIDEBAND_TRAINING_VOICES = {
     "machac": "voice_czech_machac",  # Czech, male, 32 kHz
     "ph": "voice_czech_ph",  # Czech, male, 44.1 kHz
 }
-FESTIVAL_VOICES = {"hts_slt": "voice_cmu_us_slt_arctic_hts", **TRAINING_VOICES, **WIDEBAND_TRAINING_VOICES}
+# More training voices, named in a training config's data.voices (not in the TRAINING_VOICES
+# default, so that the shipped configs that use it keep their data): a unit-selection voice
+# (recorded speech units, the nearest festival has to a natural speaker; apt: festvox-ru).
+EXTRA_TRAINING_VOICES = {
+    "nsh": "voice_msu_ru_nsh_clunits",  # Russian, male, unit selection, 16 kHz
+}
+FESTIVAL_VOICES = {"hts_slt": "voice_cmu_us_slt_arctic_hts", **TRAINING_VOICES, **WIDEBAND_TRAINING_VOICES,
+                   **EXTRA_TRAINING_VOICES}
 RATE = 16000
 
 SENTENCES = (
@@ -124,7 +131,8 @@ def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
                            capture_output=True)
         else:
             raise ValueError(f"unknown voice {voice!r} (known: {', '.join(VOICES)}; for training: "
-                             f"{', '.join(TRAINING_VOICES)}, {', '.join(WIDEBAND_TRAINING_VOICES)})")
+                             f"{', '.join(TRAINING_VOICES)}, {', '.join(WIDEBAND_TRAINING_VOICES)}, "
+                             f"{', '.join(EXTRA_TRAINING_VOICES)})")
         import soundfile as sf
 
         x, rate = sf.read(str(out), dtype="float64", always_2d=True)
