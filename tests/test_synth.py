@@ -3,6 +3,8 @@ closed forms; and the message when a synthesiser is missing. None needs flite or
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from conftest import run_cli
@@ -92,6 +94,20 @@ def test_missing_synthesiser_names_the_debian_packages(monkeypatch, tmp_path):
         os.environ["PATH"] = env_path
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "apt-get install flite" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("text2wave") is None, reason="festival not installed")
+def test_a_festival_voice_not_installed_is_named_with_its_package(monkeypatch):
+    """text2wave exits 0 and writes nothing when the voice function is unbound."""
+    from harness.suites.synth import speech
+
+    monkeypatch.setitem(speech.FESTIVAL_VOICES, "nsh", "voice_not_installed_here")
+    speech._synth.cache_clear()
+    with pytest.raises(SuiteError) as exc:
+        speech.say("nsh", "A short test.")
+    speech._synth.cache_clear()
+    assert str(exc.value) == ("festival voice 'nsh' (voice_not_installed_here) is not installed: "
+                              "sudo apt-get install festvox-ru")
 
 
 def test_unknown_generator_and_option(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.audio import resample_samples as resample
+from harness.errors import SuiteError
 from harness.suites.synth.degrade import fade
 from harness.suites.synth.tools import require
 
@@ -46,6 +47,13 @@ EXTRA_TRAINING_VOICES = {
 }
 FESTIVAL_VOICES = {"hts_slt": "voice_cmu_us_slt_arctic_hts", **TRAINING_VOICES, **WIDEBAND_TRAINING_VOICES,
                    **EXTRA_TRAINING_VOICES}
+# The Debian package of each festival voice (named when a voice is missing).
+VOICE_PACKAGES = {
+    "hts_slt": "festvox-us-slt-hts", "ked": "festvox-kdlpc16k", "ona": "festvox-ca-ona-hts",
+    "lj": "festvox-suopuhe-lj", "mv": "festvox-suopuhe-mv", "lp": "festvox-italp16k",
+    "pc": "festvox-itapc16k", "dita": "festvox-czech-dita", "krb": "festvox-czech-krb",
+    "machac": "festvox-czech-machac", "ph": "festvox-czech-ph", "nsh": "festvox-ru",
+}
 RATE = 16000
 
 SENTENCES = (
@@ -126,6 +134,9 @@ def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
             fn = FESTIVAL_VOICES[voice]
             cmd = ["text2wave", "-eval", f"({fn})", "-o", str(out)]
             subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
+            if not out.is_file():  # text2wave exits 0 when the voice function is unbound
+                raise SuiteError(f"festival voice {voice!r} ({fn}) is not installed: sudo apt-get "
+                                 f"install {VOICE_PACKAGES.get(voice, 'its festvox package')}")
         elif voice in VOICES:
             subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True,
                            capture_output=True)
