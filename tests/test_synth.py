@@ -110,6 +110,32 @@ def test_a_festival_voice_not_installed_is_named_with_its_package(monkeypatch):
                               "sudo apt-get install festvox-ru")
 
 
+@pytest.mark.skipif(shutil.which("text2wave") is None, reason="festival not installed")
+def test_festival_speech_is_kept_on_disk_and_read_back_without_festival(monkeypatch, tmp_path):
+    import soundfile as sf
+
+    from harness.suites.synth import speech
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    speech._synth.cache_clear()
+    first = speech.say("ked", "Hop over the fence.")
+    kept = speech.festival_cache_path("ked", "Hop over the fence.")
+    assert kept.is_relative_to(tmp_path) and kept.is_file()
+    raw, rate = sf.read(kept, dtype="int16")
+    assert rate == 16000 and len(raw) > 8000  # festival's own PCM, not a re-encoding
+
+    def no_synthesiser(*args, **kwargs):
+        raise AssertionError("festival ran although its output was kept")
+
+    monkeypatch.setattr(speech.subprocess, "run", no_synthesiser)
+    speech._synth.cache_clear()
+    try:
+        again = speech.say("ked", "Hop over the fence.")
+    finally:
+        speech._synth.cache_clear()
+    assert np.array_equal(first, again)
+
+
 def test_unknown_generator_and_option(tmp_path):
     r = run_cli("suites", "make", "nope", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "unknown generator 'nope'" in r.stderr

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness import cache
 from harness.training import OptimiserSpec, Stage
 from harness.training.losses import neg_si_sdr
 from systems.mrx import model as mrx
@@ -84,15 +86,9 @@ class Pool:
         fx, _ = effects.effects_track(rng, seconds, RATE)
         return {"speech": np.pad(sp, (0, n - len(sp))), "music": mu, "sfx": fx[:n]}
 
-    def cache_path(self):
-        import hashlib
-        import os
-        from pathlib import Path
-
-        key = json.dumps([self.seed, self.cfg["pool"], self.cfg["pool_s"], self.cfg["voices"],
-                          self.cfg["texts"]])
-        root = self.cfg["cache"] or os.environ.get("HARNESS_CACHE", "~/.cache/audio-harness")
-        return Path(root).expanduser() / f"mrx-pool-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    def cache_path(self) -> Path:
+        return cache.keyed("mrx-pool", [self.seed, self.cfg["pool"], self.cfg["pool_s"], self.cfg["voices"],
+                                        self.cfg["texts"]], ".npz", self.cfg["cache"])
 
     @cached_property
     def sources(self) -> dict[str, list[np.ndarray]]:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness import cache
 from harness.training import OptimiserSpec, Stage
 from systems.remix import spleeter as sp
 
@@ -54,15 +56,9 @@ class Pool:
         rng = np.random.default_rng(seed)
         return music.render(music.arrangement(rng, seconds), seconds, sp.RATE)
 
-    def cache_path(self):
-        import hashlib
-        import os
-        from pathlib import Path
-
-        key = json.dumps([self.seed, self.cfg["pool"], self.cfg["pool_s"], "spleeter-pool/1"])
-        root = self.cfg["cache"] or os.environ.get("HARNESS_CACHE", "~/.cache/audio-harness")
-        name = f"spleeter-pool-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-        return Path(root).expanduser() / name
+    def cache_path(self) -> Path:
+        key = [self.seed, self.cfg["pool"], self.cfg["pool_s"], "spleeter-pool/1"]
+        return cache.keyed("spleeter-pool", key, ".npz", self.cfg["cache"])
 
     @cached_property
     def songs(self) -> list[dict[str, np.ndarray]]:

@@ -12,7 +12,6 @@ and target scaled together so that the input's RMS is 0.1 (as the system does at
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from functools import cached_property
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import cache
 from harness.training import OptimiserSpec, Stage
 from harness.training.losses import neg_si_sdr
 from systems.speech import hifigan as hg
@@ -65,10 +65,8 @@ class SpeechData:
         return tuple(training_sentence(rng) for _ in range(int(self.cfg["texts"])))
 
     def bank_path(self) -> Path:
-        key = json.dumps([self.seed, self.cfg["rooms"], self.cfg["rt60_min"], self.cfg["rt60_max"]])
-        root = self.cfg["cache"] or os.environ.get("HARNESS_CACHE", "~/.cache/audio-harness")
-        root = Path(root).expanduser()
-        return root / f"rooms-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+        key = [self.seed, self.cfg["rooms"], self.cfg["rt60_min"], self.cfg["rt60_max"]]
+        return cache.keyed("rooms", key, ".npz", self.cfg["cache"])
 
     @cached_property
     def rooms(self) -> list[np.ndarray]:

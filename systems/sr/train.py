@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness import cache
 from harness.training import OptimiserSpec, Stage
 from systems.sr import unet
 
@@ -65,14 +67,9 @@ class SpeechSR:
         rng = np.random.default_rng([self.seed, 1])
         return tuple(training_sentence(rng) for _ in range(int(self.cfg["texts"])))
 
-    def pool_path(self):
-        import hashlib
-        import os
-        from pathlib import Path
-
-        key = json.dumps([self.seed, self.cfg["songs"], self.cfg["song_s"], self.rate])
-        root = self.cfg["cache"] or os.environ.get("HARNESS_CACHE", "~/.cache/audio-harness")
-        return Path(root).expanduser() / f"songs-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    def pool_path(self) -> Path:
+        return cache.keyed("songs", [self.seed, self.cfg["songs"], self.cfg["song_s"], self.rate], ".npz",
+                           self.cfg["cache"])
 
     @cached_property
     def songs(self) -> list[np.ndarray]:

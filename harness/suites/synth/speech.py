@@ -4,6 +4,8 @@ voice and text give the same samples."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import tempfile
 from functools import lru_cache
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import cache
 from harness.audio import resample_samples as resample
 from harness.errors import SuiteError
 from harness.suites.synth.degrade import fade
@@ -126,17 +129,37 @@ def training_sentence(rng: np.random.Generator) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def festival_cache_path(voice: str, text: str) -> Path:
+    """Where festival's wav for (voice, text) is kept: festival starts and loads its voice for
+    every sentence (about a second), so a training pool of a thousand sentences is synthesised
+    once per machine, not once per training process."""
+    return cache.keyed(f"speech/{voice}", [FESTIVAL_VOICES[voice], text], ".wav")
+
+
 @lru_cache(maxsize=4096)  # a training pool: texts x voices (about 0.4 MB each)
 def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tts.wav"
         if voice in FESTIVAL_VOICES:
+            kept = festival_cache_path(voice, text)
+            if kept.is_file():
+                x, rate = sf.read(str(kept), dtype="float64", always_2d=True)
+                return x[:, 0].copy(), int(rate)
             fn = FESTIVAL_VOICES[voice]
             cmd = ["text2wave", "-eval", f"({fn})", "-o", str(out)]
             subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
             if not out.is_file():  # text2wave exits 0 when the voice function is unbound
                 raise SuiteError(f"festival voice {voice!r} ({fn}) is not installed: sudo apt-get "
                                  f"install {VOICE_PACKAGES.get(voice, 'its festvox package')}")
+            try:  # the wav festival wrote, byte for byte (a cache that cannot be written is skipped)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                part = kept.with_name(f"{kept.stem}.{os.getpid()}.part")
+                shutil.copyfile(out, part)
+                os.replace(part, kept)
+            except OSError:
+                pass
         elif voice in VOICES:
             subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True,
                            capture_output=True)
@@ -144,8 +167,6 @@ def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
             raise ValueError(f"unknown voice {voice!r} (known: {', '.join(VOICES)}; for training: "
                              f"{', '.join(TRAINING_VOICES)}, {', '.join(WIDEBAND_TRAINING_VOICES)}, "
                              f"{', '.join(EXTRA_TRAINING_VOICES)})")
-        import soundfile as sf
-
         x, rate = sf.read(str(out), dtype="float64", always_2d=True)
     return x[:, 0].copy(), int(rate)
 
