@@ -12,7 +12,12 @@ from harness import checkpoints
 from harness.api import get_system
 from harness.metrics.snr import si_sdr_db
 from harness.suites import resolve_suite
-from harness.suites.synth.speech import TRAINING_VOICES, VOICES
+from harness.suites.synth.speech import (
+    EXTRA_TRAINING_VOICES,
+    TRAINING_VOICES,
+    VOICES,
+    WIDEBAND_TRAINING_VOICES,
+)
 from harness.tasks import get_protocol
 from systems.speech.learned import CHECKPOINTS
 
@@ -24,7 +29,8 @@ def test_the_shipped_checkpoint_is_small_and_says_what_it_was_trained_on():
     assert SHIPPED.stat().st_size < 16 * 2**20
     assert record["parameters"] == sum(t.numel() for t in tensors.values())
     data = record["data"]
-    assert set(data["voices"]) <= set(TRAINING_VOICES) and not set(data["voices"]) & set(VOICES)
+    training = {**TRAINING_VOICES, **WIDEBAND_TRAINING_VOICES, **EXTRA_TRAINING_VOICES}
+    assert set(data["voices"]) <= set(training) and not set(data["voices"]) & set(VOICES)
     train = record["training"]
     assert train["steps"] == train["total_steps"] > 0
 
