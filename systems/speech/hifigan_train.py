@@ -95,8 +95,8 @@ class SpeechData:
         return self.rooms[i].astype(np.float64), {"bank_room": i}
 
     def talk(self, voice: str, rng: np.random.Generator, seconds: float) -> np.ndarray:
-        """`seconds` of talk by `voice` at 16 kHz; with `data.speed` = [lo, hi] (lo < hi), sped up
-        by a factor drawn uniformly from [lo, hi] by resampling (tempo and pitch together, the
+        """`seconds` of talk by `voice` at 16 kHz; with `data.speed` = [lo, hi] other than [1, 1],
+        sped up by a factor drawn uniformly from [lo, hi] by resampling (tempo and pitch together, the
         speed perturbation of Ko et al. 2015): rendered at 16 kHz / factor, read as 16 kHz. With
         lo == hi == 1 no factor is drawn (the random stream stays that of earlier configs)."""
         from harness.suites.synth import speech
