@@ -99,6 +99,41 @@ def test_si_sdr_term_of_the_stage_loss_is_minus_the_metric_on_each_item():
     assert logs["si_sdr"] == pytest.approx(-want, abs=1e-6)
 
 
+def test_snr_term_of_the_stage_loss_is_minus_the_metric_and_not_scale_invariant():
+    """`loss.snr` (not in the paper): with only that weight the WaveNet stage's loss is minus the
+    mean `snr` metric over the batch; and, unlike SI-SDR, it sees a gain: the clean speech itself
+    at half its level has an error of the other half, an SNR of 20 log10 2 = 6.02 dB, so a loss
+    of -6.02 (the SI-SDR term would give it its ceiling)."""
+    from harness.metrics.snr import snr_db
+    from systems.speech.hifigan_train import HifiganTraining, default_config
+
+    class Gain(torch.nn.Module):
+        def __init__(self, gain):
+            super().__init__()
+            self.gain = gain
+
+        def forward(self, x, postnet=False):
+            return self.gain * x
+
+    rng = np.random.default_rng(3)
+    clean = rng.standard_normal((3, 1, 4000)) * 0.1
+    noisy = clean + 0.05 * rng.standard_normal(clean.shape)
+    cfg = default_config()
+    cfg["loss"] = {k: 0.0 for k in cfg["loss"]} | {"snr": 1.0}
+
+    def stage_loss(gain, x):
+        return HifiganTraining().loss(cfg, "wavenet", "generator", {"generator": Gain(gain),
+                                      "discriminators": None}, (torch.tensor(x), torch.tensor(clean)), {})
+
+    for gain in (1.0, 0.5):
+        loss, logs = stage_loss(gain, noisy)
+        want = -np.mean([snr_db(gain * noisy[i, 0], clean[i, 0]) for i in range(3)])
+        assert float(loss) == pytest.approx(want, abs=1e-6)
+        assert logs["snr"] == pytest.approx(-want, abs=1e-6)
+    loss, _ = stage_loss(0.5, clean)
+    assert float(loss) == pytest.approx(-20 * np.log10(2), abs=1e-5)
+
+
 def test_waveform_discriminators_see_16_8_and_4_khz():
     rate = hg.RATE
     t = np.arange(rate) / rate

@@ -22,7 +22,7 @@ import numpy as np
 
 from harness import cache
 from harness.training import OptimiserSpec, Stage
-from harness.training.losses import neg_si_sdr
+from harness.training.losses import neg_si_sdr, neg_snr
 from systems.speech import hifigan as hg
 
 RATE = hg.RATE
@@ -39,7 +39,8 @@ def default_config() -> dict[str, Any]:
         "arch": dict(hg.ARCH_SMALL),
         "steps": {"wavenet": 2000, "postnet": 300, "adversarial": 300},
         "lr": {"wavenet": 1e-3, "postnet": 1e-4, "generator": 1e-5, "discriminators": 1e-3},
-        "loss": {"l1": 1.0, "spec": 0.0002, "mrstft": 0.0, "sisdr": 0.0, "adv": 1.0, "fm": 2.0},
+        "loss": {"l1": 1.0, "spec": 0.0002, "mrstft": 0.0, "sisdr": 0.0, "snr": 0.0, "adv": 1.0,
+                 "fm": 2.0},
         "clip_norm": 10.0,
         "data": {
             "voices": list(TRAINING_VOICES), "texts": 60, "rooms": 48, "rt60_min": 0.2,
@@ -267,6 +268,9 @@ class HifiganTraining:
             if w.get("sisdr", 0.0):
                 neg = neg_si_sdr(y[:, 0], clean[:, 0])
                 total, logs["si_sdr"] = total + w["sisdr"] * neg, -float(neg.detach())
+            if w.get("snr", 0.0):
+                neg = neg_snr(y[:, 0], clean[:, 0])
+                total, logs["snr"] = total + w["snr"] * neg, -float(neg.detach())
             return total, logs
         if "y" not in cache:
             cache["y"] = gen(x)
@@ -282,10 +286,11 @@ class HifiganTraining:
         l1, spec = hg.l1_loss(y, clean), hg.spectrogram_loss(y, clean)
         mr = self.mrstft(y, clean) if w.get("mrstft", 0.0) else 0.0
         neg = neg_si_sdr(y[:, 0], clean[:, 0]) if w.get("sisdr", 0.0) else 0.0
+        neg_level = neg_snr(y[:, 0], clean[:, 0]) if w.get("snr", 0.0) else 0.0
         adv = hg.hinge_g([o for o, _ in fake_out])
         fm = hg.feature_matching(real_feats, [f for _, f in fake_out])
         total = (w["l1"] * l1 + w["spec"] * spec + w.get("mrstft", 0.0) * mr + w.get("sisdr", 0.0) * neg
-                 + w["adv"] * adv + w["fm"] * fm)
+                 + w.get("snr", 0.0) * neg_level + w["adv"] * adv + w["fm"] * fm)
         return total, {"l1": float(l1.detach()), "spec": float(spec.detach()), "g_adv": float(adv.detach()),
                        "fm": float(fm.detach())}
 
