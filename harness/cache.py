@@ -1,6 +1,7 @@
 """The harness's one cache folder: simulated room banks, training pools and synthesised training
 speech live under it (never results: those go to the output folder). `HARNESS_CACHE` moves it;
-a training config's `data.cache` moves it for that training."""
+a training config's `data.cache` moves that training's pools and room bank (festival's sentences
+stay in the shared folder)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ chain, the paper's three stages, validation on held-out generated data.
 Data (all disjoint from the evaluation suites): voices from TRAINING_VOICES (festival voices of
 speakers no suite uses), texts drawn from the suites' vocabulary but never a suite sentence,
 rooms from a bank simulated with training seeds, noises drawn with training seeds (babble from
-the training voices). Each example: clean speech (level jittered around -30 LUFS) -> a room
+the training voices). Each example: clean speech (speed-perturbed when data.speed says so; level
+jittered around -30 LUFS) -> a room
 (none with probability p_dry) -> a random device's band-limit and rate -> noise of a random kind
 at an SNR drawn from [snr_min, snr_max] -> the device's clipping -> resampled to 16 kHz; input
 and target scaled together so that the input's RMS is 0.1 (as the system does at inference).
@@ -47,7 +48,7 @@ def default_config() -> dict[str, Any]:
             "rt60_max": 1.0, "p_dry": 0.25, "snr_min": -5.0, "snr_max": 25.0,
             "level_lufs": -30.0, "level_jitter_db": 6.0, "validation_items": 16, "lead_s": 0.0,
             "target": "clean", "speed": [1.0, 1.0],
-            "cache": "",  # folder for the simulated room bank ("" = ~/.cache/audio-harness)
+            "cache": "",  # folder for the simulated room bank ("" = harness.cache.root())
         },
     }
 
