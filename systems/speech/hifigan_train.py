@@ -5,9 +5,9 @@ Data (all disjoint from the evaluation suites): voices from TRAINING_VOICES (fes
 speakers no suite uses), texts drawn from the suites' vocabulary but never a suite sentence,
 rooms from a bank simulated with training seeds, noises drawn with training seeds (babble from
 the training voices). Each example: clean speech (speed-perturbed when data.speed says so; level
-jittered around -30 LUFS) -> a room
-(none with probability p_dry) -> a random device's band-limit and rate -> noise of a random kind
-at an SNR drawn from [snr_min, snr_max] -> the device's clipping -> resampled to 16 kHz; input
+jittered around -30 LUFS) -> a room (none with probability p_dry) -> a random device's band-limit
+and rate -> noise of a random kind at an SNR drawn from [snr_min, snr_max] -> the device's
+clipping -> resampled to 16 kHz; input
 and target scaled together so that the input's RMS is 0.1 (as the system does at inference).
 """
 
