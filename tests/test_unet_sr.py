@@ -4,6 +4,8 @@ generator's chain."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +206,40 @@ def test_the_shipped_music_model_beats_the_spline_on_unseen_songs(tmp_path):
         lsds.append((lsd(y, clean), lsd(x, clean)))
     assert all(a < 0.6 * b for a, b in lsds), lsds
     assert np.mean(gains) > 0.5, gains
+
+
+def test_band_errors_bands_follow_the_ratio_and_hold_parsevals_energy():
+    """The diagnostic's bands: 0, the anti-alias edge (0.8 of the low Nyquist), the low Nyquist,
+    its octaves; the energy of two whole-cycle sines lands in their bands as A^2 N / 2 each."""
+    from systems.sr.band_errors import band_edges, band_energies, lowband
+
+    assert band_edges(16000, 4) == [0.0, 1600.0, 2000.0, 4000.0, 8001.0]
+    assert band_edges(16000, 2) == [0.0, 3200.0, 4000.0, 8001.0]
+    n, rate = 16000, 16000
+    t = np.arange(n) / rate
+    low, high = 0.3 * np.sin(2 * np.pi * 1000 * t), 0.1 * np.sin(2 * np.pi * 5000 * t)
+    e = band_energies(low + high, rate, band_edges(rate, 4))
+    np.testing.assert_allclose(e, [0.3 ** 2 * n / 2, 0, 0, 0.1 ** 2 * n / 2], atol=1e-9)
+    assert e.sum() == pytest.approx(np.sum((low + high) ** 2))
+    np.testing.assert_allclose(lowband(low + high, rate, 2000.0), low, atol=1e-12)
+
+
+def test_band_errors_of_the_spline_system_are_the_inputs_own(tmp_path):
+    """`spline` on a bandwidth-extension item returns its input, so its error row is the input's
+    row and its SNR the input's; a suite of two ratios is refused with one line naming it."""
+    from harness.suites.synth.generators import make_suite
+    from systems.sr.band_errors import table
+
+    make_suite("bandwidth-extension", tmp_path / "s4", items=2, seed=99, options={"ratios": 4})
+    lines = table(str(tmp_path / "s4"), "spline", {}).splitlines()
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in lines
+            if line.startswith("| ") and not line.startswith("| |")}
+    assert set(rows) == {"clean", "input (spline) error", "spline output error"}
+    assert rows["input (spline) error"] == rows["spline output error"]
+    assert len(rows["clean"]) == 4  # 0-1600, 1600-2000, 2000-4000, 4000-8000 Hz
+    snrs = re.findall(r"(-?\d+\.\d+) dB", lines[-1])
+    assert len(snrs) == 3 and snrs[0] == snrs[1]  # input, spline output, clean low band
+    assert float(snrs[2]) > float(snrs[0])  # the clean low band beats the spline's
+    make_suite("bandwidth-extension", tmp_path / "s24", items=2, seed=99, options={"ratios": [2, 4]})
+    with pytest.raises(SystemExit, match=r"s24: band_errors wants .* one ratio, not ratios \[2, 4\]"):
+        table(str(tmp_path / "s24"), "spline", {})
