@@ -260,3 +260,32 @@ def test_speed_perturbation_scales_pitch_and_keeps_the_length(speed, monkeypatch
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     peak_hz = np.argmax(spectrum) * 16000 / len(x)
     assert abs(peak_hz - 440.0 * speed) <= 1.0, peak_hz
+
+
+def test_cached_data_is_made_once_per_data_config_and_seed():
+    from harness.training import cached_data
+
+    class Owner:
+        pass
+
+    owner, made = Owner(), []
+
+    def make(data, seed):
+        made.append((data["n"], seed))
+        return object()
+
+    a = cached_data(owner, {"data": {"n": 1}, "seed": 5}, make)
+    assert cached_data(owner, {"data": {"n": 1}, "seed": 5}, make) is a
+    b = cached_data(owner, {"data": {"n": 2}, "seed": 5}, make)
+    c = cached_data(owner, {"data": {"n": 2}, "seed": 6}, make)
+    assert len({id(a), id(b), id(c)}) == 3 and made == [(1, 5), (2, 5), (2, 6)]
+
+
+def test_training_sentences_are_the_sidecars_seed_and_never_a_suite_sentence():
+    """Sidecars record the texts as drawn with seed [seed, 1]: the pool is that stream's."""
+    from harness.suites.synth.speech import SENTENCES, training_sentence, training_sentences
+
+    rng = np.random.default_rng([20261206, 1])
+    pool = training_sentences(20261206, 50)
+    assert pool == tuple(training_sentence(rng) for _ in range(50))
+    assert not set(pool) & set(SENTENCES) and len(set(pool)) > 45

@@ -8,6 +8,6 @@ logging, checkpoints (safetensors + JSON sidecar, harness.checkpoints) and resum
 writes the loss curve and the training report beside the checkpoint.
 """
 
-from harness.training.spec import OptimiserSpec, Stage, Trainable
+from harness.training.spec import OptimiserSpec, Stage, Trainable, cached_data
 
-__all__ = ["OptimiserSpec", "Stage", "Trainable"]
+__all__ = ["OptimiserSpec", "Stage", "Trainable", "cached_data"]

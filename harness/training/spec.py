@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,3 +68,14 @@ class Trainable(Protocol):
 
     def data_record(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """What the model was trained on (voices, rooms, noises, seeds), for the sidecar."""
+
+
+def cached_data(owner: Any, cfg: dict[str, Any], make: Callable[[dict[str, Any], int], T]) -> T:
+    """The data object `make(cfg["data"], cfg["seed"])`, made once per distinct (data, seed) and
+    kept on `owner` (a Trainable's data() is called every step, and making one renders pools)."""
+    key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True)
+    kept = getattr(owner, "_cached_data", None)
+    if kept is None or kept[0] != key:
+        kept = (key, make(cfg["data"], int(cfg["seed"])))
+        owner._cached_data = kept
+    return kept[1]

@@ -13,7 +13,6 @@ them. Validation: mixtures made the same way from sources rendered with validati
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness import cache
-from harness.training import OptimiserSpec, Stage
+from harness.training import OptimiserSpec, Stage, cached_data
 from harness.training.losses import neg_si_sdr
 from systems.mrx import model as mrx
 
@@ -65,10 +64,9 @@ class Pool:
 
     @cached_property
     def texts(self) -> tuple[str, ...]:
-        from harness.suites.synth.speech import training_sentence
+        from harness.suites.synth.speech import training_sentences
 
-        rng = np.random.default_rng([self.seed, 1])
-        return tuple(training_sentence(rng) for _ in range(int(self.cfg["texts"])))
+        return training_sentences(self.seed, int(self.cfg["texts"]))
 
     def render(self, tag: int, k: int, seconds: float) -> dict[str, np.ndarray]:
         """One source of each class, rendered from seeds [seed, tag, k]."""
@@ -179,10 +177,7 @@ class MrxTraining:
         return None
 
     def data(self, cfg: dict[str, Any]) -> Pool:
-        key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True)
-        if getattr(self, "_key", None) != key:
-            self._pool, self._key = Pool(cfg["data"], int(cfg["seed"])), key
-        return self._pool
+        return cached_data(self, cfg, Pool)
 
     def build(self, cfg: dict[str, Any]) -> dict[str, Any]:
         return {"mrx": mrx.MRX(cfg["arch"])}

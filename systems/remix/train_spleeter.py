@@ -13,7 +13,6 @@ sum brought to a random RMS level. Validation: whole songs rendered with validat
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness import cache
-from harness.training import OptimiserSpec, Stage
+from harness.training import OptimiserSpec, Stage, cached_data
 from systems.remix import spleeter as sp
 
 SILENT_RMS = 1e-4
@@ -151,10 +150,7 @@ class SpleeterTraining:
         return None
 
     def data(self, cfg: dict[str, Any]) -> Pool:
-        key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True)
-        if getattr(self, "_key", None) != key:
-            self._pool, self._key = Pool(cfg["data"], int(cfg["seed"])), key
-        return self._pool
+        return cached_data(self, cfg, Pool)
 
     def build(self, cfg: dict[str, Any]) -> dict[str, Any]:
         return {"spleeter": sp.Spleeter(cfg["arch"])}

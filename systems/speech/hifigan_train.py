@@ -13,7 +13,6 @@ and target scaled together so that the input's RMS is 0.1 (as the system does at
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness import cache
-from harness.training import OptimiserSpec, Stage
+from harness.training import OptimiserSpec, Stage, cached_data
 from harness.training.losses import neg_si_sdr, neg_snr
 from systems.speech import hifigan as hg
 
@@ -61,10 +60,9 @@ class SpeechData:
 
     @cached_property
     def texts(self) -> tuple[str, ...]:
-        from harness.suites.synth.speech import training_sentence
+        from harness.suites.synth.speech import training_sentences
 
-        rng = np.random.default_rng([self.seed, 1])
-        return tuple(training_sentence(rng) for _ in range(int(self.cfg["texts"])))
+        return training_sentences(self.seed, int(self.cfg["texts"]))
 
     def bank_path(self) -> Path:
         key = [self.seed, self.cfg["rooms"], self.cfg["rt60_min"], self.cfg["rt60_max"]]
@@ -215,10 +213,7 @@ class HifiganTraining:
         return None
 
     def data(self, cfg: dict[str, Any]) -> SpeechData:
-        key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True)
-        if getattr(self, "_data_key", None) != key:
-            self._data, self._data_key = SpeechData(cfg["data"], int(cfg["seed"])), key
-        return self._data
+        return cached_data(self, cfg, SpeechData)
 
     def build(self, cfg: dict[str, Any]) -> dict[str, Any]:
         return {"generator": hg.Generator(cfg["arch"]), "discriminators": hg.Discriminators(cfg["arch"])}

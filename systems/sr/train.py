@@ -13,7 +13,6 @@ does at inference).
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness import cache
-from harness.training import OptimiserSpec, Stage
+from harness.training import OptimiserSpec, Stage, cached_data
 from systems.sr import unet
 
 VALIDATION_OFFSET = 10**9  # validation examples use seeds no training step reaches
@@ -62,10 +61,9 @@ class SpeechSR:
 
     @cached_property
     def texts(self) -> tuple[str, ...]:
-        from harness.suites.synth.speech import training_sentence
+        from harness.suites.synth.speech import training_sentences
 
-        rng = np.random.default_rng([self.seed, 1])
-        return tuple(training_sentence(rng) for _ in range(int(self.cfg["texts"])))
+        return training_sentences(self.seed, int(self.cfg["texts"]))
 
     def pool_path(self) -> Path:
         return cache.keyed("songs", [self.seed, self.cfg["songs"], self.cfg["song_s"], self.rate], ".npz",
@@ -236,10 +234,7 @@ class UnetSRTraining:
         return None
 
     def data(self, cfg: dict[str, Any]) -> SpeechSR:
-        key = json.dumps([cfg["data"], cfg["seed"]], sort_keys=True)
-        if getattr(self, "_data_key", None) != key:
-            self._data, self._data_key = SpeechSR(cfg["data"], int(cfg["seed"])), key
-        return self._data
+        return cached_data(self, cfg, SpeechSR)
 
     def build(self, cfg: dict[str, Any]) -> dict[str, Any]:
         return {"unet": unet.UNetSR(cfg["arch"])}

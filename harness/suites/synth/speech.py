@@ -129,6 +129,12 @@ def training_sentence(rng: np.random.Generator) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def training_sentences(seed: int, n: int) -> tuple[str, ...]:
+    """A trainer's pool of n training texts, drawn with seed [seed, 1] (every trainer's texts)."""
+    rng = np.random.default_rng([seed, 1])
+    return tuple(training_sentence(rng) for _ in range(n))
+
+
 def festival_cache_path(voice: str, text: str) -> Path:
     """Where festival's wav for (voice, text) is kept: festival starts and loads its voice for
     every sentence (about a second), so a training pool of a thousand sentences is synthesised
