@@ -43,7 +43,6 @@ from harness.audio import Audio
 from harness.errors import SuiteError
 from harness.listener import EAR_CHANNEL, EARS, audiogram
 from harness.metrics import Score
-from harness.metrics.base import INVALID
 from harness.metrics.haaqi import HAAQI_RATE
 from harness.suites.types import Item
 from harness.tasks.base import OutputSpec, TaskProtocol, resampled_frames
@@ -52,7 +51,8 @@ from harness.tasks.music_rebalance import (
     _loudness,
     _to_loudness,
     clarity_resample,
-    remix_haaqi,
+    score_remix_haaqi,
+    unprocessed_remix,
 )
 
 REMIX_RATE = 32000
@@ -237,18 +237,10 @@ class ClassicalRebalance(TaskProtocol):
             ears = [hearing_aid(ref[:, EAR_CHANNEL[e]], rate, fit, e) for e in EARS]
             return {"remix": Audio(clarity_resample(np.stack(ears, axis=1), rate, REMIX_RATE).T,
                                    REMIX_RATE)}
-        mix = item.input("mixture")
-        return {"remix": Audio(clarity_resample(mix.samples.T.astype(np.float64), mix.rate,
-                                                REMIX_RATE).T, REMIX_RATE)}
+        return unprocessed_remix(item, REMIX_RATE)
 
     def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
         return [(m, ear, "") for m in metrics for ear in EARS]
 
     def score_valid(self, item, outputs, listener, metrics, problems, ctx) -> list[Score]:
-        if "remix" in problems:
-            return [Score("haaqi", None, INVALID, problems["remix"], ear) for ear in EARS]
-        try:
-            refs = recipe_references(item, listener)
-        except SuiteError as exc:
-            return [Score("haaqi", None, INVALID, str(exc), ear) for ear in EARS]
-        return remix_haaqi(item, outputs["remix"], refs, listener, ctx)
+        return score_remix_haaqi(item, outputs, listener, problems, ctx, recipe_references)

@@ -146,6 +146,25 @@ def remix_haaqi(item: Item, remix: Audio, refs: dict[str, tuple[np.ndarray, floa
     return out
 
 
+def unprocessed_remix(item: Item, rate: int) -> dict[str, Audio]:
+    """The rebalance tasks' `unprocessed` anchor: the mixture resampled to the remix rate."""
+    mix = item.input("mixture")
+    return {"remix": Audio(clarity_resample(mix.samples.T.astype(np.float64), mix.rate, rate).T, rate)}
+
+
+def score_remix_haaqi(item: Item, outputs: dict[str, Audio], listener: Any, problems: dict[str, str],
+                      ctx, references) -> list[Score]:
+    """`remix_haaqi` against `references(item, listener)`; per ear `invalid` with the reason when
+    the remix is (problems) or its references cannot be made."""
+    if "remix" in problems:
+        return [Score("haaqi", None, INVALID, problems["remix"], ear) for ear in EARS]
+    try:
+        refs = references(item, listener)
+    except SuiteError as exc:
+        return [Score("haaqi", None, INVALID, str(exc), ear) for ear in EARS]
+    return remix_haaqi(item, outputs["remix"], refs, listener, ctx)
+
+
 class MusicRebalance(TaskProtocol):
     task = "music-rebalance"
     version = "icassp2024-rebalance/2"  # /1: dB gains, no loudness step, NAL-R delay removed, VHQ
@@ -175,18 +194,10 @@ class MusicRebalance(TaskProtocol):
             ears = [nalr_full(remix[:, EAR_CHANNEL[e]], rate, audiogram(listener, e)) for e in EARS]
             return {"remix": Audio(clarity_resample(np.stack(ears, axis=1), rate, REMIX_RATE).T,
                                    REMIX_RATE)}
-        mix = item.input("mixture")
-        return {"remix": Audio(clarity_resample(mix.samples.T.astype(np.float64), mix.rate,
-                                                REMIX_RATE).T, REMIX_RATE)}
+        return unprocessed_remix(item, REMIX_RATE)
 
     def expected(self, item: Item, metrics: list[str]) -> list[tuple[str, str, str]]:
         return [(m, ear, "") for m in metrics for ear in EARS]
 
     def score_valid(self, item, outputs, listener, metrics, problems, ctx) -> list[Score]:
-        if "remix" in problems:
-            return [Score("haaqi", None, INVALID, problems["remix"], ear) for ear in EARS]
-        try:
-            refs = recipe_references(item, listener)
-        except SuiteError as exc:
-            return [Score("haaqi", None, INVALID, str(exc), ear) for ear in EARS]
-        return remix_haaqi(item, outputs["remix"], refs, listener, ctx)
+        return score_remix_haaqi(item, outputs, listener, problems, ctx, recipe_references)
