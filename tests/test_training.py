@@ -174,6 +174,8 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
         (["hifigan", "--config", str(bad_lead)], "bad-lead.toml: data.lead_s must be non-negative, not -1.0"),
         (["hifigan", "--config", str(bad_speed)],
          "bad-speed.toml: data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not [1.2, 0.9]"),
+        (["unet-sr", "--config", str(bad_speed)],
+         "bad-speed.toml: data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not [1.2, 0.9]"),
         (["unprocessed"], "system 'unprocessed' is not trainable (trainable: hifigan"),
         (["hifigan", "--resume"], "nothing to resume"),
     ]:
@@ -243,22 +245,32 @@ def test_device_band_target_is_the_dry_speech_through_the_device_band(tmp_path, 
 
 
 @pytest.mark.parametrize("speed", [0.88, 1.0, 1.25])
-def test_speed_perturbation_scales_pitch_and_keeps_the_length(speed, monkeypatch):
-    """A "voice" whose every sentence is a 440 Hz tone: sped up by s (rendered at 16 kHz / s,
-    read as 16 kHz) its tone is at 440 s Hz, and the talk keeps its requested length."""
+@pytest.mark.parametrize("trainer", ["hifigan", "unet-sr 32 kHz"])
+def test_speed_perturbation_scales_pitch_and_keeps_the_length(speed, trainer, monkeypatch):
+    """A "voice" whose every sentence is a 440 Hz tone: sped up by s (rendered at rate / s, read
+    at the rate) its tone is at 440 s Hz, and the talk keeps its requested length; in the
+    hifigan trainer (16 kHz) and the unet-sr one (here its 32 kHz wide-band data)."""
     from harness.suites.synth import speech
-    from systems.speech.hifigan_train import SpeechData, default_config
 
     def tone(voice, text, rate=16000):
         t = np.arange(int(0.7 * rate)) / rate
         return np.sin(2 * np.pi * 440.0 * t)
 
     monkeypatch.setattr(speech, "say", tone)
-    data = dict(default_config()["data"], texts=3, speed=[speed, speed])
-    x = SpeechData(data, seed=5).talk("ked", np.random.default_rng(0), 2.0)
-    assert len(x) == 32000
+    rng = np.random.default_rng(0)
+    if trainer == "hifigan":
+        from systems.speech.hifigan_train import SpeechData, default_config
+
+        rate, data = 16000, dict(default_config()["data"], texts=3, speed=[speed, speed])
+        x = SpeechData(data, seed=5).talk("ked", rng, 2.0)
+    else:
+        from systems.sr.train import SpeechSR, default_config
+
+        rate, data = 32000, dict(default_config()["data"], texts=3, speed=[speed, speed], rate=32000)
+        x = SpeechSR(data, seed=5).talk(rng, 2.0)
+    assert len(x) == 2 * rate
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    peak_hz = np.argmax(spectrum) * 16000 / len(x)
+    peak_hz = np.argmax(spectrum) * rate / len(x)
     assert abs(peak_hz - 440.0 * speed) <= 1.0, peak_hz
 
 

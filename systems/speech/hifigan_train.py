@@ -95,21 +95,12 @@ class SpeechData:
         return self.rooms[i].astype(np.float64), {"bank_room": i}
 
     def talk(self, voice: str, rng: np.random.Generator, seconds: float) -> np.ndarray:
-        """`seconds` of talk by `voice` at 16 kHz; with `data.speed` = [lo, hi] other than [1, 1],
-        sped up by a factor drawn uniformly from [lo, hi] by resampling (tempo and pitch together, the
-        speed perturbation of Ko et al. 2015): rendered at 16 kHz / factor, read as 16 kHz. With
-        lo == hi == 1 no factor is drawn (the random stream stays that of earlier configs)."""
+        """`seconds` of talk by `voice` at 16 kHz, speed-perturbed by a factor from `data.speed`
+        (harness.suites.synth.speech.speed_perturbed_talk; none drawn when it is [1, 1])."""
         from harness.suites.synth import speech
 
-        lo, hi = (float(v) for v in self.cfg.get("speed", (1.0, 1.0)))
-        n = int(round(seconds * RATE))
-        if lo == hi == 1.0:
-            clean, _ = speech.talk(voice, rng, seconds, RATE, sentences=self.texts)
-            return clean
-        factor = float(rng.uniform(lo, hi))
-        rate = int(round(RATE / factor))
-        clean, _ = speech.talk(voice, rng, n / rate + 0.01, rate, sentences=self.texts)
-        return np.pad(clean[:n], (0, max(0, n - len(clean))))
+        return speech.speed_perturbed_talk(voice, rng, seconds, RATE, self.texts,
+                                           tuple(self.cfg.get("speed", (1.0, 1.0))))
 
     def example(self, rng: np.random.Generator, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """(noisy input at 16 kHz, training target), scaled together to input RMS 0.1."""
@@ -207,10 +198,9 @@ class HifiganTraining:
             return f"data.p_dry is a probability, not {d['p_dry']}"
         if not d["voices"]:
             return "data.voices is empty"
-        speed = d["speed"]
-        if len(speed) != 2 or not 0.5 <= speed[0] <= speed[1] <= 2.0:
-            return f"data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not {speed}"
-        return None
+        from harness.suites.synth.speech import speed_problem
+
+        return speed_problem(d["speed"])
 
     def data(self, cfg: dict[str, Any]) -> SpeechData:
         return cached_data(self, cfg, SpeechData)

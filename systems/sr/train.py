@@ -42,6 +42,7 @@ def default_config() -> dict[str, Any]:
         "clip_norm": 10.0,
         "data": {
             "voices": list(TRAINING_VOICES), "texts": 120, "ratios": [2, 4, 6],
+            "speed": [1.0, 1.0],  # speed perturbation: a factor drawn from [lo, hi] per talk
             "level_lufs": -26.0, "level_jitter_db": 6.0, "lead_s": 2.0, "validation_items": 12,
             "rate": 16000,  # the high rate (the wide-band checkpoint: 32000, with 32 kHz voices)
             "source": "speech",  # or "music": arrangements rendered by fluidsynth (training seeds)
@@ -109,7 +110,8 @@ class SpeechSR:
 
         voices = tuple(self.cfg["voices"])
         voice = voices[int(rng.integers(len(voices)))]
-        clean, _ = speech.talk(voice, rng, seconds, self.rate, sentences=self.texts)
+        clean = speech.speed_perturbed_talk(voice, rng, seconds, self.rate, self.texts,
+                                            tuple(self.cfg["speed"]))
         jitter = float(self.cfg["level_jitter_db"])
         level = self.cfg["level_lufs"] + rng.uniform(-jitter, jitter)
         return dg.to_loudness(clean, self.rate, level)
@@ -181,6 +183,7 @@ class SpeechSR:
                 "generator": "bandwidth-extension chain (scipy.signal.decimate, Chebyshev I order 8, "
                              "zero phase; harness.suites.synth.gen_speech.spline_upsample)",
                 "voices": list(self.cfg["voices"]), "evaluation_voices_excluded": list(VOICES),
+                "speed_perturbation": list(self.cfg["speed"]),
                 "texts": f"{self.cfg['texts']} sentences drawn from the suites' vocabulary with seed "
                          f"[{self.seed}, 1]; no suite sentence",
                 "ratios": [int(r) for r in self.cfg["ratios"]],
@@ -231,7 +234,9 @@ class UnetSRTraining:
             return f"data.rate must be at least 8000 Hz, not {d['rate']}"
         if d["lead_s"] < 0:
             return f"data.lead_s must be non-negative, not {d['lead_s']}"
-        return None
+        from harness.suites.synth.speech import speed_problem
+
+        return speed_problem(d["speed"])
 
     def data(self, cfg: dict[str, Any]) -> SpeechSR:
         return cached_data(self, cfg, SpeechSR)

@@ -210,6 +210,29 @@ def talk(voice: str, rng: np.random.Generator, seconds: float, rate: int = RATE,
     return fade(y, rate), texts
 
 
+def speed_perturbed_talk(voice: str, rng: np.random.Generator, seconds: float, rate: int,
+                         sentences: tuple[str, ...], speed: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """`seconds` of `talk` at `rate`, sped up by a factor drawn uniformly from speed = (lo, hi) by
+    resampling (tempo and pitch together, the speed perturbation of Ko et al. 2015): rendered at
+    rate / factor, read as `rate`. With lo == hi == 1 no factor is drawn (the random stream is
+    that of a plain `talk`)."""
+    lo, hi = (float(v) for v in speed)
+    if lo == hi == 1.0:
+        return talk(voice, rng, seconds, rate, sentences=sentences)[0]
+    n = int(round(seconds * rate))
+    factor = float(rng.uniform(lo, hi))
+    slow = int(round(rate / factor))
+    clean, _ = talk(voice, rng, n / slow + 0.01, slow, sentences=sentences)
+    return np.pad(clean[:n], (0, max(0, n - len(clean))))
+
+
+def speed_problem(speed: list[float]) -> str | None:
+    """What is wrong with a trainer's `data.speed` range, or None."""
+    if len(speed) != 2 or not 0.5 <= speed[0] <= speed[1] <= 2.0:
+        return f"data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not {speed}"
+    return None
+
+
 def babble(rng: np.random.Generator, seconds: float, rate: int = RATE, talkers: int = 4,
            voices: tuple[str, ...] = ("slt", "rms", "awb", "kal16"),
            sentences: tuple[str, ...] = SENTENCES) -> np.ndarray:
