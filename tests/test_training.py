@@ -3,6 +3,7 @@ SIGKILL), configs are checked key by key, and what is not trainable says so."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -301,3 +302,52 @@ def test_training_sentences_are_the_sidecars_seed_and_never_a_suite_sentence():
     pool = training_sentences(20261206, 50)
     assert pool == tuple(training_sentence(rng) for _ in range(50))
     assert not set(pool) & set(SENTENCES) and len(set(pool)) > 45
+
+
+def test_init_starts_from_the_earlier_runs_weights_and_resumes_as_a_fine_tuning_run(tiny, tmp_path):
+    """--init: before its first step a fine-tuning run holds exactly the earlier run's module
+    weights (every module, the discriminators too), records that state's sha256 (hashlib of the
+    file), and a stopped fine-tuning run resumed ends with the uninterrupted one's weights (the
+    resumed weights are not overwritten by the init)."""
+    import hashlib
+
+    base = trainer(tiny, tmp_path / "base.safetensors")
+    base.run()
+    state = tmp_path / "base.train.safetensors"
+    tuned = trainer(tiny, tmp_path / "tuned.safetensors")
+    tuned.init_from(tmp_path / "base.safetensors")
+    start = load_file(state)
+    for m, mod in tuned.modules.items():
+        for k, v in mod.state_dict().items():
+            assert torch.equal(v, start[f"module/{m}/{k}"]), (m, k)
+    assert tuned.step == 0 and tuned.init["sha256"] == hashlib.sha256(state.read_bytes()).hexdigest()
+    assert tuned.init["steps"] == base.total_steps
+    tuned.run()
+    assert not same_tensors(tmp_path / "base.safetensors", tmp_path / "tuned.safetensors")
+    split = trainer(tiny, tmp_path / "split.safetensors")
+    split.init_from(state)
+    split.run(4, checkpoint_every=2)
+    again = trainer(tiny, tmp_path / "split.safetensors")
+    again.resume()
+    assert again.init == tuned.init
+    again.run()
+    assert same_tensors(tmp_path / "tuned.safetensors", tmp_path / "split.safetensors")
+    assert json.loads((tmp_path / "split.json").read_text())["training"]["init"] == tuned.init
+
+
+def test_init_errors_are_one_line(tiny, tmp_path, monkeypatch, capsys):
+    from helpers.hostile import cli, one_line_error
+
+    base = trainer(tiny, tmp_path / "base.safetensors")
+    base.run(1)
+    other = tmp_path / "other.toml"
+    other.write_text(tiny.read_text().replace("channels = 8\n", "channels = 12\n", 1))
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", other, "--init",
+                       tmp_path / "base.safetensors", "--out", tmp_path / "x.safetensors")
+    one_line_error(code, err, "base.train.safetensors: trained with another architecture config")
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--init",
+                       tmp_path / "nope.safetensors", "--out", tmp_path / "y.safetensors")
+    one_line_error(code, err, "nope.safetensors: no training state to start from")
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--init",
+                       tmp_path / "base.safetensors", "--out", tmp_path / "base.safetensors", "--resume")
+    one_line_error(code, err, "its run did not start from --init")

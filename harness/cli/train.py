@@ -19,6 +19,7 @@ def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="TRAIN.toml: any key of the system's training defaults (unknown keys are refused).")] = None,
     steps: Annotated[int, typer.Option(help="Stop after this many steps in all (default: the stages' total); --resume continues to it.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: cuda when present).")] = "auto",
+    init: Annotated[Path, typer.Option("--init", help="Fine-tune: start from the weights of an earlier harness train checkpoint (CKPT.safetensors with its CKPT.train.safetensors beside it; same [arch]), with fresh optimisers at step 0; recorded in the sidecar.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the training state beside --out (same config and seed: the same weights as an uninterrupted run).")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     validate_every: Annotated[int, typer.Option(help="Steps between validations on held-out generated data (0: only at the end).")] = 0,
@@ -57,10 +58,17 @@ def train(
     trainer = Trainer(spec, cfg, out, dev, log=lambda m: err.print(m, soft_wrap=True))
     if resume:
         trainer.resume()
+        if init is not None and (trainer.init or {}).get("from") != str(
+                (init if init.name.endswith(".train.safetensors") else state_path(init)).resolve()):
+            raise CheckpointError(f"{trainer.out}: its run did not start from --init {init}; resume it "
+                                  "with the --init it started with, or without one")
         err.print(f"resumed {out} at step {trainer.step} of {trainer.total_steps}")
     elif state_path(trainer.out).exists() or trainer.out.exists():
         raise CheckpointError(f"{trainer.out}: a checkpoint is already there (--resume continues it; "
                               "choose another --out to start afresh)")
+    elif init is not None:
+        trainer.init_from(init)
+        err.print(f"starting from the weights of {init} (step {trainer.init['steps']} of its run)")
     n_params = sum(p.numel() for p in trainer.modules[next(iter(trainer.modules))].parameters())
     err.print(f"training {system} ({spec.architecture}, {n_params:,} parameters in "
               f"{next(iter(trainer.modules))}) on {dev}: {trainer.total_steps} steps, stages "

@@ -48,6 +48,12 @@ def write_report(record: dict[str, Any], out: Path, command: str) -> Path:
         f"- parameters (inference model): {record.get('parameters', '?')}",
         "- stages: " + ", ".join(f"{s['name']} ({s['steps']} steps: {', '.join(s['optimisers'])})"
                                   for s in train["stages"]),
+    ]
+    if train.get("init"):
+        init = train["init"]
+        lines.append(f"- fine-tuned from: `{init['from']}` (sha256 {init['sha256'][:12]}, "
+                     f"{init['steps']} steps, seed {init['seed']})")
+    lines += [
         "",
         "## Trained on",
         "",

@@ -12,6 +12,10 @@ Files, for `--out DIR/NAME.safetensors`:
 - `NAME.train.safetensors` + `NAME.train.json`: every module and optimiser state, the step and
   the loss history (what `--resume` reads); no pickle anywhere;
 - `NAME.loss.png`, `NAME.report.md`: the loss curve and the training report.
+
+Fine-tuning: `init_from` starts a run from the module weights of an earlier run's training state
+(fresh optimisers, step 0, this run's data and seed); the sidecar records which state and its
+sha256, so a fine-tuned checkpoint is reproduced by the two commands in order.
 """
 
 from __future__ import annotations
@@ -141,6 +145,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []  # {"step", "stage", losses..., "seconds"}
         self.validation: list[dict[str, Any]] = []
         self.elapsed = 0.0
+        self.init: dict[str, Any] | None = None  # the training state a fine-tuning run started from
 
     @property
     def total_steps(self) -> int:
@@ -190,6 +195,7 @@ class Trainer:
                 "optimisers": [asdict(o) for o in self.specs.values()],
                 "device": self.device, "seconds": round(self.elapsed, 1),
                 "loss_history": self.history, "validation": self.validation,
+                "init": self.init,
             },
             "data": self.t.data_record(self.cfg),
         }
@@ -261,6 +267,26 @@ class Trainer:
         self.history = list(train.get("loss_history", []))
         self.validation = list(train.get("validation", []))
         self.elapsed = float(train.get("seconds", 0.0))
+        self.init = train.get("init")
+
+    def init_from(self, path: str | Path) -> None:
+        """Start from the module weights of an earlier run: its training state
+        (NAME.train.safetensors, or NAME.safetensors with its state beside it) of the same
+        architecture config. Optimisers stay fresh and the step at 0 (a fine-tuning run)."""
+        p = Path(path)
+        state = p if p.name.endswith(STATE_SUFFIX) else state_path(p)
+        if not state.is_file():
+            raise CheckpointError(f"{p}: no training state to start from ({state.name} is not there; "
+                                  "--init takes a checkpoint written by harness train)")
+        tensors, rec = checkpoints.load_embedded(state, self.t.architecture)
+        if rec["architecture"].get("config") != self.cfg.get("arch", {}):
+            raise CheckpointError(f"{state}: trained with another architecture config "
+                                  f"({rec['architecture'].get('config')}); --init needs the same [arch]")
+        for m, mod in self.modules.items():
+            checkpoints.load_into(mod, tensors, state, prefix=f"module/{m}/")
+        train = rec["training"]
+        self.init = {"from": str(state.resolve()), "sha256": checkpoints.sha256_file(state),
+                     "steps": int(rec["state"]["step"]), "seed": train.get("config", {}).get("seed")}
 
     # ---- the run
     def run(self, steps: int | None = None, *, checkpoint_every: int = 100, log_every: int = 10,
