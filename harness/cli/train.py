@@ -37,7 +37,7 @@ def train(
     from harness.errors import CheckpointError, ConfigError, RegistryError
     from harness.planning import resolve_device
     from harness.training.report import loss_curve, write_report
-    from harness.training.trainer import Trainer, load_train_config, state_path
+    from harness.training.trainer import Trainer, init_state, load_train_config, state_path
 
     base, _, variant = system.partition("/")
     cls = registry.load("harness.systems", base)
@@ -58,8 +58,7 @@ def train(
     trainer = Trainer(spec, cfg, out, dev, log=lambda m: err.print(m, soft_wrap=True))
     if resume:
         trainer.resume()
-        if init is not None and (trainer.init or {}).get("from") != str(
-                (init if init.name.endswith(".train.safetensors") else state_path(init)).resolve()):
+        if init is not None and (trainer.init or {}).get("from") != str(init_state(init).resolve()):
             raise CheckpointError(f"{trainer.out}: its run did not start from --init {init}; resume it "
                                   "with the --init it started with, or without one")
         err.print(f"resumed {out} at step {trainer.step} of {trainer.total_steps}")

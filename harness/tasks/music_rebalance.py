@@ -28,6 +28,7 @@ with its delay removed, soxr VHQ, and level1 from the NAL-R'd 24 kHz reference: 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -152,8 +153,8 @@ def unprocessed_remix(item: Item, rate: int) -> dict[str, Audio]:
     return {"remix": Audio(clarity_resample(mix.samples.T.astype(np.float64), mix.rate, rate).T, rate)}
 
 
-def score_remix_haaqi(item: Item, outputs: dict[str, Audio], listener: Any, problems: dict[str, str],
-                      ctx, references) -> list[Score]:
+def score_remix_haaqi(item: Item, outputs: dict[str, Audio], listener: Any, problems: dict[str, str], ctx,
+                      references: Callable[[Item, Any], dict[str, tuple[np.ndarray, float]]]) -> list[Score]:
     """`remix_haaqi` against `references(item, listener)`; per ear `invalid` with the reason when
     the remix is (problems) or its references cannot be made."""
     if "remix" in problems:

@@ -40,6 +40,13 @@ def state_path(out: Path) -> Path:
     return out.with_name(out.stem + STATE_SUFFIX)
 
 
+def init_state(path: str | Path) -> Path:
+    """The training state `--init PATH` names: PATH itself when it is one, else the state
+    beside the checkpoint PATH."""
+    p = Path(path)
+    return p if p.name.endswith(STATE_SUFFIX) else state_path(p)
+
+
 # ------------------------------------------------------------------ configuration
 def merge_config(defaults: dict[str, Any], given: dict[str, Any], where: str, prefix: str = "") -> dict:
     """`given` over `defaults`, recursively: an unknown key or a value of another type than its
@@ -273,10 +280,9 @@ class Trainer:
         """Start from the module weights of an earlier run: its training state
         (NAME.train.safetensors, or NAME.safetensors with its state beside it) of the same
         architecture config. Optimisers stay fresh and the step at 0 (a fine-tuning run)."""
-        p = Path(path)
-        state = p if p.name.endswith(STATE_SUFFIX) else state_path(p)
+        state = init_state(path)
         if not state.is_file():
-            raise CheckpointError(f"{p}: no training state to start from ({state.name} is not there; "
+            raise CheckpointError(f"{path}: no training state to start from ({state.name} is not there; "
                                   "--init takes a checkpoint written by harness train)")
         tensors, rec = checkpoints.load_embedded(state, self.t.architecture)
         if rec["architecture"].get("config") != self.cfg.get("arch", {}):
