@@ -19,7 +19,7 @@ def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="TRAIN.toml: any key of the system's training defaults (unknown keys are refused).")] = None,
     steps: Annotated[int, typer.Option(help="Stop after this many steps in all (default: the stages' total); --resume continues to it.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: cuda when present).")] = "auto",
-    init: Annotated[Path, typer.Option("--init", help="Fine-tune: start from the weights of an earlier harness train checkpoint (CKPT.safetensors with its CKPT.train.safetensors beside it; same [arch]), with fresh optimisers at step 0; recorded in the sidecar.")] = None,
+    init: Annotated[Path, typer.Option("--init", help="Fine-tune: start from the weights of an earlier harness train checkpoint (CKPT.safetensors with its CKPT.train.safetensors beside it; the same architecture config), with fresh optimisers at step 0; recorded in the sidecar.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the training state beside --out (same config and seed: the same weights as an uninterrupted run).")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     validate_every: Annotated[int, typer.Option(help="Steps between validations on held-out generated data (0: only at the end).")] = 0,
