@@ -2,11 +2,13 @@
 
     apt-get install flite festival festvox-us-slt-hts fluidsynth timgm6mb-soundfont
     pip install -e .
-    python -m harness.suites.quick.render
+    python -m harness.suites.quick.render [speech-enhancement-quick] [music-remix-quick]
 
 speech-enhancement-quick: flite/festival speech at 16 kHz; the input adds an exponentially
 decaying synthetic room response (RT60 given), band-limits it like a consumer microphone
-(4th-order Butterworth band-pass) and adds noise (white, pink, mains hum or babble) at a stated
+(4th-order Butterworth band-pass, zero-phase as the generators' devices are: a causal filter's
+phase would shift the input against the dry reference and SI-SDR would measure that shift, up to
+124 samples here; version 1 of the suite did so) and adds noise (white, pink, mains hum or babble) at a stated
 SNR measured against the reverberant band-limited speech.
 music-remix-quick: two short multi-stem arrangements written as MIDI and rendered per stem with
 fluidsynth (TimGM6mb General MIDI soundfont), stereo 44.1 kHz, stems stored as 16-bit FLAC and
@@ -27,6 +29,7 @@ import numpy as np
 from scipy import signal
 
 from harness.audio import Audio, read, resample, write
+from harness.suites.synth.degrade import bandlimit
 from harness.suites.synth.music import append_notes
 from harness.suites.types import Item, Suite, file_ref, write_manifest
 from harness.tasks.music_remix import STEMS
@@ -112,8 +115,7 @@ def render_speech(root: Path) -> Suite:
         clean = trim_silence(tts(voice, text, tmp / f"{iid}.wav").mono(), 16000)
         clean = clean / np.sqrt(np.mean(clean**2)) * 10 ** (-26 / 20)  # -26 dBFS RMS
         wet = signal.fftconvolve(clean, room_response(rt60, drr, 16000, rng))[: len(clean)]
-        sos = signal.butter(4, band, btype="bandpass", fs=16000, output="sos")
-        wet = signal.sosfilt(sos, wet)
+        wet = bandlimit(wet, 16000, *band, order=4)
         nz = noise(kind, len(clean), 16000, rng, babble)
         nz = nz / np.sqrt(np.mean(nz**2)) * np.sqrt(np.mean(wet**2)) * 10 ** (-snr / 20)
         degraded = wet + nz
@@ -138,7 +140,7 @@ def render_speech(root: Path) -> Suite:
     shutil.rmtree(tmp)
     return Suite(
         name="speech-enhancement-quick",
-        version="1",
+        version="2",
         task="speech-enhancement",
         root=root,
         items=tuple(items),
@@ -266,8 +268,11 @@ def render_music(root: Path) -> Suite:
     )
 
 
-def main() -> None:
+def main(which: tuple[str, ...] = ()) -> None:
+    """Render the named suites (both when none is named)."""
     for name, fn in (("speech-enhancement-quick", render_speech), ("music-remix-quick", render_music)):
+        if which and name not in which:
+            continue
         root = HERE / name
         if root.exists():
             shutil.rmtree(root)
@@ -278,4 +283,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(tuple(sys.argv[1:]))
