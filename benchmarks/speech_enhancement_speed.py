@@ -64,7 +64,7 @@ def train_speed(device: str, steps: int) -> None:
     from systems.speech.learned import HiFiGAN
 
     print("\n| size | batch x segment | stage | steps/s | data s/step |\n|---|---|---|---|---|")
-    sizes = [("small", "train-small.toml")]
+    sizes = [("small", "train-sisdr-voices.toml")]  # stage 1 of the shipped recipe: its time
     if device.startswith("cuda"):  # the paper's size needs more than 24 GiB on the CPU (OOM-killed here)
         sizes.append(("paper", "train-paper.toml"))
     for label, cfg_file in sizes:
@@ -90,7 +90,7 @@ def train_speed(device: str, steps: int) -> None:
     from systems.speech.hifigan_train import HifiganTraining
 
     spec = HifiganTraining()
-    cfg = load_train_config(spec, ROOT / "systems/speech/configs/train-small.toml")
+    cfg = load_train_config(spec, ROOT / "systems/speech/configs/train-sisdr-voices.toml")
     data = spec.data(cfg)
     data.batch(0, 1, 1.0)  # renders the pool's first texts, simulates the room bank (cached)
     t0 = time.perf_counter()
