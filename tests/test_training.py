@@ -351,3 +351,11 @@ def test_init_errors_are_one_line(tiny, tmp_path, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--init",
                        tmp_path / "base.safetensors", "--out", tmp_path / "base.safetensors", "--resume")
     one_line_error(code, err, "its run did not start from --init")
+    needs = tmp_path / "needs.toml"
+    needs.write_text("init_required = true\n" + tiny.read_text())
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", needs, "--out", tmp_path / "z.safetensors")
+    one_line_error(code, err, "needs.toml: this config fine-tunes an earlier run (init_required = true)")
+    assert not (tmp_path / "z.safetensors").exists()
+    needs.write_text('init_required = "yes"\n' + tiny.read_text())
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", needs, "--out", tmp_path / "z.safetensors")
+    one_line_error(code, err, "needs.toml: init_required must be true or false, not 'yes'")

@@ -83,7 +83,12 @@ def load_train_config(trainable: Trainable, path: str | Path | None,
         if p.suffix.lower() != ".toml":
             raise ConfigError(f"{p}: a training config must be a .toml file")
         raw = read_structured(p, ConfigError, "training config", "training config not found")
+        need_init = raw.pop("init_required", False)  # a fine-tuning config: `harness train` asks for --init
+        if not isinstance(need_init, bool):
+            raise ConfigError(f"{p}: init_required must be true or false, not {need_init!r}")
         cfg = merge_config(cfg, raw, f"{p}: ")
+        if need_init:  # recorded only where set, so older configs and states stay comparable on resume
+            cfg["init_required"] = True
     if overrides:
         cfg = merge_config(cfg, overrides, "")
     for key in ("seed", "batch_size"):
