@@ -8,8 +8,8 @@ speech-enhancement-quick: flite/festival speech at 16 kHz; the input adds an exp
 decaying synthetic room response (RT60 given), band-limits it like a consumer microphone
 (4th-order Butterworth band-pass, zero-phase as the generators' devices are: a causal filter's
 phase would shift the input against the dry reference and SI-SDR would measure that shift, up to
-124 samples here; version 1 of the suite did so) and adds noise (white, pink, mains hum or babble) at a stated
-SNR measured against the reverberant band-limited speech.
+124 samples here; version 1 of the suite did so) and adds noise (white, pink, mains hum or
+babble) at a stated SNR measured against the reverberant band-limited speech.
 music-remix-quick: two short multi-stem arrangements written as MIDI and rendered per stem with
 fluidsynth (TimGM6mb General MIDI soundfont), stereo 44.1 kHz, stems stored as 16-bit FLAC and
 the mixture as the exact sum of the stored stems (24-bit FLAC).
@@ -270,7 +270,11 @@ def render_music(root: Path) -> Suite:
 
 def main(which: tuple[str, ...] = ()) -> None:
     """Render the named suites (both when none is named)."""
-    for name, fn in (("speech-enhancement-quick", render_speech), ("music-remix-quick", render_music)):
+    renderers = {"speech-enhancement-quick": render_speech, "music-remix-quick": render_music}
+    unknown = sorted(set(which) - set(renderers))
+    if unknown:
+        raise SystemExit(f"unknown quick suite {', '.join(unknown)} (known: {', '.join(renderers)})")
+    for name, fn in renderers.items():
         if which and name not in which:
             continue
         root = HERE / name
