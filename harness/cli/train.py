@@ -52,6 +52,9 @@ def train(
     except TypeError:
         raise RegistryError(f"system {base!r} has no variants: train {base!r}") from None
     cfg = load_train_config(spec, config)
+    if cfg.get("init_required") and init is None and not resume:  # refused before any model is built
+        raise ConfigError(f"{config}: this config fine-tunes an earlier run (init_required = true): give "
+                          "--init EARLIER.safetensors (the config's header names the run)")
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -65,9 +68,6 @@ def train(
     elif state_path(trainer.out).exists() or trainer.out.exists():
         raise CheckpointError(f"{trainer.out}: a checkpoint is already there (--resume continues it; "
                               "choose another --out to start afresh)")
-    elif init is None and cfg.get("init_required"):
-        raise ConfigError(f"{config}: this config fine-tunes an earlier run (init_required = true): give "
-                          "--init EARLIER.safetensors (the config's header names the run)")
     elif init is not None:
         trainer.init_from(init)
         err.print(f"starting from the weights of {init} (step {trainer.init['steps']} of its run)")
