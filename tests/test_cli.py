@@ -8,13 +8,25 @@ import pytest
 from conftest import run_cli
 
 COMMANDS = ["run", "summary", "suites", "systems", "metrics", "listeners", "runs", "export", "compare",
-            "score", "pack", "report", "leaderboard"]
+            "score", "pack", "report", "leaderboard", "tasks", "train", "checkpoints"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
     res = run_cli(command, "--help")
     assert res.returncode == 0 and "Usage" in res.stdout and len(res.stdout) > 200
+
+
+def test_help_prints_brackets_and_placeholders_literally():
+    """Help is rendered as Markdown: `[extra]` is not taken for Rich markup and `<name>` not for
+    HTML (each was dropped from the printed help before)."""
+    res = run_cli("report", "--help")
+    assert res.returncode == 0
+    assert "si_sdri[speech]" in res.stdout and "report.<ext>" in res.stdout
+    res = run_cli("score", "--help")
+    assert "<item>/<item>_<output>.flac" in res.stdout and "<scene>_<listener>_A<alpha>_remix.flac" in res.stdout
+    res = run_cli("run", "--help")
+    assert "audio-harness[ray]" in res.stdout
 
 
 def test_built_in_systems_are_found_through_entry_points():

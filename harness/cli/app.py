@@ -16,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # help paragraphs reflow; [extras] and <names> print as written
 )
 # Wide tables when output goes to a file or pipe (rich would otherwise wrap at 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 160)

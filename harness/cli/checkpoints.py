@@ -60,8 +60,8 @@ def show(
 
 @checkpoints_app.command("convert")
 def convert(
-    kind: Annotated[str, typer.Argument(help="What SRC is: demucs (a .th file as the demucs package saves HDemucs / HTDemucs), openunmix (a folder of Open-Unmix target models, <target>.pth or <target>-<hash>.pth, as umxhq/umxl ship) or mrx (a cocktail-fork-separation MRX state dict .pth, or its Lightning .ckpt).")],
-    src: Annotated[Path, typer.Argument(help="The local file (demucs: a .th model file; mrx: a .pth or .ckpt) or folder (openunmix: <target>.pth per target) to convert; nothing is downloaded.")],
+    kind: Annotated[str, typer.Argument(help="What SRC is: demucs (a .th file as the demucs package saves HDemucs / HTDemucs), openunmix (a folder of Open-Unmix target models, `<target>.pth` or `<target>-<hash>.pth`, as umxhq/umxl ship) or mrx (a cocktail-fork-separation MRX state dict .pth, or its Lightning .ckpt).")],
+    src: Annotated[Path, typer.Argument(help="The local file (demucs: a .th model file; mrx: a .pth or .ckpt) or folder (openunmix: `<target>.pth` per target) to convert; nothing is downloaded.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="The checkpoint to write: NAME.safetensors (and NAME.json beside it).")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing checkpoint.")] = False,
 ) -> None:

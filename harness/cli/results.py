@@ -124,7 +124,7 @@ def score(
     partial: Annotated[bool, typer.Option("--partial", help="Score the valid files of an invalid submission; the rest are scored invalid with their reason.")] = False,
     max_ratio: Annotated[float, typer.Option(help="Largest compression ratio an archive (or one entry) may have.")] = 200.0,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Scoring worker processes.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help=STORE_HELP + " Archives are unpacked under <out>/submissions/.")] = Path("harness-runs"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help=STORE_HELP + " Archives are unpacked under `<out>/submissions/`.")] = Path("harness-runs"),
     metrics_backend: Annotated[str, typer.Option(help="reference or fast (default: fast where parity holds).")] = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="Metrics to compute (repeatable; default: the task's own, see `harness tasks`).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -132,14 +132,15 @@ def score(
     """Validate a submission, then score it as a run.
 
     Naming: listener tasks follow Cadenza CAD1
-    (<listener>/<song>/<listener>_<song>_{left,right}_{vocals,drums,bass,other}.flac, optional
-    ..._remix.flac); other tasks <item>.flac (one output) or <item>/<item>_<output>.flac. Files
+    (`<listener>/<song>/<listener>_<song>_{left,right}_{vocals,drums,bass,other}.flac`,
+    optional `..._remix.flac`); other tasks `<item>.flac` (one output) or
+    `<item>/<item>_<output>.flac`. Files
     may be FLAC or WAV, 16/24/32-bit PCM or float. Every expected file must be present, nothing
     else may be, and each must have the output's rate, channels and length and finite samples.
     What the Cadenza recipes write is accepted and read as their evaluators read it: a 16-bit
-    FLAC's scale file (<name>.txt), the length their full-convolution NAL-R gives, and the
-    recipes' names (ICASSP 2024: <scene>_<listener>_remix.flac in one folder; CAD2 Task 2 the
-    same under train/, valid/ or test/; CAD2 Task 1: <scene>_<listener>_A<alpha>_remix.flac).
+    FLAC's scale file (`<name>.txt`), the length their full-convolution NAL-R gives, and the
+    recipes' names (ICASSP 2024: `<scene>_<listener>_remix.flac` in one folder; CAD2 Task 2 the
+    same under train/, valid/ or test/; CAD2 Task 1: `<scene>_<listener>_A<alpha>_remix.flac`).
     Archives are unpacked safely (no traversal, no links, bounded count, size and ratio).
     """
     import json as _json
@@ -250,7 +251,7 @@ def pack(
 def report(
     runs_: Annotated[list[str], typer.Argument(metavar="RUN...", help=RUN_HELP + " Several runs are merged (a system in more than one is labelled system@run).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="md (with a folder of PNG figures), html (one self-contained file with audio) or latex.")] = "html",
-    dest: Annotated[Path, typer.Option("--out", "-o", help="Output file (default: report.<ext>).")] = None,
+    dest: Annotated[Path, typer.Option("--out", "-o", help="Output file (default: `report.<ext>`).")] = None,
     baseline: Annotated[str, typer.Option(help="System the others are compared with (default: unprocessed if present).")] = None,
     audio_items: Annotated[int, typer.Option(help="Items per suite with audio players and spectrograms (HTML).")] = 2,
     title: Annotated[str, typer.Option(help="Report title.")] = None,

@@ -125,7 +125,7 @@ def runs(store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path
 def export(
     run_id: Annotated[str, typer.Argument(help="Run id, id prefix, name, or 'latest'.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or json.")] = "csv",
-    dest: Annotated[Path, typer.Option("--out", "-o", help="Output file (default: <run id>.<format>); never a results store, and an existing file only with --force.")] = None,
+    dest: Annotated[Path, typer.Option("--out", "-o", help="Output file (default: `<run id>.<format>`); never a results store, and an existing file only with --force.")] = None,
     store: Annotated[Path, typer.Option("--store", help=STORE_HELP)] = Path("harness-runs"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
