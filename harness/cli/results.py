@@ -134,9 +134,9 @@ def score(
     Naming: listener tasks follow Cadenza CAD1
     (`<listener>/<song>/<listener>_<song>_{left,right}_{vocals,drums,bass,other}.flac`,
     optional `..._remix.flac`); other tasks `<item>.flac` (one output) or
-    `<item>/<item>_<output>.flac`. Files
-    may be FLAC or WAV, 16/24/32-bit PCM or float. Every expected file must be present, nothing
-    else may be, and each must have the output's rate, channels and length and finite samples.
+    `<item>/<item>_<output>.flac`. Files may be FLAC or WAV, 16/24/32-bit PCM or float. Every
+    expected file must be present, nothing else may be, and each must have the output's rate,
+    channels and length and finite samples.
     What the Cadenza recipes write is accepted and read as their evaluators read it: a 16-bit
     FLAC's scale file (`<name>.txt`), the length their full-convolution NAL-R gives, and the
     recipes' names (ICASSP 2024: `<scene>_<listener>_remix.flac` in one folder; CAD2 Task 2 the
