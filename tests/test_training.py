@@ -208,6 +208,23 @@ def test_resume_refuses_another_config_but_lets_unreached_stages_change(tiny, tm
     assert (t.step, t.total_steps) == (4, 10)
 
 
+def test_a_run_resumed_with_steps_shortened_to_where_it_stopped_records_the_new_plan(tiny, tmp_path):
+    """`--resume` with [steps] cut to the step reached: nothing left to train, and the sidecar and
+    report give the new plan (they had kept the old one's total)."""
+    out = tmp_path / "s.safetensors"
+    trainer(tiny, out).run(4, checkpoint_every=4)  # inside postnet (wavenet 3 + postnet 2 + adversarial 3)
+    shorter = tmp_path / "shorter.toml"
+    shorter.write_text(tiny.read_text().replace("postnet = 2\nadversarial = 3", "postnet = 1\nadversarial = 0"))
+    t = trainer(shorter, out)
+    t.resume()
+    before = load_file(out)
+    t.run()
+    rec = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert (rec["steps"], rec["total_steps"]) == (4, 4)
+    assert [(s["name"], s["steps"]) for s in rec["stages"]] == [("wavenet", 3), ("postnet", 1)]
+    assert all(torch.equal(before[k], v) for k, v in load_file(out).items())  # no step taken
+
+
 @pytest.mark.gpu
 def test_training_steps_run_on_cuda(tiny, tmp_path):
     from harness.training.trainer import Trainer, load_train_config

@@ -306,6 +306,8 @@ class Trainer:
         """Train until step `steps` (default: the stages' total), checkpointing every
         `checkpoint_every` steps and at the end."""
         end = min(steps if steps is not None else self.total_steps, self.total_steps)
+        if self.step == end:  # resumed where a shortened [steps] now ends: record the new plan
+            self.save()
         window: dict[str, list[float]] = {}
         t0 = time.time() - self.elapsed
         last = time.time()
