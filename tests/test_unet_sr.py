@@ -119,32 +119,90 @@ def test_the_shipped_speech_checkpoint_is_small_and_trained_on_no_suite_voice():
     assert record["data"].get("rate", 16000) == 16000 and record["data"]["ratios"] == [2, 4, 6]
 
 
-@pytest.mark.parametrize("ratio", [2, 4, 6])
-def test_the_shipped_model_beats_the_spline_on_lsd(tmp_path, ratio):
-    """On the quick suite's clean speech (voices and sentences of the evaluation suites, never
-    trained on), decimated as the generator does: LSD (the metric's formula) well below the
-    spline's, and the low band kept (the spline passes through every low-rate sample)."""
+SHIPPED_PER_RATIO = (2, 4)
+
+
+@pytest.mark.parametrize("ratio", SHIPPED_PER_RATIO)
+def test_the_shipped_per_ratio_checkpoints_are_small_for_their_ratio_and_no_suite_voice(ratio):
+    from harness import checkpoints
+    from harness.suites.synth.speech import VOICES
+    from systems.sr.system import CHECKPOINTS
+
+    path = CHECKPOINTS / f"unet-sr-speech-{ratio}x.safetensors"
+    assert path.stat().st_size < 16 * 2**20
+    _, record = checkpoints.load(path, "unet-sr")
+    assert record["parameters"] == unet.parameter_count(record["architecture"]["config"])
+    assert record["data"]["rate"] == 16000 and record["data"]["ratios"] == [ratio]
+    assert record["data"]["voices"] and not set(record["data"]["voices"]) & set(VOICES)
+
+
+def bwe_item(folder, ratio: int, seconds: float = 1.0):
+    """A bandwidth-extension item of the quick suite's clean speech (an evaluation voice),
+    decimated and spline-upsampled as the generator does."""
     import soundfile as sf
 
-    from harness.api import get_system
     from harness.audio import Audio, write
-    from harness.metrics.spectral import lsd
     from harness.suites.synth.gen_speech import spline_upsample
     from harness.suites.types import Item, file_ref
 
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     clean, rate = sf.read(root / "harness/suites/quick/speech-enhancement-quick/clean/se02.flac")
-    clean = clean[: len(clean) // 12 * 12]
+    n = int(seconds * rate) if seconds else len(clean)
+    clean = clean[: n // 12 * 12]
     low = signal.decimate(clean, ratio, n=8, ftype="iir", zero_phase=True)
     x = spline_upsample(low, ratio, len(clean))
-    write(tmp_path / "in.wav", Audio(x, rate))
-    write(tmp_path / "ref.wav", Audio(clean, rate))
-    item = Item("q", "bandwidth-extension", tmp_path, {"input": file_ref(tmp_path, tmp_path / "in.wav")},
-                {"clean": file_ref(tmp_path, tmp_path / "ref.wav")}, {"ratio": ratio})
-    system = get_system("unet-sr")
+    folder.mkdir(parents=True, exist_ok=True)
+    write(folder / "in.wav", Audio(x, rate))
+    write(folder / "ref.wav", Audio(clean, rate))
+    item = Item(f"q{ratio}", "bandwidth-extension", folder,
+                {"input": file_ref(folder, folder / "in.wav")},
+                {"clean": file_ref(folder, folder / "ref.wav")}, {"ratio": ratio})
+    return item, x, clean
+
+
+def enhanced(item, **params) -> np.ndarray:
+    from harness.api import get_system
+
+    system = get_system("unet-sr", **params)
     system.prepare("cpu")
     (out,) = system.process([item], None)
-    y = out["enhanced"].mono().astype(np.float64)
+    return out["enhanced"].mono().astype(np.float64)
+
+
+def test_unet_sr_runs_the_checkpoint_of_the_items_ratio_and_the_three_ratio_one_elsewhere(tmp_path):
+    from systems.sr.system import CHECKPOINTS
+
+    general = str(CHECKPOINTS / "unet-sr-speech.safetensors")
+    for ratio in (4, 6):
+        item, x, _ = bwe_item(tmp_path / str(ratio), ratio)
+        single = CHECKPOINTS / f"unet-sr-speech-{ratio}x.safetensors"
+        want = str(single) if single.is_file() else general
+        y = enhanced(item)
+        np.testing.assert_array_equal(y, enhanced(item, checkpoint=want))
+        if want != general:  # and the two models differ on it (the comparison can fail)
+            assert np.abs(y - enhanced(item, checkpoint=general)).max() > 1e-3
+
+
+def test_a_checkpoint_for_another_ratio_is_refused_in_one_line_naming_it(tmp_path):
+    from harness.errors import InvalidInput
+    from systems.sr.system import CHECKPOINTS
+
+    item, _, _ = bwe_item(tmp_path, 2)
+    path = CHECKPOINTS / "unet-sr-speech-4x.safetensors"
+    with pytest.raises(InvalidInput) as e:
+        enhanced(item, checkpoint=str(path))
+    assert str(path) in str(e.value) and "[4]" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("ratio", [2, 4, 6])
+def test_the_shipped_model_beats_the_spline_on_lsd(tmp_path, ratio):
+    """On the quick suite's clean speech (voices and sentences of the evaluation suites, never
+    trained on), decimated as the generator does, with the checkpoint `unet-sr` picks for the
+    ratio: LSD (the metric's formula) well below the spline's."""
+    from harness.metrics.spectral import lsd
+
+    item, x, clean = bwe_item(tmp_path, ratio, seconds=0)
+    y = enhanced(item)
     assert lsd(y, clean) < 0.6 * lsd(x, clean)
 
 
