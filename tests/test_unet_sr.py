@@ -301,3 +301,32 @@ def test_band_errors_of_the_spline_system_are_the_inputs_own(tmp_path):
     make_suite("bandwidth-extension", tmp_path / "s24", items=2, seed=99, options={"ratios": [2, 4]})
     with pytest.raises(SystemExit, match=r"s24: band_errors wants .* one ratio, not ratios \[2, 4\]"):
         table(str(tmp_path / "s24"), "spline", {})
+
+
+def test_the_identity_follows_the_checkpoints_content_not_its_path(tmp_path, monkeypatch):
+    """A checkpoint replaced at the same path gives another identity (a resumed run does not
+    reuse the old model's scores); the same files in another clone give the same one."""
+    import shutil
+
+    from harness.api import get_system
+    from systems.sr.system import CHECKPOINTS
+
+    def put(name: str, folder):
+        folder.mkdir(exist_ok=True)
+        for ext in (".safetensors", ".json"):
+            shutil.copy(CHECKPOINTS / f"unet-sr-speech-{name}{ext}", folder / f"m{ext}")
+        return str(folder / "m.safetensors")
+
+    path = put("4x", tmp_path / "a")
+    first = get_system("unet-sr", checkpoint=path).identity()
+    put("2x", tmp_path / "a")
+    assert get_system("unet-sr", checkpoint=path).identity() != first
+    here = get_system("unet-sr").identity()
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for f in CHECKPOINTS.glob("unet-sr-speech*"):
+        shutil.copy(f, clone / f.name)
+    monkeypatch.setattr("systems.sr.system.CHECKPOINTS", clone)
+    assert get_system("unet-sr").identity() == here
+    shutil.copy(clone / "unet-sr-speech-2x.json", clone / "unet-sr-speech-4x.json")
+    assert get_system("unet-sr").identity() != here  # and the comparison can fail

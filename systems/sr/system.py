@@ -33,7 +33,8 @@ class UNetSRSystem(BaseSystem):
                    "2/4/6x), 16 kHz music (4x) and 32 kHz speech (2/4x)")
     defaults = {
         "model": "speech",  # the shipped 16 kHz model: "speech" or "music" (unet-sr/music)
-        # a checkpoint for 16 kHz outputs (bandwidth-extension); "": the shipped one of `model`
+        # a checkpoint for 16 kHz outputs (bandwidth-extension), run on every ratio; "": the
+        # shipped one of `model` for the item's ratio (unet-sr-speech-4x), else for several
         "checkpoint": "",
         # a checkpoint for 32 kHz outputs (speech-restoration); "": the shipped one
         "checkpoint_wideband": "",
@@ -57,12 +58,12 @@ class UNetSRSystem(BaseSystem):
         from harness import checkpoints
 
         p = {**self.defaults, **self.params}
-        digests = {}
+        digests = []  # (file name, content hash): names, not paths, so that clones share identities
         for path in self.candidates():
             try:
-                digests[Path(path).name] = checkpoints.read_record(path).get("sha256", "")
+                digests.append((Path(path).name, checkpoints.read_record(path).get("sha256", "")))
             except Exception:
-                digests[Path(path).name] = "missing"
+                digests.append((Path(path).name, "missing"))
         blob = json.dumps({"name": self.name, "version": self.version, "params": p, "weights": digests},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
