@@ -101,7 +101,7 @@ class UNetSRSystem(BaseSystem):
     def input_problem(self, item: Item, rate: int, channels: int) -> str | None:
         return None if channels == 1 else f"takes mono input, not {channels} channels"
 
-    def model(self, rate: int, ratio: int, item_id: str = "") -> Any:
+    def model(self, rate: int, ratio: int, item_id: str) -> Any:
         """The model for outputs at `rate` upsampled by `ratio`, each checkpoint loaded once (one
         of another rate, or trained for other ratios, is refused with a one-line error naming the
         file)."""
