@@ -210,9 +210,15 @@ def test_resume_refuses_another_config_but_lets_unreached_stages_change(tiny, tm
 
 def test_a_run_resumed_with_steps_shortened_to_where_it_stopped_records_the_new_plan(tiny, tmp_path):
     """`--resume` with [steps] cut to the step reached: nothing left to train, and the sidecar and
-    report give the new plan (they had kept the old one's total)."""
+    report give the new plan (they had kept the old one's total). Cut below it: refused."""
+    from harness.errors import CheckpointError
+
     out = tmp_path / "s.safetensors"
     trainer(tiny, out).run(4, checkpoint_every=4)  # inside postnet (wavenet 3 + postnet 2 + adversarial 3)
+    too_short = tmp_path / "too-short.toml"
+    too_short.write_text(tiny.read_text().replace("postnet = 2\nadversarial = 3", "postnet = 0\nadversarial = 0"))
+    with pytest.raises(CheckpointError, match="at step 4, past the 3 steps"):
+        trainer(too_short, out).resume()
     shorter = tmp_path / "shorter.toml"
     shorter.write_text(tiny.read_text().replace("postnet = 2\nadversarial = 3", "postnet = 1\nadversarial = 0"))
     t = trainer(shorter, out)

@@ -253,6 +253,9 @@ class Trainer:
             raise CheckpointError(f"{path}: trained with another {', '.join(changed)}; resume with "
                                   "the same training config (only [steps] may change)")
         done = int(rec["state"]["step"])
+        if self.total_steps < done:
+            raise CheckpointError(f"{path}: at step {done}, past the {self.total_steps} steps of this "
+                                  "config's [steps]; shorten them to the step reached at most")
         old = spans([Stage(**st) for st in rec["training"].get("stages", [])])
         new = spans(self.stages)
         for name, start, end in old:
