@@ -174,7 +174,7 @@ def test_unet_sr_runs_the_checkpoint_of_the_items_ratio_and_the_three_ratio_one_
 
     general = str(CHECKPOINTS / "unet-sr-speech.safetensors")
     for ratio in (4, 6):
-        item, x, _ = bwe_item(tmp_path / str(ratio), ratio)
+        item, _, _ = bwe_item(tmp_path / str(ratio), ratio)
         single = CHECKPOINTS / f"unet-sr-speech-{ratio}x.safetensors"
         want = str(single) if single.is_file() else general
         y = enhanced(item)
