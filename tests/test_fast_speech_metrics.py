@@ -115,3 +115,57 @@ def test_pesq_batch_in_processes_equals_pesq_item_by_item():
         if i != 2:
             assert got[i] == pesq(rate, r, e, "wb")
     assert max(v for i, v in enumerate(got) if i != 2) - min(v for i, v in enumerate(got) if i != 2) > 0.3
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+def test_the_torch_resampler_equals_scipys_resample_poly(rate):
+    import torch
+
+    from harness.metrics.fast.stoi import octave_filter, resample_to_10k_torch
+
+    rng = np.random.default_rng(rate)
+    for n in (rate, rate + 1, rate - 3):
+        x = rng.standard_normal(n)
+        g = np.gcd(10000, rate)
+        want = scipy.signal.resample_poly(x, 10000 // g, rate // g, window=octave_filter(10000, rate))
+        got = resample_to_10k_torch(torch.tensor(x)[None], rate)[0].numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_the_differentiable_estoi_equals_pystoi_and_its_gradient_raises_it():
+    """The training loss `neg_estoi` is minus pystoi's ESTOI (mean over the batch), and one
+    gradient step on the estimate raises pystoi's score."""
+    import torch
+
+    from harness.training.losses import neg_estoi
+
+    rate = 16000
+    items = [(r, e) for name, r, e in corpus(rate) if name in ("white 0 dB", "reverberant", "low-passed")]
+    n = min(len(r) for r, _ in items)
+    ref = torch.tensor(np.stack([r[:n] for r, _ in items]))
+    est = torch.tensor(np.stack([e[:n] for _, e in items]), requires_grad=True)
+    want = [pystoi_value(r[:n], e[:n], rate, True) for r, e in items]
+    loss = neg_estoi(est, ref, rate)
+    assert float(loss.detach()) == pytest.approx(-np.mean(want), abs=1e-6)
+    loss.backward()
+    assert torch.isfinite(est.grad).all() and float(est.grad.abs().max()) > 0
+    step = est.detach() - 1e-4 * est.grad  # a small step: the low-passed item's empty bands make ESTOI steep
+    after = [pystoi_value(r[:n], s, rate, True) for (r, _), s in zip(items, step.numpy(), strict=True)]
+    assert np.mean(after) > np.mean(want) + 2e-4
+
+
+def test_the_estoi_loss_leaves_out_items_with_too_little_speech():
+    import torch
+
+    from harness.training.losses import neg_estoi
+
+    rate = 16000
+    x = speech("se01.flac", rate)[: 2 * rate]
+    noisy = mix(None, x, np.random.default_rng(3).standard_normal(len(x)), 0)
+    short = np.zeros(len(x))
+    short[: int(0.2 * rate)] = x[: int(0.2 * rate)]  # under 30 frames above the silence floor
+    got = neg_estoi(torch.tensor(np.stack([noisy, short])), torch.tensor(np.stack([x, short])), rate)
+    assert float(got) == pytest.approx(-pystoi_value(x, noisy, rate, True), abs=1e-6)
+    only_short = neg_estoi(torch.tensor(short[None], requires_grad=True), torch.tensor(short[None]), rate)
+    assert float(only_short) == 0.0

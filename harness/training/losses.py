@@ -24,3 +24,24 @@ def neg_si_sdr(est: Any, ref: Any, eps: float = 1e-8) -> Any:
     noise = est - target
     ratio = (target * target).sum(-1) / ((noise * noise).sum(-1) + eps)
     return -(10 * ratio.add(eps).log10()).mean()
+
+
+def neg_estoi(est: Any, ref: Any, rate: int) -> Any:
+    """Mean negative extended STOI (Jensen & Taal 2016) over the batch, est and ref (batch,
+    samples) at `rate` Hz: pystoi's algorithm in torch with a gradient
+    (`harness.metrics.fast.stoi.estoi_differentiable`; the `estoi` metric equals it item by item
+    up to its 1e-12 band-power floor). An item with under 30 frames of speech (ESTOI's segment)
+    is left out of the mean; a batch of only such items gives 0 (no gradient)."""
+    from harness.metrics.fast.stoi import TooShort, estoi_differentiable
+
+    values = []
+    for e, r in zip(est, ref, strict=True):
+        try:
+            values.append(estoi_differentiable(r[None], e[None], rate)[0])
+        except TooShort:
+            continue
+    if not values:
+        return est.sum() * 0.0
+    import torch
+
+    return -torch.stack(values).mean()

@@ -22,7 +22,7 @@ import numpy as np
 
 from harness import cache
 from harness.training import OptimiserSpec, Stage, cached_data
-from harness.training.losses import neg_si_sdr, neg_snr
+from harness.training.losses import neg_estoi, neg_si_sdr, neg_snr
 from systems.speech import hifigan as hg
 
 RATE = hg.RATE
@@ -39,8 +39,8 @@ def default_config() -> dict[str, Any]:
         "arch": dict(hg.ARCH_SMALL),
         "steps": {"wavenet": 2000, "postnet": 300, "adversarial": 300},
         "lr": {"wavenet": 1e-3, "postnet": 1e-4, "generator": 1e-5, "discriminators": 1e-3},
-        "loss": {"l1": 1.0, "spec": 0.0002, "mrstft": 0.0, "sisdr": 0.0, "snr": 0.0, "adv": 1.0,
-                 "fm": 2.0},
+        "loss": {"l1": 1.0, "spec": 0.0002, "mrstft": 0.0, "sisdr": 0.0, "snr": 0.0, "estoi": 0.0,
+                 "adv": 1.0, "fm": 2.0},
         "clip_norm": 10.0,
         "data": {
             "voices": list(TRAINING_VOICES), "texts": 60, "rooms": 48, "rt60_min": 0.2,
@@ -257,6 +257,9 @@ class HifiganTraining:
             if w.get("snr", 0.0):
                 neg = neg_snr(y[:, 0], clean[:, 0])
                 total, logs["snr"] = total + w["snr"] * neg, -float(neg.detach())
+            if w.get("estoi", 0.0):
+                neg = neg_estoi(y[:, 0], clean[:, 0], RATE)
+                total, logs["estoi"] = total + w["estoi"] * neg, -float(neg.detach())
             return total, logs
         if "y" not in cache:
             cache["y"] = gen(x)
@@ -273,16 +276,19 @@ class HifiganTraining:
         mr = self.mrstft(y, clean) if w.get("mrstft", 0.0) else 0.0
         neg = neg_si_sdr(y[:, 0], clean[:, 0]) if w.get("sisdr", 0.0) else 0.0
         neg_level = neg_snr(y[:, 0], clean[:, 0]) if w.get("snr", 0.0) else 0.0
+        neg_intel = neg_estoi(y[:, 0], clean[:, 0], RATE) if w.get("estoi", 0.0) else 0.0
         adv = hg.hinge_g([o for o, _ in fake_out])
         fm = hg.feature_matching(real_feats, [f for _, f in fake_out])
         total = (w["l1"] * l1 + w["spec"] * spec + w.get("mrstft", 0.0) * mr + w.get("sisdr", 0.0) * neg
-                 + w.get("snr", 0.0) * neg_level + w["adv"] * adv + w["fm"] * fm)
+                 + w.get("snr", 0.0) * neg_level + w.get("estoi", 0.0) * neg_intel + w["adv"] * adv
+                 + w["fm"] * fm)
         return total, {"l1": float(l1.detach()), "spec": float(spec.detach()), "g_adv": float(adv.detach()),
                        "fm": float(fm.detach())}
 
     def validate(self, cfg: dict[str, Any], modules: dict[str, Any], device: str) -> dict[str, float]:
         from pesq import pesq
 
+        from harness.metrics.fast.stoi import stoi_scores
         from harness.metrics.snr import si_sdr_db
 
         data = self.data(cfg)
@@ -296,10 +302,13 @@ class HifiganTraining:
                 p_in, p_out = pesq(RATE, clean, x, "wb"), pesq(RATE, clean, y, "wb")
             except Exception:  # a validation item PESQ cannot score (no utterance found)
                 p_in = p_out = float("nan")
-            rows.append((si_sdr_db(x, clean), si_sdr_db(y, clean), p_in, p_out))
+            e_in, e_out = stoi_scores([clean, clean], [x, y], RATE, extended=True)
+            rows.append((si_sdr_db(x, clean), si_sdr_db(y, clean), p_in, p_out,
+                         *(v if isinstance(v, float) else float("nan") for v in (e_in, e_out))))
         a = np.array(rows, dtype=float)
         return {"si_sdr_in": float(np.nanmean(a[:, 0])), "si_sdr": float(np.nanmean(a[:, 1])),
-                "pesq_in": float(np.nanmean(a[:, 2])), "pesq": float(np.nanmean(a[:, 3]))}
+                "pesq_in": float(np.nanmean(a[:, 2])), "pesq": float(np.nanmean(a[:, 3])),
+                "estoi_in": float(np.nanmean(a[:, 4])), "estoi": float(np.nanmean(a[:, 5]))}
 
     def export(self, modules: dict[str, Any]) -> dict[str, Any]:
         return dict(modules["generator"].state_dict())

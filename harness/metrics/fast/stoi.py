@@ -71,6 +71,33 @@ def resample_to_10k(x: np.ndarray, rate: int) -> np.ndarray:
                          window=octave_filter(FS, rate))
 
 
+def resample_to_10k_torch(x: torch.Tensor, rate: int) -> torch.Tensor:
+    """`resample_to_10k` in torch, differentiable, over the last axis of x (batch, samples):
+    scipy's `resample_poly` (zero-stuff by p, the filter scaled by p, keep every q-th sample,
+    trim the filter's delay) written as one strided convolution."""
+    from torch.nn import functional as F
+
+    if rate == FS:
+        return x
+    g = math.gcd(FS, rate)
+    up, down = FS // g, rate // g
+    h = octave_filter(FS, rate) * up
+    half = (len(h) - 1) // 2
+    pre = down - half % down
+    n_in = x.shape[-1]
+    n_out = -(-n_in * up // down)
+    remove = (half + pre) // down
+    h = np.concatenate([np.zeros(pre), h, np.zeros(down)])  # post-padding as long as any trim needs
+    shape = x.shape
+    x = x.reshape(-1, 1, n_in)
+    stuffed = x.new_zeros((x.shape[0], 1, n_in * up))
+    stuffed[..., ::up] = x
+    kernel = torch.as_tensor(h[::-1].copy(), dtype=x.dtype, device=x.device).view(1, 1, -1)
+    # full convolution sampled at 0, q, 2q, ...: y[m] = sum_j h[j] stuffed[m q - j]
+    y = F.conv1d(F.pad(stuffed, (len(h) - 1, len(h) - 1)), kernel, stride=down)
+    return y[..., remove:remove + n_out].reshape(*shape[:-1], n_out)
+
+
 @functools.cache
 def third_octave_matrix() -> np.ndarray:
     """15 x 257 band matrix: ones from the bin nearest each band's lower edge (inclusive) to the
@@ -119,12 +146,13 @@ def _remove_silence(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
     return overlap_add(fx), overlap_add(fy)
 
 
-def _band_magnitudes(x: torch.Tensor) -> torch.Tensor:
-    """bands x frames."""
+def _band_magnitudes(x: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    """bands x frames (`floor` is added to the band powers: a loss needs a finite gradient of
+    the square root at an empty band)."""
     spec = torch.fft.rfft(_frames(x) * _window(x.device, x.dtype), n=NFFT)
     power = spec.real ** 2 + spec.imag ** 2
     obm = torch.as_tensor(third_octave_matrix(), device=x.device, dtype=x.dtype)
-    return torch.sqrt(obm @ power.T)
+    return torch.sqrt(obm @ power.T + floor)
 
 
 def _stoi(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -182,3 +210,23 @@ def stoi_scores(references, estimates, rate: int, *, extended: bool = False, dev
         ys = by.unfold(-1, SEGMENT, 1).transpose(0, 1)
         out.append(float(_estoi(xs, ys) if extended else _stoi(xs, ys)))
     return out
+
+
+def estoi_differentiable(references: torch.Tensor, estimates: torch.Tensor, rate: int) -> torch.Tensor:
+    """ESTOI of each row of `estimates` (batch, samples) against the same row of `references`,
+    as a tensor with a gradient (a training loss): the algorithm above end to end in torch, the
+    resampling by `resample_to_10k_torch`, silent frames chosen on the reference (as pystoi
+    does, so the choice carries no gradient). Band powers get a floor of 1e-12 (about 1e-7 in
+    magnitude), where `stoi_scores` has none; an item with under 30 frames of speech raises
+    TooShort."""
+    x10 = resample_to_10k_torch(references, rate)
+    y10 = resample_to_10k_torch(estimates, rate)
+    out = []
+    for x, y in zip(x10, y10, strict=True):
+        x, y = _remove_silence(x.detach(), y)
+        bx, by = _band_magnitudes(x, 1e-12), _band_magnitudes(y, 1e-12)
+        if bx.shape[-1] < SEGMENT:
+            raise TooShort("fewer than 30 STFT frames after silent-frame removal")
+        segments = [b.unfold(-1, SEGMENT, 1).transpose(0, 1) for b in (bx, by)]  # segments x bands x 30
+        out.append(_estoi(*segments))
+    return torch.stack(out)
