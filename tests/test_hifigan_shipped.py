@@ -1,12 +1,13 @@
 """The shipped HiFi-GAN checkpoint: it loads with its record, was trained on voices no suite
 uses, and beats the unprocessed input on the built-in quick
-suite (PESQ from the `pesq` package, SI-SDR in closed form)."""
+suite (PESQ from the `pesq` package, ESTOI from `pystoi`, SI-SDR in closed form)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from pesq import pesq
+from pystoi import stoi
 
 from harness import checkpoints
 from harness.api import get_system
@@ -48,8 +49,10 @@ def test_hifigan_beats_unprocessed_on_the_quick_suite():
         noisy = protocol.anchor("unprocessed", item, None)["enhanced"].mono().astype(np.float64)
         est = out["enhanced"].mono().astype(np.float64)
         rows.append((pesq(16000, ref, noisy, "wb"), pesq(16000, ref, est, "wb"),
-                     si_sdr_db(noisy, ref), si_sdr_db(est, ref)))
+                     si_sdr_db(noisy, ref), si_sdr_db(est, ref),
+                     stoi(ref, noisy, 16000, extended=True), stoi(ref, est, 16000, extended=True)))
     r = np.array(rows)
     assert r[:, 1].mean() > r[:, 0].mean(), r  # PESQ
     assert r[:, 3].mean() > r[:, 2].mean(), r  # SI-SDR
+    assert r[:, 5].mean() > r[:, 4].mean(), r  # ESTOI
     # its speed (real-time factor) is measured in benchmarks/speech_enhancement_speed.py, not here
