@@ -119,7 +119,7 @@ def test_the_shipped_speech_checkpoint_is_small_and_trained_on_no_suite_voice():
     assert record["data"].get("rate", 16000) == 16000 and record["data"]["ratios"] == [2, 4, 6]
 
 
-SHIPPED_PER_RATIO = (2, 4)
+SHIPPED_PER_RATIO = (2, 4, 6)
 
 
 @pytest.mark.parametrize("ratio", SHIPPED_PER_RATIO)
@@ -169,18 +169,20 @@ def enhanced(item, **params) -> np.ndarray:
     return out["enhanced"].mono().astype(np.float64)
 
 
-def test_unet_sr_runs_the_checkpoint_of_the_items_ratio_and_the_three_ratio_one_elsewhere(tmp_path):
+def test_unet_sr_runs_the_checkpoint_of_the_items_ratio_and_refuses_a_ratio_none_was_trained_for(tmp_path):
+    from harness.errors import InvalidInput
     from systems.sr.system import CHECKPOINTS
 
     general = str(CHECKPOINTS / "unet-sr-speech.safetensors")
-    for ratio in (4, 6):
+    for ratio in SHIPPED_PER_RATIO:
         item, _, _ = bwe_item(tmp_path / str(ratio), ratio)
-        single = CHECKPOINTS / f"unet-sr-speech-{ratio}x.safetensors"
-        want = str(single) if single.is_file() else general
         y = enhanced(item)
-        np.testing.assert_array_equal(y, enhanced(item, checkpoint=want))
-        if want != general:  # and the two models differ on it (the comparison can fail)
-            assert np.abs(y - enhanced(item, checkpoint=general)).max() > 1e-3
+        np.testing.assert_array_equal(y, enhanced(item, checkpoint=str(CHECKPOINTS / f"unet-sr-speech-{ratio}x.safetensors")))
+        assert np.abs(y - enhanced(item, checkpoint=general)).max() > 1e-3  # the comparison can fail
+    item, _, _ = bwe_item(tmp_path / "3", 3)  # no checkpoint of its own: the three-ratio one, which refuses it
+    with pytest.raises(InvalidInput) as e:
+        enhanced(item)
+    assert general in str(e.value) and "[2, 4, 6]" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_a_checkpoint_for_another_ratio_is_refused_in_one_line_naming_it(tmp_path):

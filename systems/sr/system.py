@@ -29,8 +29,8 @@ class UNetSRSystem(BaseSystem):
     task = "bandwidth-extension"
     also_tasks = ("speech-restoration",)
     description = ("Audio super-resolution U-Net (Kuleshov et al. 2017) on the spline-upsampled "
-                   "input; shipped checkpoints for 16 kHz speech (one each for 2x and 4x, one for "
-                   "2/4/6x), 16 kHz music (4x) and 32 kHz speech (2/4x)")
+                   "input; shipped checkpoints for 16 kHz speech (one each for 2x, 4x and 6x, one for "
+                   "2/4/6x together), 16 kHz music (4x) and 32 kHz speech (2/4x)")
     defaults = {
         "model": "speech",  # the shipped 16 kHz model: "speech" or "music" (unet-sr/music)
         # a checkpoint for 16 kHz outputs (bandwidth-extension), run on every ratio; "": the
