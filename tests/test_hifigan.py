@@ -134,6 +134,38 @@ def test_snr_term_of_the_stage_loss_is_minus_the_metric_and_not_scale_invariant(
     assert float(loss) == pytest.approx(-20 * np.log10(2), abs=1e-5)
 
 
+def test_estoi_term_of_the_stage_loss_is_minus_pystois_extended_stoi():
+    """`loss.estoi` (not in the paper): with only that weight the postnet stage's loss is minus
+    the mean over the batch of pystoi's extended STOI of the output against the target."""
+    import warnings
+
+    from pystoi import stoi
+
+    from systems.speech.hifigan_train import RATE, HifiganTraining, default_config
+
+    rng = np.random.default_rng(4)
+    t = np.arange(RATE) / RATE  # 1 s: a voiced-like carrier with a 3 Hz envelope, and noise
+    clean = np.stack([np.sin(2 * np.pi * f * t) * (1.2 + np.sin(2 * np.pi * 3 * t)) * 0.1
+                      for f in (150, 220)])[:, None] + 0.01 * rng.standard_normal((2, 1, RATE))
+    noisy = clean + 0.05 * rng.standard_normal(clean.shape)
+    cfg = default_config()
+    cfg["loss"] = {k: 0.0 for k in cfg["loss"]} | {"estoi": 1.0}
+
+    class Identity(torch.nn.Module):
+        def forward(self, x, postnet=False):
+            return x
+
+    loss, logs = HifiganTraining().loss(cfg, "postnet", "generator", {"generator": Identity(),
+                                        "discriminators": None},
+                                        (torch.tensor(noisy), torch.tensor(clean)), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = -np.mean([stoi(clean[i, 0], noisy[i, 0], RATE, extended=True) for i in range(2)])
+    assert -1 < want < -0.05
+    assert float(loss) == pytest.approx(want, abs=1e-5)
+    assert logs["estoi"] == pytest.approx(-want, abs=1e-5)
+
+
 def test_waveform_discriminators_see_16_8_and_4_khz():
     rate = hg.RATE
     t = np.arange(rate) / rate
