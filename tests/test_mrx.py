@@ -25,7 +25,8 @@ layers = 1
 [steps]
 sisdr = 3
 [data]
-voices = ["slt", "rms"]
+voices = ["slt", "rms"]  # evaluation voices: flite needs no festival package
+allow_evaluation_voices = true
 pool = 2
 pool_s = 3.0
 validation_items = 1

@@ -37,7 +37,8 @@ wavenet = 3
 postnet = 2
 adversarial = 3
 [data]
-voices = ["slt", "rms"]
+voices = ["slt", "rms"]  # evaluation voices: flite needs no festival package
+allow_evaluation_voices = true
 texts = 4
 rooms = 1
 validation_items = 1
@@ -167,8 +168,19 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
     bad_lead.write_text('[data]\nlead_s = -1.0\n')
     bad_speed = tmp_path / "bad-speed.toml"
     bad_speed.write_text("[data]\nspeed = [1.2, 0.9]\n")
+    eval_voice = tmp_path / "eval-voice.toml"
+    eval_voice.write_text('[data]\nvoices = ["ked", "slt"]\n')
+    unknown_voice = tmp_path / "unknown-voice.toml"
+    unknown_voice.write_text('[data]\nvoices = ["ked", "nobody"]\n')
     for args, message in [
         (["hifigan", "--config", str(bad_key)], "bad-key.toml: unknown key 'arch.chanels'"),
+        (["hifigan", "--config", str(eval_voice)],
+         "eval-voice.toml: data.voices has slt, voices of the evaluation suites"),
+        (["unet-sr", "--config", str(eval_voice)],
+         "eval-voice.toml: data.voices has slt, voices of the evaluation suites"),
+        (["mrx", "--config", str(eval_voice)],
+         "eval-voice.toml: data.voices has slt, voices of the evaluation suites"),
+        (["hifigan", "--config", str(unknown_voice)], "unknown-voice.toml: data.voices: unknown voice 'nobody'"),
         (["hifigan", "--config", str(bad_value)], "bad-value.toml: key 'batch_size' must be an integer"),
         (["hifigan", "--config", str(bad_target)],
          "bad-target.toml: data.target must be 'clean' or 'device-band', not 'wideband'"),
@@ -206,6 +218,47 @@ def test_resume_refuses_another_config_but_lets_unreached_stages_change(tiny, tm
     t = trainer(longer, out)
     t.resume()
     assert (t.step, t.total_steps) == (4, 10)
+
+
+def test_a_default_added_after_the_state_was_saved_does_not_block_resume(tiny, tmp_path, monkeypatch):
+    """A newer harness may add a config key (with a default that keeps the old behaviour); a
+    state saved before it must still resume. A changed value of an old key is still refused."""
+    from harness.errors import CheckpointError
+    from systems.speech import hifigan_train
+
+    out = tmp_path / "d.safetensors"
+    trainer(tiny, out).run(2, checkpoint_every=2)
+    real = hifigan_train.default_config
+
+    def newer() -> dict:
+        cfg = real()
+        cfg["data"]["a_later_key"] = 1.5
+        cfg["a_later_table"] = {"x": 1}
+        return cfg
+
+    monkeypatch.setattr(hifigan_train, "default_config", newer)
+    t = trainer(tiny, out)
+    assert t.cfg["data"]["a_later_key"] == 1.5
+    t.resume()
+    assert t.step == 2
+    edited = tmp_path / "edited.toml"
+    edited.write_text(tiny.read_text().replace("texts = 4", "texts = 5"))
+    with pytest.raises(CheckpointError, match="trained with another data"):
+        trainer(edited, out).resume()
+
+
+def test_the_sidecar_says_which_evaluation_voices_a_model_was_trained_on(tiny, tmp_path):
+    """The tiny config opts in to the evaluation voices slt and rms: the record names them
+    instead of claiming the evaluation voices were excluded; the default voices exclude them."""
+    from harness.suites.synth.speech import VOICES
+    from systems.speech.hifigan_train import SpeechData, default_config
+
+    out = tmp_path / "v.safetensors"
+    trainer(tiny, out).save()
+    data = json.loads(out.with_suffix(".json").read_text())["data"]
+    assert data["evaluation_voices_used"] == ["slt", "rms"] and "evaluation_voices_excluded" not in data
+    record = SpeechData(default_config()["data"], 1).record()
+    assert record["evaluation_voices_excluded"] == list(VOICES) and not set(record["voices"]) & set(VOICES)
 
 
 def test_a_run_resumed_with_steps_shortened_to_where_it_stopped_records_the_new_plan(tiny, tmp_path):

@@ -102,6 +102,17 @@ def load_train_config(trainable: Trainable, path: str | Path | None,
     return cfg
 
 
+def with_defaults(cfg: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`cfg` with every key of `defaults` it lacks (recursively, in tables both have)."""
+    out = dict(cfg)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = with_defaults(out[key], value)
+    return out
+
+
 # ------------------------------------------------------------------ the loop
 def step_seed(seed: int, step: int) -> int:
     return zlib.crc32(f"{seed}:{step}".encode())
@@ -246,7 +257,8 @@ class Trainer:
         if rec["architecture"].get("config") != self.cfg.get("arch", {}):
             raise CheckpointError(f"{path}: trained with another architecture config "
                                   f"({rec['architecture'].get('config')}); resume with the same one")
-        before = rec["training"].get("config", {})
+        # a key added to the defaults after the state was saved compares as its default
+        before = with_defaults(rec["training"].get("config", {}), self.t.defaults())
         changed = sorted(k for k in set(before) | set(self.cfg)
                          if k != "steps" and before.get(k) != self.cfg.get(k))
         if changed:  # only the stages' lengths may change (a stage not reached yet)

@@ -43,7 +43,8 @@ def default_config() -> dict[str, Any]:
         "arch": dict(mrx.ARCH_SMALL),
         "steps": {"sisdr": 3000},
         "data": {
-            "voices": list(TRAINING_VOICES), "texts": 300, "pool": 64, "pool_s": 12.0,
+            "voices": list(TRAINING_VOICES), "allow_evaluation_voices": False, "texts": 300, "pool": 64,
+            "pool_s": 12.0,
             "class_spread_lu": 2.0, "clip_spread_lu": 1.0, "validation_items": 6,
             "validation_s": 6.0, "cache": "",
         },
@@ -146,12 +147,16 @@ class Pool:
         return out
 
     def record(self) -> dict[str, Any]:
+        from harness.suites.synth.speech import VOICES, voices_record
+
         return {"rate": RATE, "voices": list(self.cfg["voices"]), "texts": int(self.cfg["texts"]),
                 "pool": int(self.cfg["pool"]), "pool_s": float(self.cfg["pool_s"]),
                 "seeds": {"pool": [self.seed, 2], "batches": [self.seed, 3], "validation": [self.seed, 5]},
                 "levels_lufs": LEVELS, "class_spread_lu": self.cfg["class_spread_lu"],
                 "clip_spread_lu": self.cfg["clip_spread_lu"],
-                "disjoint_from_evaluation": "training voices and sentences, training seeds"}
+                **voices_record(self.cfg["voices"]),
+                "disjoint_from_evaluation": "training sentences and seeds"
+                                            + ("" if set(self.cfg["voices"]) & set(VOICES) else ", voices")}
 
 
 class MrxTraining:
@@ -170,8 +175,11 @@ class MrxTraining:
             return f"arch.hop must divide every window, not {a['hop']!r}"
         if int(a["hidden"]) < 2 or int(a["hidden"]) % 2:
             return f"arch.hidden must be an even number >= 2, not {a['hidden']!r}"
-        if not d["voices"]:
-            return "data.voices is empty"
+        from harness.suites.synth.speech import voices_problem
+
+        problem = voices_problem(d["voices"], d["allow_evaluation_voices"])
+        if problem:
+            return problem
         if float(cfg["segment_s"]) <= 0 or float(cfg["segment_s"]) > float(d["pool_s"]):
             return f"segment_s must be in (0, data.pool_s], not {cfg['segment_s']}"
         return None

@@ -46,7 +46,7 @@ def default_config() -> dict[str, Any]:
             "voices": list(TRAINING_VOICES), "texts": 60, "rooms": 48, "rt60_min": 0.2,
             "rt60_max": 1.0, "p_dry": 0.25, "snr_min": -5.0, "snr_max": 25.0,
             "level_lufs": -30.0, "level_jitter_db": 6.0, "validation_items": 16, "lead_s": 0.0,
-            "target": "clean", "speed": [1.0, 1.0],
+            "target": "clean", "speed": [1.0, 1.0], "allow_evaluation_voices": False,
             "cache": "",  # folder for the simulated room bank ("" = harness.cache.root())
         },
     }
@@ -159,11 +159,11 @@ class SpeechData:
         return np.stack(xs), np.stack(ys)
 
     def record(self) -> dict[str, Any]:
-        from harness.suites.synth.speech import VOICES
+        from harness.suites.synth.speech import voices_record
 
         return {"generator": "speech-enhancement degradation chain (harness.suites.synth.gen_speech."
                              "degrade_speech)",
-                "voices": list(self.cfg["voices"]), "evaluation_voices_excluded": list(VOICES),
+                "voices": list(self.cfg["voices"]), **voices_record(self.cfg["voices"]),
                 "texts": f"{self.cfg['texts']} sentences drawn from the suites' vocabulary with seed "
                          f"[{self.seed}, 1]; no suite sentence",
                 "rooms": f"{self.cfg['rooms']} shoebox rooms, RT60 {self.cfg['rt60_min']}-"
@@ -196,11 +196,9 @@ class HifiganTraining:
                 return f"{key} must be {'positive' if key == 'segment_s' else 'non-negative'}, not {value}"
         if d["p_dry"] > 1:
             return f"data.p_dry is a probability, not {d['p_dry']}"
-        if not d["voices"]:
-            return "data.voices is empty"
-        from harness.suites.synth.speech import speed_problem
+        from harness.suites.synth.speech import speed_problem, voices_problem
 
-        return speed_problem(d["speed"])
+        return voices_problem(d["voices"], d["allow_evaluation_voices"]) or speed_problem(d["speed"])
 
     def data(self, cfg: dict[str, Any]) -> SpeechData:
         return cached_data(self, cfg, SpeechData)

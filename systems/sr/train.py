@@ -43,6 +43,7 @@ def default_config() -> dict[str, Any]:
         "data": {
             "voices": list(TRAINING_VOICES), "texts": 120, "ratios": [2, 4, 6],
             "speed": [1.0, 1.0],  # speed perturbation: a factor drawn from [lo, hi] per talk
+            "allow_evaluation_voices": False,  # true only for test and diagnostic models
             "level_lufs": -26.0, "level_jitter_db": 6.0, "lead_s": 2.0, "validation_items": 12,
             "rate": 16000,  # the high rate (the wide-band checkpoint: 32000, with 32 kHz voices)
             "source": "speech",  # or "music": arrangements rendered by fluidsynth (training seeds)
@@ -168,7 +169,7 @@ class SpeechSR:
         return self.pair(clean[:n], ratio), clean[:n]
 
     def record(self) -> dict[str, Any]:
-        from harness.suites.synth.speech import VOICES
+        from harness.suites.synth.speech import voices_record
 
         if self.cfg["source"] == "music":
             return {"rate": self.rate, "source": "music",
@@ -182,7 +183,7 @@ class SpeechSR:
         return {"rate": self.rate, "source": "speech",
                 "generator": "bandwidth-extension chain (scipy.signal.decimate, Chebyshev I order 8, "
                              "zero phase; harness.suites.synth.gen_speech.spline_upsample)",
-                "voices": list(self.cfg["voices"]), "evaluation_voices_excluded": list(VOICES),
+                "voices": list(self.cfg["voices"]), **voices_record(self.cfg["voices"]),
                 "speed_perturbation": list(self.cfg["speed"]),
                 "texts": f"{self.cfg['texts']} sentences drawn from the suites' vocabulary with seed "
                          f"[{self.seed}, 1]; no suite sentence",
@@ -219,8 +220,12 @@ class UnetSRTraining:
         d, a = cfg["data"], cfg["arch"]
         if not d["ratios"] or any(not isinstance(r, int) or r < 2 for r in d["ratios"]):
             return f"data.ratios must be integers >= 2, not {d['ratios']!r}"
-        if not d["voices"]:
-            return "data.voices is empty"
+        if d["source"] == "speech":
+            from harness.suites.synth.speech import voices_problem
+
+            problem = voices_problem(d["voices"], d["allow_evaluation_voices"])
+            if problem:
+                return problem
         if len(a["filters"]) != len(a["kernels"]) or not a["filters"]:
             return "arch.filters and arch.kernels must be non-empty lists of one length"
         m = 2 ** (len(a["filters"]) + 1)

@@ -233,6 +233,31 @@ def speed_problem(speed: list[float]) -> str | None:
     return None
 
 
+def voices_problem(voices: list[str], allow_evaluation: bool) -> str | None:
+    """What is wrong with a trainer's `data.voices`, or None: empty, a voice nobody can render,
+    or a voice of the evaluation suites (VOICES) where `data.allow_evaluation_voices` is false.
+    A model trained on an evaluation voice cannot be judged fairly on the suites that speak with
+    it; tests and diagnostics may still ask for one (flite's voices need no festival package)."""
+    if not voices:
+        return "data.voices is empty"
+    unknown = [v for v in voices if v not in VOICES and v not in FESTIVAL_VOICES]
+    if unknown:
+        training = [v for v in FESTIVAL_VOICES if v not in VOICES]
+        return f"data.voices: unknown voice {unknown[0]!r} (training voices: {', '.join(training)})"
+    used = [v for v in voices if v in VOICES]
+    if used and not allow_evaluation:
+        return (f"data.voices has {', '.join(used)}, voices of the evaluation suites: a model trained "
+                "on them cannot be judged on those suites (set data.allow_evaluation_voices = true "
+                "for a test or diagnostic model)")
+    return None
+
+
+def voices_record(voices: list[str]) -> dict[str, list[str]]:
+    """The sidecar's word on the training voices against the evaluation suites' (VOICES)."""
+    used = [v for v in voices if v in VOICES]
+    return {"evaluation_voices_used": used} if used else {"evaluation_voices_excluded": list(VOICES)}
+
+
 def babble(rng: np.random.Generator, seconds: float, rate: int = RATE, talkers: int = 4,
            voices: tuple[str, ...] = ("slt", "rms", "awb", "kal16"),
            sentences: tuple[str, ...] = SENTENCES) -> np.ndarray:
