@@ -200,6 +200,27 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
     one_line_error(code, err, "a checkpoint is already there")
 
 
+def test_without_a_terminal_training_prints_plain_progress_lines(tiny, tmp_path, monkeypatch, capsys):
+    """A log file or a batch job gets no bar: a plain line every PLAIN_EVERY_S seconds and one at
+    the end, each with the step, the losses, the rate and the time left."""
+    import re
+
+    from helpers.hostile import cli
+
+    from harness.cli import train as train_cli
+
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out", tmp_path / "a.safetensors")
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("train: step")]
+    assert len(lines) == 1 and lines[0].startswith("train: step 8/8, ") and "eta 0 s" in lines[0], err
+    monkeypatch.setattr(train_cli, "PLAIN_EVERY_S", 0.0)
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out", tmp_path / "b.safetensors")
+    assert code == 0, err
+    steps = [int(m.group(1)) for m in re.finditer(r"^train: step (\d+)/8, .*l1 [0-9.e-]+.* steps/s, \d+ s elapsed",
+                                                   err, re.M)]
+    assert steps == list(range(1, 9)), err
+
+
 def test_resume_refuses_another_config_but_lets_unreached_stages_change(tiny, tmp_path):
     from harness.errors import CheckpointError
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from harness.cli.app import app, err
+
+PLAIN_EVERY_S = 60.0  # without a terminal: seconds between progress lines
 
 
 @app.command()
@@ -76,8 +79,28 @@ def train(
               f"{next(iter(trainer.modules))}) on {dev}: {trainer.total_steps} steps, stages "
               + ", ".join(f"{s.name} {s.steps}" for s in trainer.stages), soft_wrap=True)
     end = trainer.total_steps if steps is None else min(steps, trainer.total_steps)
+    def shown(logs: dict) -> str:
+        return " ".join(f"{k} {v:.4g}" for k, v in logs.items() if not k.endswith("grad_norm"))
+
+    def rate() -> float:
+        return trainer.history[-1].get("steps_per_s", 0) if trainer.history else 0
+
     if quiet:
         trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every)
+    elif not err.is_terminal:  # a log file, a batch job, CI: a plain line now and then instead of a bar
+        first, t0 = trainer.step, time.time()
+        last = [t0]
+
+        def line(step: int, logs: dict) -> None:
+            now = time.time()
+            if now - last[0] < PLAIN_EVERY_S and step != end:
+                return
+            last[0] = now
+            eta = (now - t0) / (step - first) * (end - step) if step > first else float("nan")
+            err.print(f"train: step {step}/{end}, {shown(logs)}, {rate():.2f} steps/s, "
+                      f"{now - t0:.0f} s elapsed, eta {eta:.0f} s", highlight=False, soft_wrap=True)
+
+        trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every, progress=line)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -87,9 +110,7 @@ def train(
             task = bar.add_task("train", total=end, completed=trainer.step, loss="", rate="")
 
             def tick(step: int, logs: dict) -> None:
-                shown = " ".join(f"{k} {v:.4g}" for k, v in logs.items() if not k.endswith("grad_norm"))
-                rate = trainer.history[-1].get("steps_per_s", 0) if trainer.history else 0
-                bar.update(task, completed=step, loss=shown, rate=f"{rate:.2f} steps/s")
+                bar.update(task, completed=step, loss=shown(logs), rate=f"{rate():.2f} steps/s")
 
             trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every,
                         progress=tick)
