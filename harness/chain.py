@@ -74,6 +74,10 @@ class Chain:
         blob = json.dumps({"chain": [identity_of(s) for s in self.stages]})
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def checkpoint_files(self) -> list[str]:
+        """Its stages' checkpoints."""
+        return [f for s in self.stages for f in getattr(s, "checkpoint_files", list)()]
+
     def prepare(self, device: str) -> None:
         self.device = device
         for s in self.stages:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.chain import identity_of, split_spec, supports
@@ -107,6 +108,35 @@ def check_metric_names(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def evaluation_voices_trained_on(system: Any) -> dict[str, list[str]]:
+    """Checkpoint file -> the evaluation voices its record says it was trained on (a model
+    trained with `data.allow_evaluation_voices`), for each checkpoint `system` may load."""
+    from harness import checkpoints
+
+    out = {}
+    for path in getattr(system, "checkpoint_files", list)():
+        try:
+            used = checkpoints.read_record(path).get("data", {}).get("evaluation_voices_used") or []
+        except Exception:  # a missing or broken checkpoint fails its items when the system runs
+            continue
+        if used:
+            out[str(path)] = list(used)
+    return out
+
+
+def heard_voice_notes(name: str, system: Any, suite: Suite) -> list[str]:
+    """A plan note for each checkpoint of `system` trained on voices that items of `suite` speak
+    with: those items' scores are not held-out scores."""
+    notes = []
+    for path, used in evaluation_voices_trained_on(system).items():
+        heard = [it for it in suite.items if it.metadata.get("voice") in used]
+        if heard:
+            voices = sorted({str(it.metadata["voice"]) for it in heard})
+            notes.append(f"{name}: {Path(path).name} was trained on {', '.join(voices)}, the voice(s) "
+                         f"of {len(heard)} item(s) of {suite.name}: their scores are not held-out")
+    return notes
+
+
 def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
     """Resolve suites, systems, panel and metrics; expand into jobs; derive the run id.
 
@@ -135,6 +165,7 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
         if spec not in systems and not any(n.partition("/")[0] == spec for n in _stage_names(systems))
     ]
     per_suite: dict[str, Any] = {}
+    heard: list[str] = []  # items a system's checkpoint heard the voice of (not held-out)
     for suite in suites:
         protocol = get_protocol(suite.task)
         metrics = [m for m in wanted if m in protocol.supported_metrics] if wanted else list(
@@ -182,6 +213,7 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
                     raise ConfigError(system.problems(suite.items[0], protocol)[0] + f" (suite {suite.name})")
                 skipped.append(f"{name} does not do {suite.task}: skipped on {suite.name}")
                 continue
+            heard.extend(heard_voice_notes(name, system, suite))
             if stages:
                 for item in suite.items:
                     found = [] if problems[item.id] else system.problems(item, protocol)
@@ -192,6 +224,7 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
                     lid = li.id if li is not None else NO_LISTENER
                     jobs.append(Job(job_key(system, item, lid), suite, item, name, li, protocol,
                                     metrics, problems[item.id]))
+    skipped.extend(heard)
     if not jobs:
         raise ConfigError("nothing to run: " + "; ".join(
             s for s in skipped if "does not do" in s or "lacks" in s))
@@ -226,6 +259,7 @@ def plan(cfg: RunConfig, prebuilt: dict[str, Any] | None = None) -> Plan:
         },
         "metrics_backend": chosen,
         "jobs": len(jobs),
+        **({"not_held_out": heard} if heard else {}),
     }
     return Plan(run_id, cfg.run_name or run_id, cfg, device, suites, panel, systems, jobs,
                 manifest, skipped, chosen)

@@ -282,6 +282,41 @@ def test_the_sidecar_says_which_evaluation_voices_a_model_was_trained_on(tiny, t
     assert record["evaluation_voices_excluded"] == list(VOICES) and not set(record["voices"]) & set(VOICES)
 
 
+def test_a_run_notes_the_items_whose_voices_a_checkpoint_was_trained_on(tiny, tmp_path, monkeypatch, capsys):
+    """Planning `hifigan` (alone and as a chain's stage) with the tiny checkpoint (trained on slt
+    and rms) on the quick suite: a note names the items speaking with those voices (counted here
+    from the suite's own metadata), and the run's report repeats it as a warning; the shipped
+    checkpoint (no evaluation voice) gets none."""
+    from helpers.hostile import cli
+
+    from harness.config import RunConfig
+    from harness.planning import plan
+    from harness.suites import resolve_suite
+
+    out = tmp_path / "v.safetensors"
+    trainer(tiny, out).save()
+    suite = resolve_suite("speech-enhancement-quick")
+    heard = [it.id for it in suite.items if it.metadata["voice"] in ("slt", "rms")]
+    assert 0 < len(heard) < len(suite.items)
+    voiced = sorted({it.metadata["voice"] for it in suite.items if it.id in heard})
+    cfg = RunConfig(out=str(tmp_path / "store"), suites=[suite.name],
+                    systems=["hifigan", "hifigan>unprocessed", "unprocessed"], quiet=True,
+                    system_params={"hifigan": {"checkpoint": str(out)}})
+    notes = [n for n in plan(cfg).skipped if "not held-out" in n]
+    assert notes == [f"{name}: v.safetensors was trained on {', '.join(voiced)}, the voice(s) of "
+                     f"{len(heard)} item(s) of {suite.name}: their scores are not held-out"
+                     for name in ("hifigan", "hifigan>unprocessed")]
+    shipped = RunConfig(out=str(tmp_path / "store2"), suites=[suite.name], systems=["hifigan"], quiet=True)
+    assert not [n for n in plan(shipped).skipped if "not held-out" in n]
+    code, _, err = cli(monkeypatch, capsys, "run", "--suite", suite.name, "--system", "hifigan",
+                       "--param", f"hifigan.checkpoint={out}", "--out", tmp_path / "run", "-q")
+    assert code == 0 and f"note: {notes[0]}" in " ".join(err.split()), err
+    code, _, err = cli(monkeypatch, capsys, "report", tmp_path / "run", "-f", "md", "--out", tmp_path / "r.md")
+    assert code == 0, err
+    assert f"> **Warning:** {tmp_path / 'run'}@" in (tmp_path / "r.md").read_text()
+    assert notes[0] in (tmp_path / "r.md").read_text()
+
+
 def test_a_run_resumed_with_steps_shortened_to_where_it_stopped_records_the_new_plan(tiny, tmp_path):
     """`--resume` with [steps] cut to the step reached: nothing left to train, and the sidecar and
     report give the new plan (they had kept the old one's total). Cut below it: refused."""

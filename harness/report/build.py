@@ -312,7 +312,7 @@ def build(runs: list[RunData], baseline: str | None = None, audio_items: int = 2
     """Everything a report shows, from stored runs (scores, jobs, manifests, suite files). With
     `by_stem`, every per-stem metric is also summarised and compared stem by stem (`metric[stem]`,
     in the same Holm family)."""
-    warnings: list[str] = []
+    warnings: list[str] = [f"{r.label}: {note}" for r in runs for note in r.manifest.get("not_held_out", [])]
     for other in runs[1:]:
         for d in differences(runs[0], other):
             warnings.append(f"{runs[0].label} vs {other.label}: {d}")

@@ -42,6 +42,10 @@ class MRXSystem(BaseSystem):
     def path(self) -> str:
         return {**self.defaults, **self.params}["checkpoint"] or str(CHECKPOINTS / "mrx-small.safetensors")
 
+    def checkpoint_files(self) -> list[str]:
+        """The checkpoints it may load (the planner reads their records)."""
+        return [self.path()]
+
     def identity(self) -> str:
         from harness import checkpoints
 

@@ -33,6 +33,10 @@ class HiFiGAN(SpeechDSP):
 
         return HifiganTraining()
 
+    def checkpoint_files(self) -> list[str]:
+        """The checkpoints it may load (the planner reads their records)."""
+        return [{**self.defaults, **self.params}["checkpoint"]]
+
     def identity(self) -> str:
         """Name, version, parameters and the checkpoint's content hash (a retrained checkpoint at
         the same path is another system for resume and reports)."""

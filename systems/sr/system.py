@@ -87,6 +87,10 @@ class UNetSRSystem(BaseSystem):
             *(str(path) for _, path in sorted(self.per_ratio().items()))]
         return [*narrow, self.checkpoint(WIDE_RATE, 0)]
 
+    def checkpoint_files(self) -> list[str]:
+        """The checkpoints it may load (the planner reads their records)."""
+        return self.candidates()
+
     def checkpoint(self, rate: int, ratio: int) -> str:
         """The checkpoint for outputs at `rate` upsampled by `ratio`: the parameter, else the
         shipped model for that ratio alone, else the shipped one for several ratios."""
