@@ -79,6 +79,7 @@ def train(
               f"{next(iter(trainer.modules))}) on {dev}: {trainer.total_steps} steps, stages "
               + ", ".join(f"{s.name} {s.steps}" for s in trainer.stages), soft_wrap=True)
     end = trainer.total_steps if steps is None else min(steps, trainer.total_steps)
+
     def shown(logs: dict) -> str:
         return " ".join(f"{k} {v:.4g}" for k, v in logs.items() if not k.endswith("grad_norm"))
 
