@@ -191,6 +191,10 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
          "bad-speed.toml: data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not [1.2, 0.9]"),
         (["unprocessed"], "system 'unprocessed' is not trainable (trainable: hifigan"),
         (["hifigan", "--resume"], "nothing to resume"),
+        (["hifigan", "--steps", "-3"], "--steps must be >= 0, not -3"),
+        (["hifigan", "--threads", "-1"], "--threads must be >= 0, not -1"),
+        (["hifigan", "--checkpoint-every", "0"], "--checkpoint-every must be >= 1, not 0"),
+        (["hifigan", "--validate-every", "-1"], "--validate-every must be >= 0, not -1"),
     ]:
         code, _, err = cli(monkeypatch, capsys, "train", *args, "--out", tmp_path / "x.safetensors")
         one_line_error(code, err, message)
@@ -219,6 +223,11 @@ def test_without_a_terminal_training_prints_plain_progress_lines(tiny, tmp_path,
     steps = [int(m.group(1)) for m in re.finditer(r"^train: step (\d+)/8, .*l1 [0-9.e-]+.* steps/s, \d+ s elapsed",
                                                    err, re.M)]
     assert steps == list(range(1, 9)), err
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--steps", "3",
+                       "--out", tmp_path / "c.safetensors")  # the header says where --steps stops it
+    assert code == 0, err
+    assert "8 steps, stages wavenet 3, postnet 2, adversarial 3 (stopping at step 3: --steps)" in err, err
+    assert [ln.split(",")[0] for ln in err.splitlines() if ln.startswith("train: step")][-1] == "train: step 3/3", err
 
 
 def test_resume_refuses_another_config_but_lets_unreached_stages_change(tiny, tmp_path):

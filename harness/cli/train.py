@@ -48,8 +48,10 @@ def train(
         trainable = [n for n in registry.names("harness.systems")
                      if callable(getattr(_safe_load(n), "training", None))]
         raise RegistryError(f"system {system!r} is not trainable (trainable: {', '.join(trainable) or 'none'})")
-    if checkpoint_every < 1 or validate_every < 0 or threads < 0 or (steps is not None and steps < 0):
-        raise ConfigError("--checkpoint-every must be >= 1, --validate-every, --threads and --steps >= 0")
+    for flag, value, least in (("--checkpoint-every", checkpoint_every, 1), ("--validate-every", validate_every, 0),
+                               ("--threads", threads, 0), ("--steps", steps, 0)):
+        if value is not None and value < least:
+            raise ConfigError(f"{flag} must be >= {least}, not {value}")
     try:
         spec = cls.training(variant) if variant else cls.training()
     except TypeError:
@@ -75,10 +77,11 @@ def train(
         trainer.init_from(init)
         err.print(f"starting from the weights of {init} (step {trainer.init['steps']} of its run)")
     n_params = sum(p.numel() for p in trainer.modules[next(iter(trainer.modules))].parameters())
+    end = trainer.total_steps if steps is None else min(steps, trainer.total_steps)
+    until = "" if end == trainer.total_steps else f" (stopping at step {end}: --steps)"
     err.print(f"training {system} ({spec.architecture}, {n_params:,} parameters in "
               f"{next(iter(trainer.modules))}) on {dev}: {trainer.total_steps} steps, stages "
-              + ", ".join(f"{s.name} {s.steps}" for s in trainer.stages), soft_wrap=True)
-    end = trainer.total_steps if steps is None else min(steps, trainer.total_steps)
+              + ", ".join(f"{s.name} {s.steps}" for s in trainer.stages) + until, soft_wrap=True)
 
     def shown(logs: dict) -> str:
         return " ".join(f"{k} {v:.4g}" for k, v in logs.items() if not k.endswith("grad_norm"))
@@ -127,7 +130,7 @@ def train(
     command = "harness " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = write_report(record, trainer.out.with_suffix(".report.md"), command)
     err.print(f"wrote {trainer.out} ({record['parameters']:,} parameters, step {trainer.step}), "
-              f"{png}, {report}")
+              f"{png or 'no loss curve (no step logged)'}, {report}")
 
 
 def _safe_load(name: str):
