@@ -59,6 +59,9 @@ class BaseSystem:
     version = "1"
     description = ""
     defaults: dict[str, Any] | None = None  # parameter -> default; given values must match its type
+    # parameter -> the values it may take, checked at plan time: an interval for numbers
+    # ("[0, 1)", "(0, inf)"; each element of a list) or a tuple of choices (harness.config.check_limits)
+    limits: dict[str, Any] | None = None
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -90,7 +93,7 @@ def get_system(name: str, **params: Any) -> BaseSystem:
     cls = registry.load("harness.systems", name)
     defaults = getattr(cls, "defaults", None)
     if isinstance(defaults, dict):
-        check_params(name, params, defaults)
+        check_params(name, params, defaults, getattr(cls, "limits", None))
     try:
         system = cls(**params)
     except TypeError as exc:

@@ -40,6 +40,7 @@ Flags given on the command line override the file.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -181,10 +182,44 @@ def parse_timeout(value: Any) -> float | str:
     return seconds
 
 
-def check_params(system: str, params: dict[str, Any], defaults: dict[str, Any]) -> None:
+_INTERVAL = re.compile(r"^([\[(])\s*(-?inf|[-+0-9.eE]+)\s*,\s*(-?inf|[-+0-9.eE]+)\s*([\])])$")
+
+
+def within(interval: str, value: float) -> bool:
+    """Whether `value` lies in `interval`, written as mathematicians do: "[0, 1)" (0 in, 1 out),
+    "(0, inf)", "[1, inf)". NaN lies in none."""
+    m = _INTERVAL.match(interval)
+    if not m:
+        raise ValueError(f"not an interval: {interval!r} (write e.g. '[0, 1)' or '(0, inf)')")
+    lo, hi = float(m[2]), float(m[3])
+    return (value >= lo if m[1] == "[" else value > lo) and (value <= hi if m[4] == "]" else value < hi)
+
+
+def check_limits(system: str, params: dict[str, Any], limits: dict[str, Any]) -> None:
+    """Given parameters against a system's `limits`: KEY -> an interval string for a number (each
+    number of a list), or a tuple of the values allowed. A None given where the default is None
+    ("off", "auto") is not checked. ConfigError names system_params.SYSTEM.KEY, the limit and the
+    value."""
+    for key, rule in limits.items():
+        if key not in params or params[key] is None:
+            continue
+        value = params[key]
+        if isinstance(rule, str):
+            numbers = value if isinstance(value, (list, tuple)) else [value]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and within(rule, v)
+                       for v in numbers):
+                raise ConfigError(f"key 'system_params.{system}.{key}' must be in {rule}"
+                                  f"{' (each)' if isinstance(value, (list, tuple)) else ''}, got {value!r}")
+        elif value not in rule:
+            raise ConfigError(f"key 'system_params.{system}.{key}' must be one of "
+                              f"{', '.join(repr(r) for r in rule)}, got {value!r}")
+
+
+def check_params(system: str, params: dict[str, Any], defaults: dict[str, Any],
+                 limits: dict[str, Any] | None = None) -> None:
     """A system's parameters against its defaults: no parameter it does not declare, each of its
-    default's type (int is accepted for float, None defaults take anything); ConfigError names
-    system_params.SYSTEM.KEY."""
+    default's type (int is accepted for float, None defaults take anything), then each within the
+    system's `limits` (check_limits); ConfigError names system_params.SYSTEM.KEY."""
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         known = ", ".join(defaults) or "none"
@@ -200,6 +235,8 @@ def check_params(system: str, params: dict[str, Any], defaults: dict[str, Any]) 
                                   f"for off), got {type(value).__name__} {value!r}")
             continue
         check_type(f"system_params.{system}.{key}", value, float if isinstance(d, float) else type(d))
+    if limits:
+        check_limits(system, params, limits)
 
 
 KEYS = {f.name for f in fields(RunConfig)}
@@ -286,4 +323,4 @@ def _check_system_params(system_params: dict[str, dict[str, Any]]) -> None:
             continue  # an unknown system is reported by the plan, with the known names
         defaults = getattr(cls, "defaults", None)
         if isinstance(defaults, dict):
-            check_params(spec, params, defaults)
+            check_params(spec, params, defaults, getattr(cls, "limits", None))

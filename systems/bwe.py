@@ -148,6 +148,8 @@ class SBR(BaseSystem):
     # rolloff_db 12: chosen on a development suite (bandwidth-extension, seed 31): LSD 3.86 -> 1.69
     # with SNR 15.7 -> 12.7 dB (6 dB/octave: LSD 1.65, SNR 11.2 dB)
     defaults = {"patch_octaves": 1.0, "rolloff_db": 12.0, "floor_db": 60.0, "n_fft": 512, "hop": 128}
+    limits = {"patch_octaves": "(0, inf)", "rolloff_db": "[0, inf)", "floor_db": "[0, inf)",
+              "n_fft": "[16, inf)", "hop": "[1, inf)"}
 
     def process(self, items: list[Item], listener: Any | None) -> list[Output]:
         p = {**self.defaults, **self.params}

@@ -67,6 +67,8 @@ class CocktailDSP(BaseSystem):
                    "vertical structure (effects), soft masks")
     defaults = {"harmonic_s": 0.105, "sustained_s": 0.94, "percussive_hz": 670.0,
                 "band_hz": [80.0, 5000.0], "speech_floor": 0.1, "exponent": 0.6}
+    limits = {"harmonic_s": "(0, inf)", "sustained_s": "(0, inf)", "percussive_hz": "(0, inf)",
+              "band_hz": "(0, inf)", "speech_floor": "[0, 1]", "exponent": "(0, inf)"}
 
     def input_problem(self, item: Item, rate: int, channels: int) -> str | None:
         return None if channels == 1 else f"takes a mono mixture, not {channels} channels"

@@ -120,3 +120,58 @@ def test_param_flags_set_system_parameters_over_the_config(tmp_path):
                      ("wpe.taps=ten", "must be an integer"), ("wpe.tapz=3", "unknown parameter")]:
         with pytest.raises(ConfigError, match=msg):
             load_config(None, {"params": [bad]})
+
+
+def test_intervals_are_read_as_written():
+    from harness.config import within
+
+    assert within("[0, 1)", 0) and within("[0, 1)", 0.999) and not within("[0, 1)", 1)
+    assert not within("(0, inf)", 0) and within("(0, inf)", 1e300) and not within("(0, inf)", float("inf"))
+    assert within("(-inf, 0]", 0) and within("(-inf, 0]", -1e300) and not within("(-inf, 0]", 1e-12)
+    assert within("[0.1, 2.5]", 2.5) and not within("[0.1, 2.5]", 0.09)
+    assert not within("[0, 1]", float("nan"))
+    with pytest.raises(ValueError, match="not an interval"):
+        within("0..1", 0.5)
+
+
+def test_every_system_declares_limits_its_defaults_meet():
+    """Each limit names a declared parameter, and the defaults lie within their limits (a limit
+    that refused its own default would refuse every run that sets it)."""
+    from harness import registry
+    from harness.config import check_limits
+
+    declared = 0
+    for name in registry.names("harness.systems"):
+        cls = registry.load("harness.systems", name)
+        limits = getattr(cls, "limits", None) or {}
+        defaults = getattr(cls, "defaults", None) or {}
+        inherited = {k for k in limits if k not in defaults}  # a base class's, for parameters it lacks
+        assert inherited <= {"n_fft", "hop", "max_offset_s"}, (name, inherited)
+        check_limits(name, {k: v for k, v in defaults.items() if k in limits}, limits)
+        declared += len(limits)
+    assert declared >= 40
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("mmse-lsa.overlap=1.5", "key 'system_params.mmse-lsa.overlap' must be in [0, 1), got 1.5"),
+    ("wpe.taps=0", "key 'system_params.wpe.taps' must be in [1, inf), got 0"),
+    ("wpe.then=nosuch", "key 'system_params.wpe.then' must be one of 'mmse-lsa', 'spectral-gating', 'none', "
+                        "got 'nosuch'"),
+    ("hifigan.chunk_s=0", "key 'system_params.hifigan.chunk_s' must be in [0.1, inf), got 0"),
+    ("spectral-gating.prop_decrease=nan", "must be in [0, 1], got nan"),
+    ("cocktail-dsp.band_hz=[80, -1]", "key 'system_params.cocktail-dsp.band_hz' must be in (0, inf) (each), "
+                                      "got [80, -1]"),
+    ("remix/dsp.overlap=0.7", "key 'system_params.remix/dsp.overlap' must be in [0, 0.5], got 0.7"),
+    ("mrx.input_lufs=loud", "key 'system_params.mrx.input_lufs' must be in (-inf, 0), got 'loud'"),
+    ("plcs.search=fast", "key 'system_params.plcs.search' must be one of 'exhaustive', 'hash', got 'fast'"),
+])
+def test_a_parameter_out_of_its_range_is_refused_before_anything_runs(flag, message, tmp_path, monkeypatch,
+                                                                       capsys):
+    """Before, such values ran: an overlap of 1.5 scored as if it made sense, taps=0 and chunk_s=0
+    failed every item with an exception from inside numpy or range()."""
+    from helpers.hostile import cli, one_line_error
+
+    system = flag.partition(".")[0]
+    code, _, err = cli(monkeypatch, capsys, "run", "--system", system, "--param", flag, "--out", tmp_path / "r")
+    one_line_error(code, err, message)
+    assert not (tmp_path / "r").exists()

@@ -69,6 +69,9 @@ def test_chunked_cross_fades_are_complementary():
     x = rng.standard_normal((2, 44100 * 25 + 17))
     out = chunked(lambda c: {"a": 0.25 * c, "b": 0.75 * c}, x, 44100, chunk_s=10.0, overlap=0.1)
     assert np.allclose(out["a"], 0.25 * x) and np.allclose(out["b"] + out["a"], x)
+    for overlap in (0.0, 0.5):  # abutting chunks (no fade: this raised before), the widest fade
+        out = chunked(lambda c: {"a": c}, x, 44100, chunk_s=10.0, overlap=overlap)
+        assert np.allclose(out["a"], x, rtol=0, atol=1e-12)
 
 
 def test_dsp_separator_stems_sum_to_the_mixture(music_item):

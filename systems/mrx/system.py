@@ -28,6 +28,7 @@ class MRXSystem(BaseSystem):
     # checkpoint's sidecar says: -27 for weights converted from the cocktail-fork repository,
     # whose separate_soundtrack does so; off for the harness's own)
     defaults = {"checkpoint": "", "input_lufs": None}
+    limits = {"input_lufs": "(-inf, 0)"}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -37,6 +37,8 @@ COMMON = {
     "max_offset_s": 1.0,
     "dtype": "float32",
 }
+COMMON_LIMITS: dict[str, Any] = {"n_fft": "[16, inf)", "hop": "[1, inf)", "max_offset_s": "[0, inf)",
+                                 "dtype": ("float32", "float64")}
 
 
 def _check(name: str, params: dict, defaults: dict) -> dict:
@@ -51,6 +53,7 @@ class CrowdSystem(BaseSystem):
 
     task = "crowd-enhancement"
     defaults: dict[str, Any] = COMMON
+    limits: dict[str, Any] = COMMON_LIMITS
 
     def __init__(self, **params: Any) -> None:
         cfg = _check(self.name, params, self.defaults)
@@ -159,6 +162,7 @@ class OraclePLCA(CrowdSystem):
     description = ("Oracle PLCA: source bases learned from the clean source, held fixed; each "
                    "recording separated on its own, then consolidated (eq. 7)")
     defaults = {**COMMON, "n_source": 100, "n_individual": 50, "iterations": 100, "seed": 0}
+    limits = {**COMMON_LIMITS, "n_source": "[1, inf)", "n_individual": "[1, inf)", "iterations": "[1, inf)"}
 
     def process_item(self, item: Item) -> Output:
         x, rate, n = self.aligned(item)
@@ -202,6 +206,11 @@ class PLCSSystem(CrowdSystem):
         "hash_whiten": True,  # ...each band divided by its mean (see model.WTAHash)
         "seed": 0,
     }
+    limits = {**COMMON_LIMITS, "n_common": "[1, inf)", "n_individual": "[1, inf)", "iterations": "[1, inf)",
+              "priors": ("none", "init", "source", "both"), "n_prior_source": "[1, inf)",
+              "n_prior_interference": "[1, inf)", "prior_weight": "[0, inf)", "prior_decay": "[0, inf)",
+              "prior_iterations": "[1, inf)", "neighbours": "(0, inf)", "search": ("exhaustive", "hash"),
+              "hash_draws": "[1, inf)", "hash_m": "[2, inf)", "hash_pool": "[1, inf)"}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -53,9 +53,9 @@ def chunked(fn, x: np.ndarray, rate: int, chunk_s: float = 10.0,
         part = fn(x[..., start:end])
         w = np.ones(end - start)
         ramp = np.arange(fade) / fade  # fade-in i/fade and fade-out 1 - i/fade sum to one
-        if start > 0:
+        if start > 0 and fade:
             w[:fade] = ramp
-        if end < n:
+        if end < n and fade:  # no overlap (fade 0): chunks abut
             w[-fade:] = 1.0 - ramp
         for k, v in part.items():
             out.setdefault(k, np.zeros(x.shape[:-1] + (n,)))

@@ -55,6 +55,8 @@ class Remix(BaseSystem):
                    "ICASSP 2024 rebalancing)")
     variant_param = "separator"  # `--system remix/LABEL` sets separator=LABEL
     defaults = DEFAULTS
+    limits = {"chunk_s": "[1, inf)", "overlap": "[0, 0.5]", "nalr_design": ("precise", "clarity"),
+              "nalr_taps": "[1, inf)", "soft_clip_knee": "[0, 1)"}
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(DEFAULTS))

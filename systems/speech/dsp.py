@@ -74,6 +74,8 @@ class SpectralGating(SpeechDSP):
         "n_fft": 512,  # 32 ms at 16 kHz
         "n_std_thresh_stationary": 1.5,
     }
+    limits = {"prop_decrease": "[0, 1]", "time_constant_s": "(0, inf)", "n_fft": "[16, inf)",
+              "n_std_thresh_stationary": "[0, inf)"}
 
     def enhance(self, x: np.ndarray) -> np.ndarray:
         return spectral_gating(x, {**self.defaults, **self.params})
@@ -144,6 +146,8 @@ class MMSELSA(SpeechDSP):
         "window_s": 1.5,  # minimum-statistics search window
         "bias": 2.5,
     }
+    limits = {"rule": ("lsa", "wiener"), "frame_ms": "[1, inf)", "overlap": "[0, 1)", "alpha": "[0, 1)",
+              "floor_db": "(-inf, 0]", "window_s": "(0, inf)", "bias": "(0, inf)"}
 
     def enhance(self, x: np.ndarray) -> np.ndarray:
         return mmse_lsa(x, {**self.defaults, **self.params})
@@ -174,6 +178,8 @@ class WPE(SpeechDSP):
         "shift": 256,
         "then": "mmse-lsa",  # or "spectral-gating", "none"
     }
+    limits = {"taps": "[1, inf)", "delay": "[1, inf)", "iterations": "[1, inf)", "frame": "[16, inf)",
+              "shift": "[1, inf)", "then": ("mmse-lsa", "spectral-gating", "none")}
 
     def enhance(self, x: np.ndarray) -> np.ndarray:
         from nara_wpe.utils import istft, stft

@@ -22,6 +22,7 @@ class HiFiGAN(SpeechDSP):
         "checkpoint": str(CHECKPOINTS / "hifigan-small.safetensors"),
         "chunk_s": 10.0,  # enhance in chunks of this length (memory bound for long inputs)
     }
+    limits = {"chunk_s": "[0.1, inf)"}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -40,6 +40,7 @@ class UNetSRSystem(BaseSystem):
         "checkpoint_wideband": "",
         "ratio": 0,  # bandwidth-extension's ratio; 0: the item's `ratio` metadata
     }
+    limits = {"ratio": "[0, inf)"}
     variant_param = "model"
 
     def __init__(self, **params: Any) -> None:
