@@ -195,24 +195,36 @@ def within(interval: str, value: float) -> bool:
     return (value >= lo if m[1] == "[" else value > lo) and (value <= hi if m[4] == "]" else value < hi)
 
 
+def limit_problem(rule: Any, value: Any) -> str | None:
+    """What is wrong with `value` under `rule`, or None: an interval string for a number
+    ("integer [2, 16]" wants whole numbers), or a tuple of the values allowed; a list's elements
+    are checked each."""
+    if isinstance(rule, str):
+        listed = isinstance(value, (list, tuple))
+        whole = rule.startswith("integer ")
+        interval = rule.removeprefix("integer ")
+        kind = int if whole else (int, float)
+        numbers = value if listed else [value]
+        if not all(isinstance(v, kind) and not isinstance(v, bool) and within(interval, v) for v in numbers):
+            return (f"must be {'an integer ' if whole else ''}in {interval}{' (each)' if listed else ''}, "
+                    f"got {value!r}")
+        return None
+    listed = isinstance(value, (list, tuple))
+    if not all(v in rule for v in (value if listed else [value])):
+        each = " (each)" if listed else ""
+        return f"must be one of {', '.join(repr(r) for r in rule)}{each}, got {value!r}"
+    return None
+
+
 def check_limits(system: str, params: dict[str, Any], limits: dict[str, Any]) -> None:
-    """Given parameters against a system's `limits`: KEY -> an interval string for a number (each
-    number of a list), or a tuple of the values allowed. A None given where the default is None
-    ("off", "auto") is not checked. ConfigError names system_params.SYSTEM.KEY, the limit and the
-    value."""
+    """Given parameters against a system's `limits` (limit_problem). A None given where the default
+    is None ("off", "auto") is not checked. ConfigError names system_params.SYSTEM.KEY, the limit
+    and the value."""
     for key, rule in limits.items():
-        if key not in params or params[key] is None:
-            continue
-        value = params[key]
-        if isinstance(rule, str):
-            numbers = value if isinstance(value, (list, tuple)) else [value]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and within(rule, v)
-                       for v in numbers):
-                raise ConfigError(f"key 'system_params.{system}.{key}' must be in {rule}"
-                                  f"{' (each)' if isinstance(value, (list, tuple)) else ''}, got {value!r}")
-        elif value not in rule:
-            raise ConfigError(f"key 'system_params.{system}.{key}' must be one of "
-                              f"{', '.join(repr(r) for r in rule)}, got {value!r}")
+        if key in params and params[key] is not None:
+            problem = limit_problem(rule, params[key])
+            if problem:
+                raise ConfigError(f"key 'system_params.{system}.{key}' {problem}")
 
 
 def check_params(system: str, params: dict[str, Any], defaults: dict[str, Any],

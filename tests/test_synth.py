@@ -143,6 +143,46 @@ def test_unknown_generator_and_option(tmp_path):
     assert r.returncode == 2 and "unknown option(s) ratio" in r.stderr
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    # each of these ran before: a traceback (ZeroDivisionError, MemoryError, a clip RuntimeError),
+    # a cryptic numpy message, or a suite made of nonsense (ratio 1, no recordings, a 0 m room)
+    (["bandwidth-extension", "-O", "ratios=0"], "bandwidth-extension: -O ratios must be an integer in [2, 16] (each), got [0]"),
+    (["bandwidth-extension", "-O", "ratios=2,2.5"], "must be an integer in [2, 16] (each), got [2, 2.5]"),
+    (["speech-enhancement", "-O", "rt60s=5"], "speech-enhancement: -O rt60s must be in [0, 2] (each), got [5]"),
+    (["speech-restoration", "-O", "rt60s=0,-1"], "-O rt60s must be in [0, 2] (each), got [0, -1]"),
+    (["speech-enhancement", "-O", "level_lufs=10"], "-O level_lufs must be in [-60, -10], got 10"),
+    (["crowd-enhancement", "-O", "recordings=0"], "-O recordings must be an integer in [1, 64], got 0"),
+    (["crowd-enhancement", "-O", "room_m=0"], "-O room_m must be in [1, 1000], got 0"),
+    (["crowd-enhancement", "-O", "source=nosuch"], "-O source must be one of 'music', 'speech', got 'nosuch'"),
+    (["hearing-aid-speech", "-O", "interferers=nosuch"],
+     "-O interferers must be one of 'speech', 'noise' (each), got ['nosuch']"),
+    (["speech-enhancement", "-O", "snrs=0,5", "-O", "snrs=10"], "--option snrs is given twice"),
+    (["crowd-enhancement", "--preset", "2013", "-O", "preset=massive"], "--preset 2013 and -O preset=massive disagree"),
+])
+def test_a_generator_option_out_of_range_is_one_line(args, message, tmp_path, monkeypatch, capsys):
+    from helpers.hostile import cli, one_line_error
+
+    code, _, err = cli(monkeypatch, capsys, "suites", "make", *args, "--items", "1", "--out", tmp_path / "s")
+    one_line_error(code, err, message)
+    assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+def test_every_generator_default_lies_within_its_limits():
+    """A generator's limits name its options, and the values it uses when not given lie within them
+    (the defaults recorded by a generated suite's manifest: the grids of the built-in suites)."""
+    from harness.config import limit_problem
+    from harness.suites.synth.gen_speech import BWE_RATIOS, SE_RT60S, SE_SNRS, SR_RT60S, SR_SNRS
+    from harness.suites.synth.generators import generators
+
+    gens = generators()
+    for g in gens.values():
+        assert set(g.limits) <= set(g.options), g.name
+    rule = gens["speech-enhancement"].limits
+    for key, grid in (("snrs", SE_SNRS), ("rt60s", SE_RT60S), ("snrs", SR_SNRS), ("rt60s", SR_RT60S)):
+        assert limit_problem(rule[key], list(grid)) is None, (key, grid)
+    assert limit_problem(gens["bandwidth-extension"].limits["ratios"], list(BWE_RATIOS)) is None
+
+
 def test_crowd_alignment_puts_each_recording_on_the_source_grid(tmp_path):
     """A recording that starts 0.1 s after the source, at half the rate, lands 1600 samples in."""
     from harness.audio import write

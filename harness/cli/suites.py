@@ -138,9 +138,12 @@ def suites_make(
         if "=" not in o:
             raise ConfigError(f"--option {o!r}: expected KEY=VALUE")
         k, v = o.split("=", 1)
+        if k.strip() in options:
+            raise ConfigError(f"--option {k.strip()} is given twice (a grid is one option: -O {k.strip()}=0,5,10)")
         options[k.strip()] = _option_value(v.strip())
     if preset:
-        options["preset"] = preset
+        if options.setdefault("preset", preset) != preset:
+            raise ConfigError(f"--preset {preset} and -O preset={options['preset']} disagree")
     bar = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=err, disable=quiet or not err.is_terminal)
 

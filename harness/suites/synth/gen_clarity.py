@@ -156,19 +156,20 @@ def make_hearing_aid_cec3(root, items, seconds, seed, opts, tick):
                                rate=CEC3_RATE)
 
 
+CLARITY_LIMITS = {"snrs": "[-20, 40]", "interferers": ("speech", "noise")}
 HEARING_AID_SPEECH = Generator(
     "hearing-aid-speech", "hearing-aid-speech", make_clarity_scenes, 3.0, 4,
     "Clarity-style scenes (CEC2): a target talker and an interferer in a simulated room, six "
     "hearing-aid microphones, 44.1 kHz 16-bit WAV",
-    ("snrs", "interferers"),
+    ("snrs", "interferers"), limits=CLARITY_LIMITS,
 )
 HEARING_AID_ENHANCEMENT = Generator(
     "hearing-aid-enhancement", "hearing-aid-enhancement", make_hearing_aid_enhancement, 3.0, 4,
     "the same Clarity-style scenes for the ICASSP 2023 task (the evaluator amplifies)",
-    ("snrs", "interferers"),
+    ("snrs", "interferers"), limits=CLARITY_LIMITS,
 )
 HEARING_AID_CEC3 = Generator(
     "hearing-aid-cec3", "hearing-aid-cec3", make_hearing_aid_cec3, 3.0, 4,
     "the same scenes at 48 kHz in the CEC3 form (one <scene>_reference.wav)",
-    ("snrs", "interferers"),
+    ("snrs", "interferers"), limits=CLARITY_LIMITS,
 )

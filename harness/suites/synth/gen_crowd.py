@@ -230,4 +230,8 @@ CROWD = Generator(
     ("preset", "recordings", "max_offset_s", "source", "priors", "level_lufs", "soundfont",
      "sensors", "room_m", "talkers", "noises", "target_boost_db"),
     presets={"2013": (15.0, 5), "massive": (10.0, 1)},
+    limits={"preset": ("default", "2013", "massive"), "recordings": "integer [1, 64]",
+            "max_offset_s": "[0, 10]", "source": ("music", "speech"), "level_lufs": "[-60, -10]",
+            "sensors": "integer [1, 10000]", "room_m": "[1, 1000]", "talkers": "integer [1, 1000]",
+            "noises": "integer [0, 1000]", "target_boost_db": "[-40, 60]"},
 )

@@ -327,23 +327,23 @@ def make_cocktail_fork(root: Path, items: int, seconds: float, seed: int, opts: 
 MUSIC_REMIX = Generator(
     "music-remix", "music-remix", make_music_remix, 10.0, 5,
     "multi-stem fluidsynth songs, stereo 44.1 kHz stems and mixture (CAD1-like)",
-    ("styles", "level_lufs", "soundfont"),
+    ("styles", "level_lufs", "soundfont"), limits={"level_lufs": "[-60, -10]"},
 )
 MUSIC_REBALANCE = Generator(
     "music-rebalance", "music-rebalance", make_music_rebalance, 10.0, 5,
     "music-remix songs plus a requested gain per stem (ICASSP 2024 rebalancing)",
-    ("gain_range_db", "styles", "level_lufs", "soundfont"),
+    ("gain_range_db", "styles", "level_lufs", "soundfont"), limits={"level_lufs": "[-60, -10]"},
 )
 CLASSICAL_REBALANCE = Generator(
     "classical-rebalance", "classical-rebalance", make_classical_rebalance, 10.0, 4,
     "chamber duos and trios (CAD2 Task 2's instruments), stereo 44.1 kHz sources, a gain per source",
-    ("gain_range_db", "level_lufs", "soundfont"),
+    ("gain_range_db", "level_lufs", "soundfont"), limits={"level_lufs": "[-60, -10]"},
 )
 LYRIC_INTELLIGIBILITY = Generator(
     "lyric-intelligibility", "lyric-intelligibility", make_lyric_intelligibility, 8.0, 4,
     "songs with spoken lyrics (flite) over fluidsynth accompaniment, 44.1 kHz stereo stems, a "
     "scene segment and an alpha each (CAD2 Task 1)",
-    ("vocal_lu", "level_lufs", "soundfont"),
+    ("vocal_lu", "level_lufs", "soundfont"), limits={"vocal_lu": "[-40, 40]", "level_lufs": "[-60, -10]"},
 )
 COCKTAIL_FORK = Generator(
     "cocktail-fork", "cocktail-fork", make_cocktail_fork, 10.0, 10,
@@ -354,5 +354,5 @@ CAR_MUSIC = Generator(
     "car-music", "car-music", make_car_music, 6.0, 4,
     "songs for a hearing-aid listener in a car (CAD1 Task 2): stereo 44.1 kHz, car noise "
     "parameters, an SNR and a head rotation's synthetic BRIRs",
-    ("snr_min", "snr_max", "level_lufs", "soundfont"),
+    ("snr_min", "snr_max", "level_lufs", "soundfont"), limits={"level_lufs": "[-60, -10]"},
 )

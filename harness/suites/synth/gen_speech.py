@@ -266,19 +266,22 @@ def make_speech_restoration(root: Path, items: int, seconds: float, seed: int, o
                  "voices": voices, "level_lufs": level}
 
 
+# a room's impulse response is simulated for its RT60: 2 s takes about half a minute an item
+SPEECH_LIMITS = {"snrs": "[-20, 60]", "rt60s": "[0, 2]", "level_lufs": "[-60, -10]"}
 SPEECH_ENHANCEMENT = Generator(
     "speech-enhancement", "speech-enhancement", make_speech_enhancement, 4.0, 24,
     "flite/festival speech at 16 kHz; room (RT60), device and noise (SNR) on a grid",
-    ("snrs", "rt60s", "devices", "noises", "voices", "level_lufs"),
+    ("snrs", "rt60s", "devices", "noises", "voices", "level_lufs"), limits=SPEECH_LIMITS,
 )
 BANDWIDTH_EXTENSION = Generator(
     "bandwidth-extension", "bandwidth-extension", make_bandwidth_extension, 4.0, 12,
     "16 kHz speech (or music: -O source=music); inputs decimated 2x/4x/6x (Chebyshev order 8) "
     "and spline-upsampled",
     ("ratios", "source", "voices", "level_lufs", "soundfont"),
+    limits={"ratios": "integer [2, 16]", "source": ("speech", "music"), "level_lufs": "[-60, -10]"},
 )
 SPEECH_RESTORATION = Generator(
     "speech-restoration", "speech-restoration", make_speech_restoration, 4.0, 15,
     "festival's HTS voice at 32 kHz (the reference); input: the 16 kHz speech-enhancement chain",
-    ("snrs", "rt60s", "devices", "noises", "voices", "level_lufs"),
+    ("snrs", "rt60s", "devices", "noises", "voices", "level_lufs"), limits=SPEECH_LIMITS,
 )

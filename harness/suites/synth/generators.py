@@ -13,11 +13,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from harness import registry
 from harness.audio import Audio, write
+from harness.config import limit_problem
 from harness.errors import HarnessError, SuiteError
 from harness.suites.synth import degrade as dg
 from harness.suites.types import FileRef, Item, Suite, file_ref, write_manifest
@@ -37,7 +39,7 @@ class Writer:
         x = np.asarray(x, dtype=np.float64)
         peak = float(np.max(np.abs(x))) if x.size else 0.0
         if self.subtype != "FLOAT" and peak >= 1.0:
-            raise RuntimeError(f"{rel}: peak {peak:.3f} would clip in {self.subtype}")
+            raise SuiteError(f"{rel}: peak {peak:.3f} would clip in {self.subtype} (a lower -O level_lufs?)")
         if self.subtype == "PCM_24":
             x = dg.quantise(x, 24)
         path = write(self.root / (rel + self.suffix), Audio(x, rate), self.subtype)
@@ -93,6 +95,9 @@ class Generator:
     description: str
     options: tuple[str, ...]  # keys accepted by -O KEY=VALUE
     presets: dict[str, tuple[float, int]] = field(default_factory=dict)  # preset -> (seconds, items)
+    # option -> the values it may take (harness.config.limit_problem: "[0, 2]", "integer [2, 16]",
+    # or a tuple of choices), checked before anything is generated
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 def generators() -> dict[str, Generator]:
@@ -108,7 +113,7 @@ def get_generator(name: str) -> Generator:
 
 
 # generator options that are grids (lists of levels); a single value is a grid of one
-LIST_OPTIONS = {"snrs", "rt60s", "devices", "noises", "voices", "ratios", "styles"}
+LIST_OPTIONS = {"snrs", "rt60s", "devices", "noises", "voices", "ratios", "styles", "interferers"}
 
 
 def make_suite(name: str, out: Path, items: int | None = None, seconds: float | None = None,
@@ -124,6 +129,10 @@ def make_suite(name: str, out: Path, items: int | None = None, seconds: float | 
     for key in LIST_OPTIONS & set(options):  # -O ratios=4: a grid of one level
         if not isinstance(options[key], list):
             options[key] = [options[key]]
+    for key, rule in gen.limits.items():
+        problem = limit_problem(rule, options[key]) if key in options else None
+        if problem:
+            raise SuiteError(f"{name}: -O {key} {problem}")
     d_seconds, d_items = gen.presets.get(str(options.get("preset")), (gen.seconds, gen.items))
     items = d_items if items is None else items
     seconds = d_seconds if seconds is None else seconds
