@@ -138,18 +138,22 @@ def load(path: str | Path, architecture: str | None = None) -> tuple[dict[str, A
     return tensors, record
 
 
-def torch_load_safely(path: str | Path, what: str) -> Any:
-    """A PyTorch file read with torch.load(weights_only=True): tensors and plain containers only,
-    nothing in it runs; anything else is one line naming the file and saying it is not `what`
-    the harness can read safely."""
-    import pickle
-
+def torch_load_safely(path: str | Path, what: str, allowed: list | None = None) -> Any:
+    """A PyTorch file read with torch.load(weights_only=True): tensors and plain containers only
+    (and the classes `allowed`), nothing in it runs; anything else, bytes that are no PyTorch file
+    at all included, is one line naming the file and saying it is not `what` the harness can read
+    safely."""
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with torch.serialization.safe_globals(allowed or []):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and legacy-format errors of every kind (a text file: KeyError)
+        text = str(exc).strip()
+        bare = isinstance(exc, (KeyError, UnicodeDecodeError)) or not text  # says nothing alone
+        first = f"{type(exc).__name__}: {text}" if bare else text.splitlines()[0]
+        if first.startswith("Weights only load failed"):  # torch's advice (weights_only=False) would run it
+            first = "it holds objects other than tensors and plain containers; none of it was run"
         raise CheckpointError(f"{path}: not {what} the harness can read safely ({first[:200]})") from None
 
 

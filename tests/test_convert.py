@@ -86,9 +86,15 @@ def test_a_file_that_would_run_code_is_refused_without_running_it(tmp_path):
     torch.save({"klass": Payload(marker), "args": [], "kwargs": {}, "state": {}}, bad)
     from systems.remix.convert import convert_demucs
 
-    with pytest.raises(CheckpointError, match="not a Demucs model file the harness can read safely"):
+    with pytest.raises(CheckpointError, match="not a Demucs model file the harness can read safely "
+                                              r"\(it holds objects other than tensors"):
         convert_demucs(bad, tmp_path / "out.safetensors")
     assert not marker.exists()
+    text = tmp_path / "notes.th"
+    text.write_text("hi\n")  # not a PyTorch file at all: torch's legacy reader raised KeyError: 105
+    with pytest.raises(CheckpointError, match=r"notes.th: not a Demucs model file the harness can read safely "
+                                              r"\(KeyError: 105\)"):
+        convert_demucs(text, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
     plain = tmp_path / "plain.th"
     plain.write_bytes(pickle.dumps({"klass": Payload(marker)}))  # a bare pickle, not torch.save's zip

@@ -53,21 +53,14 @@ def _jsonable(value: Any, where: str) -> Any:
 
 def read_demucs_package(path: Path) -> dict[str, Any]:
     """The dict a demucs `.th` file holds, read without running any code from it."""
-    import pickle
-
-    import torch
     from demucs.hdemucs import HDemucs
     from demucs.htdemucs import HTDemucs
 
+    from harness.checkpoints import torch_load_safely
+
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    try:
-        with torch.serialization.safe_globals([HDemucs, HTDemucs, Fraction]):
-            pkg = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a Demucs model file the harness can read safely "
-                              f"({first[:200]})") from None
+    pkg = torch_load_safely(path, "a Demucs model file", [HDemucs, HTDemucs, Fraction])
     if not isinstance(pkg, dict) or not {"klass", "args", "kwargs", "state"} <= set(pkg):
         raise CheckpointError(f"{path}: not a Demucs model package (expected the keys klass, args, "
                               "kwargs, state that demucs.states.serialize_model writes)")
