@@ -51,6 +51,26 @@ def test_export_refuses_an_existing_file_without_force(oracle_store, tmp_path, m
     assert len(dest.read_text().splitlines()) == 7  # header + 6 SNR scores
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    # each ran before: a negative count of worst units or report audio items was taken as none, a
+    # --max-ratio below 1 would refuse every archive, a negative seed was numpy's complaint
+    (["compare", "{store}", "{store}", "--worst", "-2"], "--worst must be >= 0, not -2"),
+    (["report", "{store}", "--audio-items", "-1", "--out", "{tmp}/r.html"], "--audio-items must be >= 0, not -1"),
+    (["score", "{tmp}", "--suite", SPEECH, "--max-ratio", "0.5", "--out", "{tmp}/s"], "--max-ratio must be >= 1, not 0.5"),
+    (["suites", "make", "speech-enhancement", "--seed", "-5", "--out", "{tmp}/m"], "--seed must be >= 0, not -5"),
+    (["suites", "make", "speech-enhancement", "--seconds", "0.5", "--out", "{tmp}/m"], "--seconds must be >= 1, not 0.5"),
+    (["train", "hifigan", "--threads", "-1", "--out", "{tmp}/x.safetensors"], "--threads must be >= 0, not -1"),
+])
+def test_a_flag_below_its_least_value_is_one_line_and_writes_nothing(args, message, oracle_store, tmp_path,
+                                                                     monkeypatch, capsys):
+    before = store_digest(oracle_store)
+    args = [a.format(store=oracle_store, tmp=tmp_path) for a in args]
+    code, _, err = cli(monkeypatch, capsys, *args)
+    one_line_error(code, err, message)
+    assert store_digest(oracle_store) == before
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_report_and_compare_never_write_over_a_store(oracle_store, monkeypatch, capsys):
     before = store_digest(oracle_store)
     db = oracle_store / "harness.sqlite"

@@ -25,6 +25,16 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 STORE_HELP = "Output folder holding the results store (harness.sqlite)."
 
 
+def at_least(**flags: tuple[float | None, float]) -> None:
+    """One line naming the first flag below its least value: at_least(steps=(steps, 0)) for
+    --steps (None: not given, not checked)."""
+    from harness.errors import ConfigError
+
+    for name, (value, least) in flags.items():
+        if value is not None and value < least:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {least:g}, not {value:g}")
+
+
 def _fmt(x: float, digits: int = 3) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 

@@ -15,6 +15,7 @@ from harness.cli.app import (
     _fmt,
     _print_summary,
     app,
+    at_least,
     err,
     out,
 )
@@ -41,6 +42,7 @@ def compare(
     otherwise; refuses (exit 2) runs with different protocol versions, suite hashes or panels
     unless --force.
     """
+    at_least(worst=(worst, 0))
     from harness import compare as cmp
     from harness import runs as runs_mod
     from harness.errors import ConfigError
@@ -143,6 +145,7 @@ def score(
     same under train/, valid/ or test/; CAD2 Task 1: `<scene>_<listener>_A<alpha>_remix.flac`).
     Archives are unpacked safely (no traversal, no links, bounded count, size and ratio).
     """
+    at_least(max_ratio=(max_ratio, 1))
     import json as _json
 
     from harness import submission as sub
@@ -267,6 +270,7 @@ def report(
     noise); figures (distribution per system, metric against SNR, listener x system HAAQI
     heatmap); audio and spectrograms of a few items (HTML); the run manifests.
     """
+    at_least(audio_items=(audio_items, 0))
     from harness import runs as runs_mod
     from harness.errors import ConfigError
     from harness.report.build import build

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from harness.cli.app import (
     app,
+    at_least,
     err,
     out,
 )
@@ -128,6 +129,7 @@ def suites_make(
     Needs the offline synthesisers flite, festival (HTS voice) and fluidsynth with a General MIDI
     soundfont; a missing one is named with the Debian packages to install.
     """
+    at_least(seed=(seed, 0), items=(items, 1), seconds=(seconds, 1))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.errors import ConfigError

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.app import app, err
+from harness.cli.app import app, at_least, err
 
 PLAIN_EVERY_S = 60.0  # without a terminal: seconds between progress lines
 
@@ -48,10 +48,8 @@ def train(
         trainable = [n for n in registry.names("harness.systems")
                      if callable(getattr(_safe_load(n), "training", None))]
         raise RegistryError(f"system {system!r} is not trainable (trainable: {', '.join(trainable) or 'none'})")
-    for flag, value, least in (("--checkpoint-every", checkpoint_every, 1), ("--validate-every", validate_every, 0),
-                               ("--threads", threads, 0), ("--steps", steps, 0)):
-        if value is not None and value < least:
-            raise ConfigError(f"{flag} must be >= {least}, not {value}")
+    at_least(checkpoint_every=(checkpoint_every, 1), validate_every=(validate_every, 0), threads=(threads, 0),
+             steps=(steps, 0))
     try:
         spec = cls.training(variant) if variant else cls.training()
     except TypeError:
