@@ -85,6 +85,11 @@ class RunConfig:
             raise ConfigError("no suite given")
         if not self.systems:
             raise ConfigError("no system given")
+        from harness.suites.types import control_free
+
+        if not control_free(self.run_name):
+            raise ConfigError(f"run_name {self.run_name!r} holds control characters (a terminal would act "
+                              "on them)")
         if self.jobs < 1:
             raise ConfigError(f"jobs must be at least 1, got {self.jobs}")
         if self.batch_size < 1:

@@ -47,6 +47,15 @@ CREATE TABLE IF NOT EXISTS units (
 """
 
 
+def check_entry_name(name: str) -> str:
+    """An entry name: not blank, no control characters (it is printed on terminals and pages)."""
+    from harness.suites.types import control_free
+
+    if not name.strip() or not control_free(name):
+        raise ConfigError(f"entry name {name!r}: must be non-empty and hold no control characters")
+    return name
+
+
 class Leaderboard:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -87,6 +96,7 @@ class Leaderboard:
     def add(self, run: RunData, name: str, system: str | None = None, replace: bool = False,
             force: bool = False) -> tuple[str, int]:
         """Add one system of a run as entry `name`; returns (system, units stored)."""
+        check_entry_name(name)
         systems = run.systems
         if system is None:
             cands = [s for s in systems if s not in ("unprocessed", "oracle")] or systems

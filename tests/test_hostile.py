@@ -71,6 +71,23 @@ def test_a_flag_below_its_least_value_is_one_line_and_writes_nothing(args, messa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_names_with_control_characters_are_refused_before_anything_is_written(oracle_store, tmp_path,
+                                                                               monkeypatch, capsys):
+    """A run or leaderboard entry name is printed on terminals: an ESC in it would act there (clear
+    the screen, recolour what follows); before, both were stored and printed raw."""
+    from harness.suites.types import control_free
+
+    assert control_free("a b/é\u00a0") and not control_free("a\x1b[2J") and not control_free("\x7f")
+    assert not control_free("\x9b31m") and control_free("line\nnext", "\n") and not control_free("line\nnext")
+    code, _, err = cli(monkeypatch, capsys, "run", "--suite", SPEECH, "--system", "oracle", "--metric", "snr",
+                       "--run-name", "a\x1b[31mred", "--out", tmp_path / "r")
+    one_line_error(code, err, "run_name 'a\\x1b[31mred' holds control characters")
+    code, _, err = cli(monkeypatch, capsys, "leaderboard", "add", str(oracle_store), "--name", "x\x1b[2J",
+                       "--db", tmp_path / "lb.sqlite")
+    one_line_error(code, err, "entry name 'x\\x1b[2J': must be non-empty and hold no control characters")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_report_and_compare_never_write_over_a_store(oracle_store, monkeypatch, capsys):
     before = store_digest(oracle_store)
     db = oracle_store / "harness.sqlite"

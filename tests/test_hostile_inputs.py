@@ -113,6 +113,9 @@ SUITE_ERRORS = [
     ("name", lambda m: m.update(name=["x"]), "'name' must be a non-empty string"),
     ("id-traversal", lambda m: m["items"][1].update(id="../../x"), "item id '../../x' is not a plain name"),
     ("id-dot", lambda m: m["items"][1].update(id="."), "item id '.' is not a plain name"),
+    ("name-escape", lambda m: m.update(name="q\x1b[2J"), "'name' and 'description' must hold no control characters"),
+    ("description-csi", lambda m: m.update(description="ok\x9b31m"),
+     "'name' and 'description' must hold no control characters"),
 ]
 
 

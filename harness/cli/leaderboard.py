@@ -37,8 +37,9 @@ def leaderboard_add(
 ) -> None:
     """Add one system of a stored run to the leaderboard (its per-unit scores are copied)."""
     from harness import runs as runs_mod
-    from harness.leaderboard import Leaderboard
+    from harness.leaderboard import Leaderboard, check_entry_name
 
+    check_entry_name(name)  # before the board is opened (or created)
     run = runs_mod.load_run(run_ref, store)
     with Leaderboard(db) as lb:
         sys_name, n = lb.add(run, name, system, replace, force)

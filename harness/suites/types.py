@@ -305,10 +305,16 @@ def _item_from_json(manifest: Path, root: Path, task: str, suite: str, raw: dict
                 manifest=str(manifest))
 
 
+def control_free(text: str, allow: str = "") -> bool:
+    """No control characters (C0, DEL, C1: what a terminal would act on, such as ESC starting a
+    sequence that clears the screen) other than those in `allow`."""
+    return not any((ord(c) < 32 or 127 <= ord(c) < 160) and c not in allow for c in text)
+
+
 def plain_component(name: str) -> bool:
     """One plain path component: no separator, not '.' or '..', no control characters."""
     return (bool(name.strip()) and name not in (".", "..") and "/" not in name and "\\" not in name
-            and not any(ord(c) < 32 for c in name))
+            and control_free(name))
 
 
 def _is_item_id(value: Any) -> bool:
@@ -336,6 +342,9 @@ def load_suite(folder: str | Path) -> Suite:
     name = raw["name"]
     if not isinstance(name, str) or not name.strip():
         raise SuiteError(f"{manifest}: 'name' must be a non-empty string, got {name!r}")
+    if not control_free(name) or not control_free(str(raw.get("description", "")), "\n\t"):
+        raise SuiteError(f"{manifest}: 'name' and 'description' must hold no control characters "
+                         "(a terminal would act on them)")
     if not isinstance(raw["items"], list) or not raw["items"]:
         raise SuiteError(f"{manifest}: 'items' must be a non-empty list")
     root_ref = raw.get("root", "")
