@@ -19,6 +19,7 @@ import os
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -113,24 +114,85 @@ class InProcessScorer:
 
 class PoolScorer:
     """Scores jobs on worker processes (forkserver children that die with the driver), each
-    reading the job's outputs from the cache."""
+    reading the job's outputs from the cache.
+
+    A worker that dies (the kernel's out-of-memory killer, a segfault in a metric's C code) breaks
+    the whole pool: every job in flight then fails, the culprit's and its neighbours'. So the pool
+    is replaced, and those jobs are scored again one at a time on it: a job that kills its worker
+    alone is the culprit and is stored `failed` with the reason, the others are scored."""
+
+    work = staticmethod(score_job)  # what a worker runs for a job (tests put a dying one here)
 
     def __init__(self, workers: int, ctx: ScoringContext) -> None:
         self.ctx = ctx
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=workers_mod.context(),
-                                        initializer=workers_mod.scoring_worker_init,
-                                        initargs=(os.getpid(),))
-        self.in_flight: dict[Future, tuple[Any, dict[str, str], float]] = {}
+        self.workers = workers
+        self.pool = self._new_pool()
+        self.in_flight: dict[Future, tuple[Any, dict[str, str], float, dict[str, str]]] = {}
+        self.restarts = 0
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=workers_mod.context(),
+                                   initializer=workers_mod.scoring_worker_init, initargs=(os.getpid(),))
+
+    def _restart(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+        self.restarts += 1
+
+    def _submit(self, job, paths: dict[str, str], t0: float, problems: dict[str, str]) -> Future:
+        memo = str(self.ctx.memo_dir) if self.ctx.memo_dir else None
+        args = (self.work, job.suite.task, job.item, paths, job.listener, job.metrics, memo,
+                self.ctx.backends, problems)
+        try:
+            return self.pool.submit(*args)
+        except BrokenProcessPool:  # a worker died since the last submit: what was in flight is
+            self._restart()        # collected by finished(); new work goes to a fresh pool
+            return self.pool.submit(*args)
 
     def submit(self, job, outputs: dict[str, Audio], paths: dict[str, str], t0: float,
                problems: dict[str, str]) -> None:
-        memo = str(self.ctx.memo_dir) if self.ctx.memo_dir else None
-        fut = self.pool.submit(score_job, job.suite.task, job.item, paths, job.listener,
-                               job.metrics, memo, self.ctx.backends, problems)
-        self.in_flight[fut] = (job, paths, t0)
+        self.in_flight[self._submit(job, paths, t0, problems)] = (job, paths, t0, problems)
+
+    @staticmethod
+    def _scores(fut: Future, job) -> list[Score] | None:
+        """A finished future's scores; None when its pool broke under it (a worker died)."""
+        try:
+            return fut.result()
+        except BrokenProcessPool:
+            return None
+        except Exception as exc:  # e.g. a MemoryError raised in the worker
+            return failed_rows(job.protocol, job.item, job.metrics,
+                               f"scoring worker failed: {first_line(exc)}")
 
     def finished(self, limit: int = 0) -> Iterator[tuple[Any, dict[str, str], float, list[Score]]]:
-        return drain(self.in_flight, limit, "scoring worker failed")  # e.g. out of memory
+        while len(self.in_flight) > limit:
+            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
+            suspects = []
+            for fut in done:
+                job, paths, t0, problems = entry = self.in_flight.pop(fut)
+                scores = self._scores(fut, job)
+                if scores is None:
+                    suspects.append(entry)
+                else:
+                    yield job, paths, t0, scores
+            if not suspects:
+                continue
+            rest, self.in_flight = self.in_flight, {}  # a broken pool fails them all at once
+            for fut, entry in rest.items():
+                scores = self._scores(fut, entry[0])
+                if scores is None:
+                    suspects.append(entry)
+                else:
+                    yield entry[0], entry[1], entry[2], scores
+            self._restart()
+            for job, paths, t0, problems in suspects:  # alone, so that only a culprit fails
+                scores = self._scores(self._submit(job, paths, t0, problems), job)
+                if scores is None:
+                    self._restart()
+                    scores = failed_rows(job.protocol, job.item, job.metrics,
+                                         "scoring worker died while scoring this job alone (killed by the "
+                                         "system: out of memory? or a crash in a metric's native code)")
+                yield job, paths, t0, scores
 
     def kill(self) -> None:
         """Stop at once (after Ctrl-C): kill the workers, drop what is in flight."""

@@ -173,6 +173,31 @@ def test_a_crashed_system_process_is_restarted_for_the_next_items(tmp_path):
     assert log.read_text() == "prepare\n" * 2  # the first process died on se02; a second one ran
 
 
+def test_a_scoring_worker_killed_fails_only_its_job_and_the_run_goes_on(tmp_path, monkeypatch):
+    """A scoring worker killed (SIGKILL, the out-of-memory killer's signal) while scoring se03
+    breaks the whole process pool. Before, the run stopped there with a BrokenProcessPool
+    traceback; now the pool is replaced, the jobs that were in flight are scored again one at a
+    time, and only se03's are `failed`."""
+    from helpers import dying
+    from helpers.hostile import stored
+
+    from harness.config import RunConfig
+    from harness.planning import plan
+    from harness.runner import execute
+    from harness.scoring import PoolScorer
+
+    monkeypatch.setattr(PoolScorer, "work", staticmethod(dying.score_or_die))
+    cfg = RunConfig(out=str(tmp_path / "out"), jobs=2, quiet=True, suites=[SPEECH],
+                    systems=["unprocessed", "oracle"], metrics=["snr", "stoi"])
+    execute(plan(cfg), progress=False)
+    scores, _ = stored(tmp_path / "out")
+    culprit = scores.item_id == dying.CULPRIT
+    assert len(scores) == 24 and culprit.sum() == 4
+    assert (scores[culprit].status == "failed").all()
+    assert scores[culprit].reason.str.startswith("scoring worker died while scoring this job alone").all()
+    assert (scores[~culprit].status == "ok").all() and scores[~culprit].value.notna().all()
+
+
 def test_a_system_that_cannot_be_sent_to_its_process_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "run", "--suite", SPEECH, "--system", "unpicklable",
                        "--out", tmp_path / "o", "--quiet", "--metric", "snr", "--jobs", "1")
