@@ -58,7 +58,7 @@ def test_unknown_options_are_refused():
 
     with pytest.raises(ConfigError, match="unknown parameter"):
         get_system("plcs", n_comon=3)
-    with pytest.raises(ConfigError, match="priors must be"):
+    with pytest.raises(ConfigError, match="key 'system_params.plcs.priors' must be one of 'none', 'init', 'source', 'both', got 'lots'"):
         get_system("plcs", priors="lots")
 
 

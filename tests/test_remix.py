@@ -60,6 +60,7 @@ def test_soft_clip_and_level():
     assert np.max(np.abs(y)) <= 1.0 and np.all(np.diff(y) >= 0)
     assert np.all(np.diff(y[np.abs(x) < 1.5]) > 0)  # strictly increasing until it saturates
     assert np.array_equal(y[np.abs(x) <= 0.9], x[np.abs(x) <= 0.9])
+    assert np.array_equal(stages.soft_clip(x, 1.0), x)  # a knee at full scale is off (it divided by 0)
     z = stages.to_level(np.sin(np.linspace(0, 100, 10000)), 65.0)
     assert 20 * np.log10(np.sqrt(np.mean(z**2))) + 100 == pytest.approx(65.0, abs=1e-9)
 

@@ -110,8 +110,11 @@ def bandpass(x: np.ndarray, rate: int, low_hz: float = 250.0, high_hz: float = 1
 
 
 def soft_clip(x: np.ndarray, knee: float = 0.9) -> np.ndarray:
-    """Identity below `knee`, tanh-shaped above it, never beyond full scale (1)."""
+    """Identity below `knee`, tanh-shaped above it, never beyond full scale (1). A knee at or above
+    full scale (1) turns it off: the identity."""
     y = np.array(x, dtype=np.float64)
+    if knee >= 1.0:
+        return y
     over = np.abs(y) > knee
     room = 1.0 - knee
     y[over] = np.sign(y[over]) * (knee + room * np.tanh((np.abs(y[over]) - knee) / room))

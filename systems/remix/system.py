@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     # music-rebalance: the gained stems scaled together so their sum has the mixture's integrated
     # loudness before NAL-R (the ICASSP 2024 recipe's `remix_stems`, which its reference has too)
     "rebalance_loudness": True,
-    "soft_clip_knee": 0.9,
+    "soft_clip_knee": 0.9,  # 1 or more: off
 }
 
 
@@ -56,7 +56,7 @@ class Remix(BaseSystem):
     variant_param = "separator"  # `--system remix/LABEL` sets separator=LABEL
     defaults = DEFAULTS
     limits = {"chunk_s": "[1, inf)", "overlap": "[0, 0.5]", "nalr_design": ("precise", "clarity"),
-              "nalr_taps": "[1, inf)", "soft_clip_knee": "[0, 1)"}
+              "nalr_taps": "[1, inf)", "soft_clip_knee": "[0, inf)"}
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(DEFAULTS))
