@@ -128,7 +128,6 @@ class PoolScorer:
         self.workers = workers
         self.pool = self._new_pool()
         self.in_flight: dict[Future, tuple[Any, dict[str, str], float, dict[str, str]]] = {}
-        self.restarts = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=workers_mod.context(),
@@ -137,9 +136,8 @@ class PoolScorer:
     def _restart(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self._new_pool()
-        self.restarts += 1
 
-    def _submit(self, job, paths: dict[str, str], t0: float, problems: dict[str, str]) -> Future:
+    def _submit(self, job, paths: dict[str, str], problems: dict[str, str]) -> Future:
         memo = str(self.ctx.memo_dir) if self.ctx.memo_dir else None
         args = (self.work, job.suite.task, job.item, paths, job.listener, job.metrics, memo,
                 self.ctx.backends, problems)
@@ -151,7 +149,7 @@ class PoolScorer:
 
     def submit(self, job, outputs: dict[str, Audio], paths: dict[str, str], t0: float,
                problems: dict[str, str]) -> None:
-        self.in_flight[self._submit(job, paths, t0, problems)] = (job, paths, t0, problems)
+        self.in_flight[self._submit(job, paths, problems)] = (job, paths, t0, problems)
 
     @staticmethod
     def _scores(fut: Future, job) -> list[Score] | None:
@@ -169,7 +167,7 @@ class PoolScorer:
             done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
             suspects = []
             for fut in done:
-                job, paths, t0, problems = entry = self.in_flight.pop(fut)
+                job, paths, t0, _ = entry = self.in_flight.pop(fut)
                 scores = self._scores(fut, job)
                 if scores is None:
                     suspects.append(entry)
@@ -186,7 +184,7 @@ class PoolScorer:
                     yield entry[0], entry[1], entry[2], scores
             self._restart()
             for job, paths, t0, problems in suspects:  # alone, so that only a culprit fails
-                scores = self._scores(self._submit(job, paths, t0, problems), job)
+                scores = self._scores(self._submit(job, paths, problems), job)
                 if scores is None:
                     self._restart()
                     scores = failed_rows(job.protocol, job.item, job.metrics,
