@@ -183,8 +183,8 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
         (["hifigan", "--config", str(unknown_voice)], "unknown-voice.toml: data.voices: unknown voice 'nobody'"),
         (["hifigan", "--config", str(bad_value)], "bad-value.toml: key 'batch_size' must be an integer"),
         (["hifigan", "--config", str(bad_target)],
-         "bad-target.toml: data.target must be 'clean' or 'device-band', not 'wideband'"),
-        (["hifigan", "--config", str(bad_lead)], "bad-lead.toml: data.lead_s must be non-negative, not -1.0"),
+         "bad-target.toml: data.target must be one of 'clean', 'device-band', got 'wideband'"),
+        (["hifigan", "--config", str(bad_lead)], "bad-lead.toml: data.lead_s must be in [0, 30], got -1.0"),
         (["hifigan", "--config", str(bad_speed)],
          "bad-speed.toml: data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not [1.2, 0.9]"),
         (["unet-sr", "--config", str(bad_speed)],
@@ -202,6 +202,60 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
     done.write_bytes(b"")
     code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out", done)
     one_line_error(code, err, "a checkpoint is already there")
+
+
+@pytest.mark.parametrize(("system", "toml", "message"), [
+    # each of these trained before, or died in a traceback (ZeroDivisionError for texts = 0,
+    # numpy's "high <= 0" for rooms = 0, a torch RuntimeError for channels = 0)
+    ("hifigan", "seed = -1", "seed must be an integer in [0, inf), got -1"),
+    ("hifigan", "[data]\ntexts = 0", "data.texts must be an integer in [1, inf), got 0"),
+    ("hifigan", "[data]\nrooms = 0", "data.rooms must be an integer in [1, inf), got 0"),
+    ("hifigan", "[data]\nsnr_min = 30.0\nsnr_max = 10.0", "data.snr_min (30) must not exceed data.snr_max (10)"),
+    ("hifigan", "[steps]\nwavenet = -5", "steps.wavenet must be an integer in [0, inf), got -5"),
+    ("hifigan", "[loss]\nl1 = -1.0", "loss.l1 must be in [0, inf), got -1.0"),
+    ("hifigan", "[lr]\nwavenet = -1.0", "lr.wavenet must be in [0, inf), got -1.0"),
+    ("hifigan", "[arch]\nchannels = 0", "arch.channels must be an integer in [1, inf), got 0"),
+    ("hifigan", "[arch]\ngate_channels = 63", "arch.gate_channels must be even"),
+    ("hifigan", "[data]\np_dry = 1.5", "data.p_dry must be in [0, 1], got 1.5"),
+    ("unet-sr", "lr = -0.1", "lr must be in [0, inf), got -0.1"),
+    ("unet-sr", "[data]\nratios = [2, 1]", "data.ratios must be integers >= 2"),
+    ("unet-sr", "[arch]\nfilters = [32, 0, 8, 8]", "arch.filters must be an integer in [1, inf) (each), got [32, 0, 8, 8]"),
+    ("mrx", "decay = 1.5", "decay must be in (0, 1], got 1.5"),
+    ("mrx", "[data]\npool = 0", "data.pool must be an integer in [1, inf), got 0"),
+    ("remix/spleeter", "[data]\nlevel_dbfs = [-16.0, -32.0]", "data.level_dbfs must be [lo, hi] with lo <= hi"),
+    ("remix/spleeter", "[data]\nsame_song = 2.0", "data.same_song must be in [0, 1], got 2.0"),
+])
+def test_a_training_config_value_out_of_range_is_one_line(system, toml, message, tmp_path, monkeypatch, capsys):
+    from helpers.hostile import cli, one_line_error
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml + "\n")
+    code, _, err = cli(monkeypatch, capsys, "train", system, "--config", cfg, "--out", tmp_path / "x.safetensors")
+    one_line_error(code, err, f"bad.toml: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_every_trainer_default_lies_within_its_limits():
+    """The limits a trainer declares name keys of its defaults, and the defaults (and every
+    shipped training config) pass them: a limit that refused them would refuse the documented
+    commands."""
+    from harness.training.trainer import COMMON_LIMITS, limits_problem, load_train_config, matching
+    from systems.mrx.train import MrxTraining
+    from systems.remix.train_spleeter import SpleeterTraining
+    from systems.speech.hifigan_train import HifiganTraining
+    from systems.sr.train import UnetSRTraining
+
+    for trainable in (HifiganTraining(), UnetSRTraining(), MrxTraining(), SpleeterTraining()):
+        cfg = trainable.defaults()
+        for pattern in trainable.limits:
+            assert matching(cfg, pattern), (trainable.architecture, pattern)
+        assert limits_problem(cfg, {**COMMON_LIMITS, **trainable.limits}) is None
+    shipped = sorted(ROOT.glob("systems/**/configs/train-*.toml"))
+    assert len(shipped) >= 8
+    for path in shipped:
+        trainable = {"speech": HifiganTraining(), "sr": UnetSRTraining(), "mrx": MrxTraining(),
+                     "remix": SpleeterTraining()}[path.parts[-3]]
+        load_train_config(trainable, path)
 
 
 def test_without_a_terminal_training_prints_plain_progress_lines(tiny, tmp_path, monkeypatch, capsys):

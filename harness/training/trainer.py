@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import checkpoints
-from harness.config import check_type
+from harness.config import check_type, limit_problem
 from harness.errors import CheckpointError, ConfigError, read_structured
 from harness.training.spec import OptimiserSpec, Stage, Trainable
 
@@ -74,6 +74,40 @@ def merge_config(defaults: dict[str, Any], given: dict[str, Any], where: str, pr
     return out
 
 
+# Values every trainer's config must respect (harness.config.limit_problem rules; "*" stands for
+# every key of a table). A trainable adds its own with a `limits` attribute (data sizes, arch).
+COMMON_LIMITS: dict[str, Any] = {
+    "seed": "integer [0, inf)", "batch_size": "integer [1, inf)", "clip_norm": "[0, inf)",
+    "lr": "[0, inf)", "lr.*": "[0, inf)", "decay": "(0, 1]", "decay_every": "integer [1, inf)",
+    "steps.*": "integer [0, inf)", "loss.*": "[0, inf)", "data.validation_items": "integer [1, inf)",
+}
+
+
+def matching(cfg: dict[str, Any], pattern: str, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of cfg that `pattern` names ("steps.*": each stage)."""
+    head, _, rest = pattern.partition(".")
+    keys = list(cfg) if head == "*" else [head] if head in cfg else []
+    out = []
+    for k in keys:
+        v = cfg[k]
+        if rest:
+            if isinstance(v, dict):
+                out += matching(v, rest, f"{prefix}{k}.")
+        elif not isinstance(v, dict):
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def limits_problem(cfg: dict[str, Any], limits: dict[str, Any]) -> str | None:
+    """The first value of cfg outside its limit, said as 'KEY must be ..., got VALUE'; or None."""
+    for pattern, rule in limits.items():
+        for dotted, value in matching(cfg, pattern):
+            problem = limit_problem(rule, value)
+            if problem:
+                return f"{dotted} {problem}"
+    return None
+
+
 def load_train_config(trainable: Trainable, path: str | Path | None,
                       overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The training configuration: the trainable's defaults, then TRAIN.toml, then overrides."""
@@ -94,9 +128,8 @@ def load_train_config(trainable: Trainable, path: str | Path | None,
     for key in ("seed", "batch_size"):
         if key not in cfg:
             raise ConfigError(f"{trainable.architecture}: its training defaults lack {key!r}")
-    if cfg["batch_size"] < 1:
-        raise ConfigError(f"{path or 'training config'}: batch_size must be at least 1")
-    problem = trainable.check(cfg) if hasattr(trainable, "check") else None
+    problem = limits_problem(cfg, {**COMMON_LIMITS, **getattr(trainable, "limits", {})})
+    problem = problem or (trainable.check(cfg) if hasattr(trainable, "check") else None)
     if problem:
         raise ConfigError(f"{path or 'training config'}: {problem}")
     return cfg

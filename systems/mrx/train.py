@@ -167,6 +167,12 @@ class MrxTraining:
     def defaults(self) -> dict[str, Any]:
         return default_config()
 
+    limits = {
+        "arch.blstms": "integer [1, inf)", "arch.layers": "integer [1, inf)", "arch.dropout": "[0, 1)",
+        "data.texts": "integer [1, inf)", "data.pool": "integer [1, inf)", "data.pool_s": "(0, 600]",
+        "data.class_spread_lu": "[0, 20]", "data.clip_spread_lu": "[0, 20]", "data.validation_s": "(0, 600]",
+    }
+
     def check(self, cfg: dict[str, Any]) -> str | None:
         a, d = cfg["arch"], cfg["data"]
         if not a["windows"] or any(int(w) < 64 or int(w) & (int(w) - 1) for w in a["windows"]):

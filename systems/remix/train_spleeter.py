@@ -128,8 +128,15 @@ class SpleeterTraining:
     def defaults(self) -> dict[str, Any]:
         return default_config()
 
+    limits = {
+        "data.pool": "integer [1, inf)", "data.pool_s": "(0, 600]", "data.same_song": "[0, 1]",
+        "data.stem_gain_db": "[0, 40]", "data.level_dbfs": "[-80, 0]", "data.validation_s": "(0, 600]",
+    }
+
     def check(self, cfg: dict[str, Any]) -> str | None:
         a, d = cfg["arch"], cfg["data"]
+        if len(d["level_dbfs"]) != 2 or d["level_dbfs"][0] > d["level_dbfs"][1]:
+            return f"data.level_dbfs must be [lo, hi] with lo <= hi, not {d['level_dbfs']}"
         if sorted(a["stems"]) != sorted(sp.STEMS):
             return f"arch.stems must be {list(sp.STEMS)}, not {a['stems']!r}"
         if int(a["channels"]) not in (1, 2):

@@ -185,17 +185,28 @@ class HifiganTraining:
     def defaults(self) -> dict[str, Any]:
         return default_config()
 
+    # values each key may take (harness.training.trainer.COMMON_LIMITS adds seed, steps, losses...)
+    limits = {
+        "segment_s": "(0, 60]",
+        **{f"arch.{k}": "integer [1, inf)" for k in ("channels", "skip_channels", "stacks", "layers",
+                                                     "head_channels", "postnet_layers", "postnet_channels",
+                                                     "postnet_kernel", "disc_channels", "mel_channels")},
+        "arch.gate_channels": "integer [2, inf)",
+        "data.texts": "integer [1, inf)", "data.rooms": "integer [1, inf)", "data.rt60_min": "[0.05, 2]",
+        "data.rt60_max": "[0.05, 2]", "data.p_dry": "[0, 1]", "data.snr_min": "[-30, 80]",
+        "data.snr_max": "[-30, 80]", "data.level_lufs": "[-60, -10]", "data.level_jitter_db": "[0, 20]",
+        "data.lead_s": "[0, 30]", "data.target": ("clean", "device-band"),
+    }
+
     def check(self, cfg: dict[str, Any]) -> str | None:
-        """What is wrong with a merged config's values (types are checked by the trainer)."""
-        d = cfg["data"]
-        if d["target"] not in ("clean", "device-band"):
-            return f"data.target must be 'clean' or 'device-band', not {d['target']!r}"
-        for key, value in (("segment_s", cfg["segment_s"]), ("data.lead_s", d["lead_s"]),
-                           ("data.p_dry", d["p_dry"])):
-            if not (value >= 0 and (key != "segment_s" or value > 0)):
-                return f"{key} must be {'positive' if key == 'segment_s' else 'non-negative'}, not {value}"
-        if d["p_dry"] > 1:
-            return f"data.p_dry is a probability, not {d['p_dry']}"
+        """What is wrong with a merged config's values beyond their limits (types are checked by the
+        trainer)."""
+        d, a = cfg["data"], cfg["arch"]
+        if a["gate_channels"] % 2:
+            return f"arch.gate_channels must be even (the gate splits it in halves), not {a['gate_channels']}"
+        for lo, hi in (("snr_min", "snr_max"), ("rt60_min", "rt60_max")):
+            if d[lo] > d[hi]:
+                return f"data.{lo} ({d[lo]:g}) must not exceed data.{hi} ({d[hi]:g})"
         from harness.suites.synth.speech import speed_problem, voices_problem
 
         return voices_problem(d["voices"], d["allow_evaluation_voices"]) or speed_problem(d["speed"])

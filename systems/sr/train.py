@@ -216,6 +216,14 @@ class UnetSRTraining:
     def defaults(self) -> dict[str, Any]:
         return default_config()
 
+    limits = {
+        "segment": "integer [1, inf)", "arch.filters": "integer [1, inf)", "arch.kernels": "integer [1, inf)",
+        "arch.bottleneck": "integer [1, inf)", "arch.bottleneck_kernel": "integer [1, inf)",
+        "arch.final_kernel": "integer [1, inf)", "data.texts": "integer [1, inf)",
+        "data.level_lufs": "[-60, -10]", "data.level_jitter_db": "[0, 20]", "data.songs": "integer [1, inf)",
+        "data.song_s": "(0, 600]",
+    }
+
     def check(self, cfg: dict[str, Any]) -> str | None:
         d, a = cfg["data"], cfg["arch"]
         if not d["ratios"] or any(not isinstance(r, int) or r < 2 for r in d["ratios"]):
