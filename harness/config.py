@@ -97,6 +97,9 @@ class RunConfig:
         self.system_timeout = parse_timeout(self.system_timeout)
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"executor must be 'local' or 'ray', got {self.executor!r}")
+        if self.ray_address and self.executor != "ray":
+            raise ConfigError(f"a Ray cluster address ({self.ray_address!r}) is for --executor ray; "
+                              f"this run's executor is {self.executor!r}")
         if self.ray_actors < 1:
             raise ConfigError(f"ray_actors must be at least 1, got {self.ray_actors}")
         if self.ray_num_gpus < 0 or self.ray_retries < 0:

@@ -43,6 +43,9 @@ def test_config_file_drives_a_run(tmp_path):
         ("colour = 'blue'", "unknown key(s) colour"),
         ("jobs = 0", "jobs must be at least 1"),
         ("systems = 3", "must be a list of strings"),
+        # the address alone ran locally and ignored it
+        ("ray_address = 'head:6379'", "a Ray cluster address ('head:6379') is for --executor ray; this run's "
+                                      "executor is 'local'"),
     ],
 )
 def test_bad_config_files_name_the_file(tmp_path, content, message):
