@@ -108,27 +108,29 @@ def check_metric_names(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def evaluation_voices_trained_on(system: Any) -> dict[str, list[str]]:
-    """Checkpoint file -> the evaluation voices its record says it was trained on (a model
-    trained with `data.allow_evaluation_voices`), for each checkpoint `system` may load."""
+def voices_trained_on(system: Any) -> dict[str, list[str]]:
+    """Checkpoint file -> the voices its record says it was trained on (`data.voices`, and any
+    evaluation voice a diagnostic model was allowed), for each checkpoint `system` may load."""
     from harness import checkpoints
 
     out = {}
     for path in getattr(system, "checkpoint_files", list)():
         try:
-            used = checkpoints.read_record(path).get("data", {}).get("evaluation_voices_used") or []
+            data = checkpoints.read_record(path).get("data", {})
         except Exception:  # a missing or broken checkpoint fails its items when the system runs
             continue
-        if used:
-            out[str(path)] = list(used)
+        voices = [*(data.get("voices") or []), *(data.get("evaluation_voices_used") or [])]
+        if voices:
+            out[str(path)] = list(dict.fromkeys(str(v) for v in voices))
     return out
 
 
 def heard_voice_notes(name: str, system: Any, suite: Suite) -> list[str]:
     """A plan note for each checkpoint of `system` trained on voices that items of `suite` speak
-    with: those items' scores are not held-out scores."""
+    with (a diagnostic model trained on evaluation voices; a suite made with `-O voices=` naming a
+    training voice): those items' scores are not held-out scores."""
     notes = []
-    for path, used in evaluation_voices_trained_on(system).items():
+    for path, used in voices_trained_on(system).items():
         heard = [it for it in suite.items if it.metadata.get("voice") in used]
         if heard:
             voices = sorted({str(it.metadata["voice"]) for it in heard})

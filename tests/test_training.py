@@ -380,6 +380,33 @@ def test_a_run_notes_the_items_whose_voices_a_checkpoint_was_trained_on(tiny, tm
     assert notes[0] in (tmp_path / "r.md").read_text()
 
 
+def test_a_suite_speaking_with_a_training_voice_of_the_shipped_checkpoint_is_noted(tmp_path):
+    """A suite made with `-O voices=` naming a training voice (here: the quick suite's manifest
+    with two items' voice metadata set to voices the shipped checkpoint's record lists) is not
+    held-out for that checkpoint; before, only evaluation voices in a diagnostic model's record
+    were noted, and such a run read as held-out."""
+    import shutil
+
+    from harness import checkpoints
+    from harness.config import RunConfig
+    from harness.planning import plan
+    from harness.suites import resolve_suite
+
+    quick = resolve_suite("speech-enhancement-quick")
+    suite = tmp_path / "voiced"
+    shutil.copytree(quick.root, suite)
+    shipped = ROOT / "systems/speech/checkpoints/hifigan-small.safetensors"
+    trained = checkpoints.read_record(shipped)["data"]["voices"]
+    manifest = json.loads((suite / "manifest.json").read_text())
+    for item, voice in zip(manifest["items"][:2], trained[:2], strict=True):
+        item["metadata"]["voice"] = voice
+    (suite / "manifest.json").write_text(json.dumps(manifest))
+    cfg = RunConfig(out=str(tmp_path / "store"), suites=[str(suite)], systems=["hifigan", "wpe"], quiet=True)
+    notes = [n for n in plan(cfg).skipped if "not held-out" in n]
+    assert notes == [f"hifigan: hifigan-small.safetensors was trained on {', '.join(sorted(trained[:2]))}, "
+                     f"the voice(s) of 2 item(s) of {quick.name}: their scores are not held-out"]
+
+
 def test_a_run_resumed_with_steps_shortened_to_where_it_stopped_records_the_new_plan(tiny, tmp_path):
     """`--resume` with [steps] cut to the step reached: nothing left to train, and the sidecar and
     report give the new plan (they had kept the old one's total). Cut below it: refused."""
