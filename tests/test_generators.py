@@ -326,3 +326,4 @@ def test_anchors_run_on_every_generated_suite(made, tmp_path, key):
     for metric in means.columns:
         o, u = means.loc["oracle", metric], means.loc["unprocessed", metric]
         assert (o < u) if metric in lower_is_better else (o > u), (metric, o, u)
+

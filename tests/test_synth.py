@@ -201,3 +201,19 @@ def test_crowd_alignment_puts_each_recording_on_the_source_grid(tmp_path):
     a = aligned(item, "rec000").mono()
     assert len(a) == rate and np.all(a[:1600] == 0)
     assert np.max(np.abs(a[2000:15000] - src[2000:15000])) < 1e-3
+
+
+def test_a_suite_speaking_with_training_voices_is_noted():
+    """`suites make -O voices=ked` may name a training voice; the note names those voices (the
+    training lists of the module, not the evaluation ones) and nothing for an evaluation suite."""
+    from harness.suites.synth.speech import (
+        TRAINING_VOICES,
+        VOICES,
+        WIDEBAND_TRAINING_VOICES,
+        training_voice_note,
+    )
+
+    assert training_voice_note(list(VOICES) + [None]) is None
+    note = training_voice_note(["slt", "ked", "dita", "ked", None])
+    assert note.startswith("dita, ked: training voice(s), not an evaluation suite's")
+    assert {"ked", "dita"} <= set(TRAINING_VOICES) | set(WIDEBAND_TRAINING_VOICES)

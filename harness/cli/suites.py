@@ -157,6 +157,11 @@ def suites_make(
         suite = make_suite(name, dest, items, seconds, seed, options, progress)
     err.print(f"{suite.name}: {len(suite.items)} items, {suite.duration:.1f} s of reference audio, "
               f"hash {suite.hash[:12]}; wrote {dest / 'manifest.json'}")
+    from harness.suites.synth.speech import training_voice_note
+
+    note = training_voice_note([it.metadata.get("voice") for it in suite.items])
+    if note:
+        err.print(f"note: {note}")
     err.print(f"run it: harness run --suite {dest} --system unprocessed --system oracle")
 
 

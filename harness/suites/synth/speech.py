@@ -226,6 +226,16 @@ def speed_perturbed_talk(voice: str, rng: np.random.Generator, seconds: float, r
     return np.pad(clean[:n], (0, max(0, n - len(clean))))
 
 
+def training_voice_note(voices: list[str]) -> str | None:
+    """A note for a suite whose items speak with training voices (`-O voices=ked`): a learned
+    system trained on them is not held-out there. None when every voice is an evaluation one."""
+    trained = sorted({str(v) for v in voices if v} & set(FESTIVAL_VOICES) - set(VOICES))
+    if not trained:
+        return None
+    return (f"{', '.join(trained)}: training voice(s), not an evaluation suite's; a learned system "
+            "trained on them is not held-out here (harness run names it)")
+
+
 def speed_problem(speed: list[float]) -> str | None:
     """What is wrong with a trainer's `data.speed` range, or None."""
     if len(speed) != 2 or not 0.5 <= speed[0] <= speed[1] <= 2.0:
