@@ -217,3 +217,21 @@ def test_a_suite_speaking_with_training_voices_is_noted():
     note = training_voice_note(["slt", "ked", "dita", "ked", None])
     assert note.startswith("dita, ked: training voice(s), not an evaluation suite's")
     assert {"ked", "dita"} <= set(TRAINING_VOICES) | set(WIDEBAND_TRAINING_VOICES)
+
+
+def test_a_synthesiser_that_fails_or_hangs_is_one_line():
+    """flite, text2wave and fluidsynth run with a deadline (before: a hung one waited forever and
+    a failing one was a CalledProcessError traceback)."""
+    import time
+
+    from harness.suites.synth.tools import run_tool
+
+    t0 = time.monotonic()
+    with pytest.raises(SuiteError, match=r"^voice 'x' saying 'hi': sleep did not finish in 0.5 s \(killed\)$"):
+        run_tool(["sleep", "30"], "voice 'x' saying 'hi'", timeout=0.5)
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(SuiteError, match=r"^render: sh failed with exit code 3: second$"):
+        run_tool(["sh", "-c", "echo first >&2; echo second >&2; exit 3"], "render")
+    with pytest.raises(SuiteError, match=r"^render: cannot run no-such-synth-xyz: No such file or directory$"):
+        run_tool(["no-such-synth-xyz"], "render")
+    run_tool(["sh", "-c", "cat > /dev/null"], "render", stdin=b"text")  # a good run says nothing

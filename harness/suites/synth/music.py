@@ -9,14 +9,13 @@ float sum of the cut stems.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from harness.suites.synth.tools import require, soundfont
+from harness.suites.synth.tools import require, run_tool, soundfont
 from harness.tasks.music_remix import STEMS
 
 RATE = 44100
@@ -179,11 +178,9 @@ def render(arr: Arrangement, seconds: float, rate: int = RATE, font: str | Path 
         for stem in stems:
             mid, wav = Path(tmp) / f"{stem}.mid", Path(tmp) / f"{stem}.wav"
             write_midi(arr, stem, seconds, mid)
-            subprocess.run(
-                ["fluidsynth", "-ni", "-q", "-g", "0.5", "-R", "0", "-C", "0", "-r", str(rate),
-                 "-O", "s16", "-T", "wav", "-F", str(wav), str(sf2), str(mid)],
-                check=True, capture_output=True,
-            )
+            run_tool(["fluidsynth", "-ni", "-q", "-g", "0.5", "-R", "0", "-C", "0", "-r", str(rate),
+                      "-O", "s16", "-T", "wav", "-F", str(wav), str(sf2), str(mid)],
+                     f"fluidsynth rendering the {stem} stem")
             x, _ = sf.read(str(wav), dtype="float64", always_2d=True)
             x = x.T
             if x.shape[1] < n:

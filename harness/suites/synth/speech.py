@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +16,7 @@ from harness import cache
 from harness.audio import resample_samples as resample
 from harness.errors import SuiteError
 from harness.suites.synth.degrade import fade
-from harness.suites.synth.tools import require
+from harness.suites.synth.tools import require, run_tool
 
 VOICES = ("slt", "rms", "awb", "kal16", "hts_slt")
 FEMALE_VOICES = ("slt", "hts_slt")
@@ -155,7 +154,7 @@ def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
                 return x[:, 0].copy(), int(rate)
             fn = FESTIVAL_VOICES[voice]
             cmd = ["text2wave", "-eval", f"({fn})", "-o", str(out)]
-            subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
+            run_tool(cmd, f"festival voice {voice!r} saying {text[:40]!r}", stdin=text.encode())
             if not out.is_file():  # text2wave exits 0 when the voice function is unbound
                 raise SuiteError(f"festival voice {voice!r} ({fn}) is not installed: sudo apt-get "
                                  f"install {VOICE_PACKAGES.get(voice, 'its festvox package')}")
@@ -167,8 +166,8 @@ def _synth(voice: str, text: str) -> tuple[np.ndarray, int]:
             except OSError:
                 pass
         elif voice in VOICES:
-            subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True,
-                           capture_output=True)
+            run_tool(["flite", "-voice", voice, "-t", text, "-o", str(out)],
+                     f"flite voice {voice!r} saying {text[:40]!r}")
         else:
             raise ValueError(f"unknown voice {voice!r} (known: {', '.join(VOICES)}; for training: "
                              f"{', '.join(TRAINING_VOICES)}, {', '.join(WIDEBAND_TRAINING_VOICES)}, "

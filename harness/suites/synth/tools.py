@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 from harness.errors import SuiteError
@@ -55,3 +56,23 @@ def soundfont(path: str | Path | None, quiet: bool = False) -> Path | None:
     if quiet:
         return None
     raise SuiteError("no General MIDI soundfont found: sudo apt-get install timgm6mb-soundfont")
+
+
+TOOL_TIMEOUT_S = 300.0  # one synthesiser call (a sentence, a song's stem) takes seconds
+
+
+def run_tool(cmd: list[str], what: str, stdin: bytes | None = None, timeout: float | None = None) -> None:
+    """Run a synthesiser (flite, text2wave, fluidsynth) with a deadline: one that fails or hangs
+    is a one-line SuiteError naming `what` and the program's last words, never a traceback or a
+    generation (or a training run) that waits forever."""
+    timeout = TOOL_TIMEOUT_S if timeout is None else timeout
+    try:
+        subprocess.run(cmd, input=stdin, check=True, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SuiteError(f"{what}: {cmd[0]} did not finish in {timeout:g} s (killed)") from None
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise SuiteError(f"{what}: {cmd[0]} failed with exit code {exc.returncode}"
+                         + (f": {said[-1][:200]}" if said else "")) from None
+    except OSError as exc:
+        raise SuiteError(f"{what}: cannot run {cmd[0]}: {exc.strerror or exc}") from None
