@@ -127,7 +127,7 @@ def test_festival_speech_is_kept_on_disk_and_read_back_without_festival(monkeypa
     def no_synthesiser(*args, **kwargs):
         raise AssertionError("festival ran although its output was kept")
 
-    monkeypatch.setattr(speech.subprocess, "run", no_synthesiser)
+    monkeypatch.setattr(speech, "run_tool", no_synthesiser)
     speech._synth.cache_clear()
     try:
         again = speech.say("ked", "Hop over the fence.")
