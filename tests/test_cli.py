@@ -36,6 +36,24 @@ def test_built_in_systems_are_found_through_entry_points():
     assert res.returncode == 0 and "unprocessed" in res.stdout and "oracle" in res.stdout
 
 
+def test_systems_name_lists_its_parameters_and_what_each_may_take(monkeypatch, capsys):
+    """`harness systems wpe`: the keys `--param wpe.KEY=` takes (those the README's examples use
+    among them), with defaults and limits; a value outside one is refused by `run` (test_config)."""
+    from helpers.hostile import cli, one_line_error
+
+    code, text, err = cli(monkeypatch, capsys, "systems", "wpe")
+    assert code == 0, err
+    rows = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[2:4]] for ln in text.splitlines()
+            if ln.startswith("│")}
+    assert rows["taps"] == ["20", "integers in [1, inf)"]
+    assert rows["then"] == ["'mmse-lsa'", "one of 'mmse-lsa', 'spectral-gating', 'none'"]
+    assert set(rows) == {"taps", "delay", "iterations", "frame", "shift", "then"}
+    code, text, _ = cli(monkeypatch, capsys, "systems", "unprocessed")
+    assert code == 0 and "declares no parameters" in text
+    code, _, err = cli(monkeypatch, capsys, "systems", "nosuch")
+    one_line_error(code, err, "unknown system 'nosuch'")
+
+
 def test_listings_show_panel_suites_and_metrics():
     res = run_cli("listeners")
     assert res.returncode == 0

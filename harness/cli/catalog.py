@@ -16,11 +16,17 @@ from harness.errors import HarnessError
 
 
 @app.command()
-def systems() -> None:
-    """List the registered systems (built-in and from installed plugins)."""
+def systems(
+    name: Annotated[str, typer.Argument(help="A system: list its parameters (for --param NAME.KEY=VALUE) with their defaults and the values each may take.")] = None,
+) -> None:
+    """List the registered systems (built-in and from installed plugins), or one system's
+    parameters."""
     from harness import registry
     from harness.api import get_system, system_names
 
+    if name is not None:
+        _system_parameters(name)
+        return
     t = Table(title="Systems", title_justify="left")
     for c in ("name", "task", "version", "entry point", "description"):
         t.add_column(c)
@@ -32,6 +38,37 @@ def systems() -> None:
                       getattr(s, "description", ""))
         except HarnessError as exc:
             t.add_row(n, "?", "?", registry.names("harness.systems")[n], f"[red]{exc}[/]")
+    out.print(t)
+
+
+def _system_parameters(name: str) -> None:
+    """One system's parameters: default, type and the values it may take (its `limits`)."""
+    from harness import registry
+
+    cls = registry.load("harness.systems", name)
+    defaults = getattr(cls, "defaults", None) or {}
+    limits = getattr(cls, "limits", None) or {}
+    tasks = ", ".join([cls.task, *getattr(cls, "also_tasks", ())])
+    if not defaults:
+        out.print(f"{name} ({tasks}) declares no parameters")
+        return
+    t = Table(title=f"{name} ({tasks}): parameters for --param {name}.KEY=VALUE", title_justify="left")
+    for c in ("parameter", "default", "may take"):
+        t.add_column(c)
+    for key, default in defaults.items():
+        rule = limits.get(key)
+        whole = isinstance(default, int) and not isinstance(default, bool)  # its type is checked too
+        if isinstance(rule, str):
+            whole = whole or rule.startswith("integer ")
+            allowed = f"{'integers' if whole else 'numbers'} in {rule.removeprefix('integer ')}"
+            allowed += " (each)" if isinstance(default, list) else ""
+        elif rule is not None:
+            allowed = "one of " + ", ".join(repr(r) for r in rule)
+        elif default is None:
+            allowed = "anything (none: off)"
+        else:
+            allowed = "a table" if isinstance(default, dict) else f"any {type(default).__name__}"
+        t.add_row(escape(key), escape(repr(default)), escape(allowed))
     out.print(t)
 
 
