@@ -63,6 +63,8 @@ def test_listings_show_panel_suites_and_metrics():
     res = run_cli("metrics")
     for name in ("haaqi", "sdr", "si_sdr", "snr", "pesq", "pesq_nb", "stoi", "estoi"):
         assert name in res.stdout
+    res = run_cli("suites", "generators")  # each option's limit, its brackets printed (not markup)
+    assert res.returncode == 0 and "rt60s [0, 2]" in " ".join(res.stdout.split()), res.stdout
 
 
 def test_export_of_unknown_run_is_a_one_line_error(tmp_path):

@@ -167,14 +167,23 @@ def suites_make(
 
 @suites_app.command("generators")
 def suites_generators() -> None:
-    """List the suite generators `harness suites make` runs, with their -O options."""
+    """List the suite generators `harness suites make` runs, with their -O options and the values
+    each may take."""
+    from rich.markup import escape
+
     from harness.suites.synth.generators import generators
 
+    def shown(key: str, rule) -> str:
+        if rule is None:
+            return key
+        return f"{key} {rule}" if isinstance(rule, str) else f"{key} ({'|'.join(map(str, rule))})"
+
     t = Table(title="Suite generators", title_justify="left")
-    for c in ("name", "task", "default", "makes", "-O options"):
+    for c in ("name", "task", "default", "makes", "-O options (limits)"):
         t.add_column(c)
     for g in generators().values():
-        t.add_row(g.name, g.task, f"{g.items} x {g.seconds:g} s", g.description, ", ".join(g.options))
+        t.add_row(g.name, g.task, f"{g.items} x {g.seconds:g} s", g.description,
+                  escape(", ".join(shown(k, g.limits.get(k)) for k in g.options)))
     out.print(t)
 
 
