@@ -48,6 +48,8 @@ def test_systems_name_lists_its_parameters_and_what_each_may_take(monkeypatch, c
     assert rows["taps"] == ["20", "integers in [1, inf)"]
     assert rows["then"] == ["'mmse-lsa'", "one of 'mmse-lsa', 'spectral-gating', 'none'"]
     assert set(rows) == {"taps", "delay", "iterations", "frame", "shift", "then"}
+    code, text, _ = cli(monkeypatch, capsys, "systems", "remix/dsp")  # a variant: its system's parameters
+    assert code == 0 and "chunk_s" in text and "numbers in [0, 0.5]" in text
     code, text, _ = cli(monkeypatch, capsys, "systems", "unprocessed")
     assert code == 0 and "declares no parameters" in text
     code, _, err = cli(monkeypatch, capsys, "systems", "nosuch")

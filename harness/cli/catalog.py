@@ -45,7 +45,7 @@ def _system_parameters(name: str) -> None:
     """One system's parameters: default, type and the values it may take (its `limits`)."""
     from harness import registry
 
-    cls = registry.load("harness.systems", name)
+    cls = registry.load("harness.systems", name.partition("/")[0])  # remix/dsp: remix's parameters
     defaults = getattr(cls, "defaults", None) or {}
     limits = getattr(cls, "limits", None) or {}
     tasks = ", ".join([cls.task, *getattr(cls, "also_tasks", ())])
