@@ -87,16 +87,16 @@ def rtf(seconds: float, device: str) -> None:
 
 
 def train_speed(device: str, steps: int) -> None:
-    from harness.training.trainer import Trainer, load_train_config
+    from harness.training.trainer import PRECISIONS, Trainer, load_train_config
     from systems.sr.train import UnetSRTraining
 
-    print("\n| config | parameters | batch x segment | steps/s |\n|---|---|---|---|")
+    print("\n| config | precision | parameters | batch x segment | steps/s |\n|---|---|---|---|---|")
     files = ["train-small.toml", "train-wideband.toml"]
     if device.startswith("cuda"):  # the paper's size: minutes per step on 2 CPU cores
         files.append("train-paper.toml")
-    for cfg_file in files:
+    for cfg_file, precision in ((f, p) for f in files for p in PRECISIONS):
         spec = UnetSRTraining()
-        cfg = load_train_config(spec, ROOT / "systems/sr/configs" / cfg_file)
+        cfg = load_train_config(spec, ROOT / "systems/sr/configs" / cfg_file, {"precision": precision})
         b, n = int(cfg["batch_size"]), int(cfg["segment"])
         g = torch.Generator().manual_seed(0)
         batch = (torch.randn(b, 1, n, generator=g).to(device) * 0.1,
@@ -113,7 +113,7 @@ def train_speed(device: str, steps: int) -> None:
             torch.cuda.synchronize()
         rate = steps / (time.perf_counter() - t0)
         count = sum(p.numel() for m in t.modules.values() for p in m.parameters())
-        print(f"| {cfg_file} | {count:,} | {b} x {n} | {rate:.3f} |")
+        print(f"| {cfg_file} | {precision} | {count:,} | {b} x {n} | {rate:.3f} |")
 
 
 def main() -> None:

@@ -60,16 +60,16 @@ def rtf(systems: list[str], seconds: float, device: str, checkpoint: str | None)
 
 
 def train_speed(device: str, steps: int) -> None:
-    from harness.training.trainer import Trainer, load_train_config
+    from harness.training.trainer import PRECISIONS, Trainer, load_train_config
     from systems.speech.learned import HiFiGAN
 
-    print("\n| size | batch x segment | stage | steps/s | data s/step |\n|---|---|---|---|---|")
+    print("\n| size | precision | batch x segment | stage | steps/s | data s/step |\n|---|---|---|---|---|---|")
     sizes = [("small", "train-sisdr-voices.toml")]  # stage 1 of the shipped recipe: its time
     if device.startswith("cuda"):  # the paper's size needs more than 24 GiB on the CPU (OOM-killed here)
         sizes.append(("paper", "train-paper.toml"))
-    for label, cfg_file in sizes:
+    for (label, cfg_file), precision in ((s, p) for s in sizes for p in PRECISIONS):
         spec = HiFiGAN.training()
-        cfg = load_train_config(spec, ROOT / "systems/speech/configs" / cfg_file)
+        cfg = load_train_config(spec, ROOT / "systems/speech/configs" / cfg_file, {"precision": precision})
         b, n = int(cfg["batch_size"]), int(cfg["segment_s"] * 16000)
         g = torch.Generator().manual_seed(0)
         batch = (torch.randn(b, 1, n, generator=g, device="cpu").to(device) * 0.1,
@@ -86,7 +86,7 @@ def train_speed(device: str, steps: int) -> None:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             rate = steps / (time.perf_counter() - t0)
-            print(f"| {label} | {b} x {cfg['segment_s']:g} s | {stage} | {rate:.3f} | |")
+            print(f"| {label} | {precision} | {b} x {cfg['segment_s']:g} s | {stage} | {rate:.3f} | |")
     from systems.speech.hifigan_train import HifiganTraining
 
     spec = HifiganTraining()
@@ -96,7 +96,7 @@ def train_speed(device: str, steps: int) -> None:
     t0 = time.perf_counter()
     for step in range(1, 4):
         data.batch(step, int(cfg["batch_size"]), float(cfg["segment_s"]))
-    print(f"| small | data pipeline | | | {(time.perf_counter() - t0) / 3:.3f} |")
+    print(f"| small | | data pipeline | | | {(time.perf_counter() - t0) / 3:.3f} |")
 
 
 def main() -> None:

@@ -331,6 +331,78 @@ def test_a_default_added_after_the_state_was_saved_does_not_block_resume(tiny, t
         trainer(edited, out).resume()
 
 
+def bf16(tiny: Path, folder: Path) -> Path:
+    """The tiny config with bfloat16 mixed precision."""
+    path = folder / "tiny-bf16.toml"
+    path.write_text('precision = "bfloat16"\n' + tiny.read_text())
+    return path
+
+
+def test_a_bfloat16_step_computes_the_float32_loss_to_bfloat16_precision(tiny, tmp_path):
+    """After two steps (at step 0 the model's last layers are zero: its output is its input, in
+    any precision), one batch through the same weights: inside the trainer's autocast the loss
+    differs from float32's (so the steps do run in bfloat16) by no more than bfloat16's precision
+    allows (8 bits of mantissa: relative error 2^-8 per rounding, a few roundings deep), and the
+    weights the optimiser updates and the checkpoint stay float32."""
+    from harness.training.trainer import stage_at
+
+    t = trainer(bf16(tiny, tmp_path), tmp_path / "b.safetensors")
+    t.run(2)
+    torch.manual_seed(0)
+    batch = t.t.batch(t.cfg, 2, "cpu")
+    stage, _ = stage_at(t.stages, 2)
+    losses = {}
+    for name, half in (("bfloat16", True), ("float32", False)):
+        with torch.no_grad(), (t.autocast() if half else torch.autocast("cpu", enabled=False)):
+            loss, _ = t.t.loss(t.cfg, stage.name, "generator", t.modules, batch, {})
+        losses[name] = float(loss)
+    rel = abs(losses["bfloat16"] - losses["float32"]) / abs(losses["float32"])
+    assert 0 < rel < 0.05, losses
+    assert all(p.dtype == torch.float32 for m in t.modules.values() for p in m.parameters())
+    assert t.record()["training"]["config"]["precision"] == "bfloat16"
+    assert {v.dtype for v in load_file(tmp_path / "b.safetensors").values()} == {torch.float32}
+    assert trainer(tiny, tmp_path / "f.safetensors").record()["training"]["config"]["precision"] == "float32"
+
+
+def test_bfloat16_training_resumes_to_the_uninterrupted_weights_and_refuses_a_precision_change(tiny, tmp_path):
+    from harness.errors import CheckpointError
+    from harness.training.trainer import Trainer, load_train_config
+    from systems.speech.learned import HiFiGAN
+
+    cfg = bf16(tiny, tmp_path)
+    whole = trainer(cfg, tmp_path / "whole.safetensors")
+    whole.run()
+    first = trainer(cfg, tmp_path / "split.safetensors")
+    first.run(4, checkpoint_every=2)
+    second = trainer(cfg, tmp_path / "split.safetensors")
+    second.resume()
+    second.run()
+    assert same_tensors(tmp_path / "whole.safetensors", tmp_path / "split.safetensors")
+    # a float32 run of the same config ends elsewhere: the bfloat16 steps are not float32's
+    fp32 = trainer(tiny, tmp_path / "fp32.safetensors")
+    fp32.run()
+    assert not same_tensors(tmp_path / "whole.safetensors", tmp_path / "fp32.safetensors")
+    with pytest.raises(CheckpointError, match="trained with another precision"):
+        trainer(tiny, tmp_path / "split.safetensors").resume()
+    spec = HiFiGAN.training()  # the --precision flag's override, the same check
+    with pytest.raises(CheckpointError, match="trained with another precision"):
+        Trainer(spec, load_train_config(spec, cfg, {"precision": "float32"}), tmp_path / "split.safetensors",
+                "cpu").resume()
+
+
+def test_a_bad_precision_is_one_line_naming_the_flag_or_the_config(tiny, tmp_path, monkeypatch, capsys):
+    from helpers.hostile import cli
+
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out",
+                       tmp_path / "p.safetensors", "--precision", "half")
+    assert code == 2 and err.strip() == "error: --precision must be one of float32, bfloat16, not 'half'"
+    bad = tmp_path / "p.toml"
+    bad.write_text('precision = "float16"\n' + tiny.read_text())
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", bad, "--out", tmp_path / "q.safetensors")
+    assert code == 2 and "precision must be one of 'float32', 'bfloat16', got 'float16'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "q.safetensors").exists()
+
+
 def test_the_sidecar_says_which_evaluation_voices_a_model_was_trained_on(tiny, tmp_path):
     """The tiny config opts in to the evaluation voices slt and rms: the record names them
     instead of claiming the evaluation voices were excluded; the default voices exclude them."""
