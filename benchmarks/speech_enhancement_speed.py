@@ -63,7 +63,8 @@ def train_speed(device: str, steps: int) -> None:
     from harness.training.trainer import PRECISIONS, Trainer, load_train_config
     from systems.speech.learned import HiFiGAN
 
-    print("\n| size | precision | batch x segment | stage | steps/s | data s/step |\n|---|---|---|---|---|---|")
+    print("\n| size | precision | batch x segment | stage | steps/s | data s/step |")
+    print("|---|---|---|---|---|---|")
     sizes = [("small", "train-sisdr-voices.toml")]  # stage 1 of the shipped recipe: its time
     if device.startswith("cuda"):  # the paper's size needs more than 24 GiB on the CPU (OOM-killed here)
         sizes.append(("paper", "train-paper.toml"))

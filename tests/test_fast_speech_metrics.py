@@ -155,6 +155,35 @@ def test_the_differentiable_estoi_equals_pystoi_and_its_gradient_raises_it():
     assert np.mean(after) > np.mean(want) + 2e-4
 
 
+def test_the_training_losses_stay_float32_inside_a_bfloat16_autocast():
+    """A `precision = "bfloat16"` training step runs its losses under autocast: they must give
+    the float32 values (ESTOI's band matrix products would otherwise run in bfloat16, 8 bits of
+    mantissa), and take bfloat16 inputs (cast up)."""
+    import torch
+
+    from harness.training.losses import neg_estoi, neg_si_sdr, neg_snr
+    from systems.speech.hifigan import l1_loss, spectrogram_loss
+    from systems.sr.train import lsd_loss
+
+    rate = 16000
+    items = [(r, e) for name, r, e in corpus(rate) if name in ("white 0 dB", "reverberant")]
+    n = min(len(r) for r, _ in items)
+    ref = torch.tensor(np.stack([r[:n] for r, _ in items]), dtype=torch.float32)
+    est = torch.tensor(np.stack([e[:n] for _, e in items]), dtype=torch.float32)
+    want = [pystoi_value(r[:n], e[:n], rate, True) for r, e in items]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = float(neg_estoi(est, ref, rate))
+        values = [float(f(est, ref)) for f in (neg_si_sdr, neg_snr, lsd_loss)]
+        values += [float(f(est[:, None], ref[:, None])) for f in (l1_loss, spectrogram_loss)]
+        half = float(neg_si_sdr(est.bfloat16(), ref))
+    assert got == pytest.approx(-np.mean(want), abs=1e-5)
+    plain = [float(f(est, ref)) for f in (neg_si_sdr, neg_snr, lsd_loss)]
+    plain += [float(f(est[:, None], ref[:, None])) for f in (l1_loss, spectrogram_loss)]
+    assert values == pytest.approx(plain, rel=1e-6)
+    # a bfloat16 estimate is cast up: only its own rounding (-48 dB re the signal) shows
+    assert half == pytest.approx(plain[0], abs=0.05)
+
+
 def test_the_estoi_loss_leaves_out_items_with_too_little_speech():
     import torch
 

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from harness.training.losses import in_float32
+
 RATE = 16000
 
 ARCH_PAPER: dict[str, Any] = {
@@ -193,6 +195,7 @@ class Discriminators(nn.Module):
 
 
 # ------------------------------------------------------------------ losses
+@in_float32
 def l1_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (y - x).abs().mean()
 
@@ -200,6 +203,7 @@ def l1_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 SPEC_RESOLUTIONS = ((2048, 512), (512, 128))
 
 
+@in_float32
 def spectrogram_loss(y: torch.Tensor, x: torch.Tensor,
                      resolutions=SPEC_RESOLUTIONS, eps: float = 1e-8) -> torch.Tensor:
     """Mean over resolutions of the MSE between 10 log10(power + eps) spectrograms (Hann window,

@@ -21,6 +21,7 @@ import numpy as np
 
 from harness import cache
 from harness.training import OptimiserSpec, Stage, cached_data
+from harness.training.losses import in_float32
 from systems.sr import unet
 
 VALIDATION_OFFSET = 10**9  # validation examples use seeds no training step reaches
@@ -192,6 +193,7 @@ class SpeechSR:
                             f"{VALIDATION_OFFSET}, index]"}
 
 
+@in_float32
 def lsd_loss(y: Any, target: Any, n_fft: int = 2048, hop: int = 512) -> Any:
     """The LSD metric (harness.metrics.spectral) as a differentiable loss: mean over frames of the
     root mean square over frequencies of the log10-power difference (floor 1e-10); frames taken
