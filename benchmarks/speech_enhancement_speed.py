@@ -6,8 +6,9 @@ python benchmarks/speech_enhancement_speed.py [--seconds 10] [--device cpu|cuda]
 RTF = processing time / audio duration (below 1: faster than real time), for one item of
 `--seconds` of generated noisy, reverberant speech at 16 kHz, each system prepared once and
 timed on its second call (median of 3). Training: steps per second of `harness train hifigan`'s
-loop at the small and the paper size (batch and segment as their configs), after one warm-up
-step, on synthetic batches (the data pipeline is timed separately).
+loop at the small, the medium and (on a GPU) the paper size (batch and segment as their
+configs), each in float32 and in bfloat16 mixed precision, after one warm-up step, on synthetic
+batches (the data pipeline is timed separately).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def train_speed(device: str, steps: int) -> None:
 
     print("\n| size | precision | batch x segment | stage | steps/s | data s/step |")
     print("|---|---|---|---|---|---|")
-    sizes = [("small", "train-sisdr-voices.toml")]  # stage 1 of the shipped recipe: its time
+    sizes = [("small", "train-sisdr-voices.toml"),  # stage 1 of the shipped recipe: its time
+             ("medium", "train-medium-base.toml")]
     if device.startswith("cuda"):  # the paper's size needs more than 24 GiB on the CPU (OOM-killed here)
         sizes.append(("paper", "train-paper.toml"))
     for (label, cfg_file), precision in ((s, p) for s in sizes for p in PRECISIONS):
