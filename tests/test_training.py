@@ -403,6 +403,19 @@ def test_a_bad_precision_is_one_line_naming_the_flag_or_the_config(tiny, tmp_pat
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "q.safetensors").exists()
 
 
+def test_bfloat16_on_a_cpu_without_it_is_noted(tiny, tmp_path, monkeypatch, capsys):
+    from helpers.hostile import cli
+
+    from harness.cli import train as train_cli
+
+    monkeypatch.setattr(train_cli, "_cpu_has_bfloat16", lambda: False)
+    args = ("train", "hifigan", "--config", tiny, "--steps", "0", "--device", "cpu")
+    code, _, err = cli(monkeypatch, capsys, *args, "--out", tmp_path / "a.safetensors", "--precision", "bfloat16")
+    assert code == 0 and "no native bfloat16" in err
+    code, _, err = cli(monkeypatch, capsys, *args, "--out", tmp_path / "b.safetensors")
+    assert code == 0 and "no native bfloat16" not in err
+
+
 def test_the_sidecar_says_which_evaluation_voices_a_model_was_trained_on(tiny, tmp_path):
     """The tiny config opts in to the evaluation voices slt and rms: the record names them
     instead of claiming the evaluation voices were excluded; the default voices exclude them."""

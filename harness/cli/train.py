@@ -66,6 +66,9 @@ def train(
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
+    if cfg.get("precision") == "bfloat16" and dev == "cpu" and not _cpu_has_bfloat16():
+        err.print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 steps are "
+                  "emulated and slower than float32 here", soft_wrap=True)
     trainer = Trainer(spec, cfg, out, dev, log=lambda m: err.print(m, soft_wrap=True))
     if resume:
         trainer.resume()
@@ -134,6 +137,16 @@ def train(
     report = write_report(record, trainer.out.with_suffix(".report.md"), command)
     err.print(f"wrote {trainer.out} ({record['parameters']:,} parameters, step {trainer.step}), "
               f"{png or 'no loss curve (no step logged)'}, {report}")
+
+
+def _cpu_has_bfloat16() -> bool:
+    """Whether mkldnn runs bfloat16 natively here (its own check; True when it cannot be asked)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return True
 
 
 def _safe_load(name: str):

@@ -9,8 +9,9 @@ from typing import Any
 
 def in_float32(fn: Callable) -> Callable:
     """Run a loss in float32 (or float64, given that) whatever the autocast around it: its
-    half-precision tensor arguments cast up to float32 and autocast off inside (a `precision = "bfloat16"` run would otherwise compute a loss's matrix
-    products, e.g. ESTOI's third-octave bands, in bfloat16)."""
+    half-precision tensor arguments cast up to float32 and autocast off inside (a `precision =
+    "bfloat16"` run would otherwise compute a loss's matrix products, e.g. ESTOI's third-octave
+    bands, in bfloat16)."""
 
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
