@@ -362,6 +362,11 @@ def test_a_bfloat16_step_computes_the_float32_loss_to_bfloat16_precision(tiny, t
     assert t.record()["training"]["config"]["precision"] == "bfloat16"
     assert {v.dtype for v in load_file(tmp_path / "b.safetensors").values()} == {torch.float32}
     assert trainer(tiny, tmp_path / "f.safetensors").record()["training"]["config"]["precision"] == "float32"
+    from harness import checkpoints
+    from harness.training.report import write_report
+
+    report = write_report(checkpoints.read_record(tmp_path / "b.safetensors"), tmp_path / "b.report.md", "cmd")
+    assert "- steps: 2 of 8 on cpu in bfloat16," in Path(report).read_text()
 
 
 def test_bfloat16_training_resumes_to_the_uninterrupted_weights_and_refuses_a_precision_change(tiny, tmp_path):

@@ -43,7 +43,8 @@ def write_report(record: dict[str, Any], out: Path, command: str) -> Path:
         "",
         f"Command: `{command}`",
         "",
-        f"- steps: {train['steps']} of {train['total_steps']} on {train['device']}, "
+        f"- steps: {train['steps']} of {train['total_steps']} on {train['device']} in "
+        f"{train.get('config', {}).get('precision', 'float32')}, "
         f"{train['seconds'] / 60:.1f} min ({train['steps'] / max(train['seconds'], 1e-9):.2f} steps/s)",
         f"- parameters (inference model): {record.get('parameters', '?')}",
         "- stages: " + ", ".join(f"{s['name']} ({s['steps']} steps: {', '.join(s['optimisers'])})"
