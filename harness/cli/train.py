@@ -66,6 +66,9 @@ def train(
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
+    if cfg.get("precision") == "bfloat16" and dev.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"{dev}: this GPU does not support bfloat16 ({torch.cuda.get_device_name(dev)}); "
+                          "train in float32 (--precision float32)")
     if cfg.get("precision") == "bfloat16" and dev == "cpu" and not _cpu_has_bfloat16():
         err.print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 steps are "
                   "emulated and slower than float32 here", soft_wrap=True)
