@@ -224,3 +224,55 @@ def load_into(module: Any, tensors: dict[str, Any], path: str | Path, prefix: st
         raise CheckpointError(f"{path}: does not fit the {type(module).__name__} model "
                               f"({'; '.join(parts)})")
     module.load_state_dict(given, strict=True)
+
+
+SIDECAR_KEYS = ("format", "parameters", "sha256", "harness_version", "git", "saved_utc")  # save() adds them
+
+
+def average(paths: list[str | Path], out: str | Path) -> Path:
+    """Write the uniform average of the weights of checkpoints of one model to `out`
+    (checkpoint averaging, as fairseq's `average_checkpoints.py` and ESPnet do with the last or
+    best snapshots of a run: a cheap ensemble that smooths the noise of a constant learning
+    rate). Every input must have the same architecture (name and config), the same tensor names,
+    shapes and dtypes, and the same safetensors header metadata; floating-point tensors are
+    averaged in float64 and cast back, any other tensor (a step counter, an index) must be equal
+    in all of them. The sidecar is the last input's record plus `averaged_from` (each input's
+    path, sha256 and training steps). Anything that does not fit is one line naming the file."""
+    import torch
+
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise CheckpointError(f"{paths[0] if paths else out}: averaging needs at least two checkpoints")
+    loaded = [load(p) for p in paths]
+    metas = [header_metadata(p.read_bytes()) for p in paths]
+    ref_t, ref_r = loaded[0]
+    for p, (t, r), meta in zip(paths[1:], loaded[1:], metas[1:], strict=True):
+        if r["architecture"] != ref_r["architecture"]:
+            raise CheckpointError(f"{p}: its architecture ({json.dumps(r['architecture'])}) differs "
+                                  f"from {paths[0]}'s ({json.dumps(ref_r['architecture'])})")
+        if set(t) != set(ref_t):
+            odd = sorted(set(t) ^ set(ref_t))[0]
+            raise CheckpointError(f"{p}: tensor {odd!r} is in one of it and {paths[0]} only")
+        for k, v in t.items():
+            if v.shape != ref_t[k].shape or v.dtype != ref_t[k].dtype:
+                raise CheckpointError(f"{p}: tensor {k!r} is {v.dtype} {tuple(v.shape)}, {paths[0]}'s "
+                                      f"is {ref_t[k].dtype} {tuple(ref_t[k].shape)}")
+            if not v.is_floating_point() and not torch.equal(v, ref_t[k]):
+                raise CheckpointError(f"{p}: non-floating tensor {k!r} differs from {paths[0]}'s "
+                                      "(only floating-point weights can be averaged)")
+        if meta != metas[0]:
+            raise CheckpointError(f"{p}: its safetensors header metadata differs from {paths[0]}'s")
+    averaged = {}
+    for k, v in ref_t.items():
+        if v.is_floating_point():
+            total = torch.zeros(v.shape, dtype=torch.float64)
+            for t, _ in loaded:
+                total += t[k].to(torch.float64)
+            averaged[k] = (total / len(loaded)).to(v.dtype)
+        else:
+            averaged[k] = v
+    record = {k: v for k, v in loaded[-1][1].items() if k not in SIDECAR_KEYS}
+    record["averaged_from"] = [
+        {"path": str(p), "sha256": r["sha256"], "steps": (r.get("training") or {}).get("steps")}
+        for p, (_, r) in zip(paths, loaded, strict=True)]
+    return save(out, averaged, record, metadata=metas[0] or None)

@@ -133,3 +133,75 @@ def test_a_safetensors_header_length_that_looks_like_a_pickle_or_zip_still_loads
             "sha256": hashlib.sha256(blob).hexdigest()}))
         tensors, _ = checkpoints.load(path, "toy")
         assert torch.equal(tensors["w"], t["w"])
+
+
+def toy(tmp_path, name, weight, arch="toy", width=4, step=None, metadata=None):
+    """A checkpoint of a bias-free 1x1 convolution whose weights are `weight` (a linear model),
+    with an integer buffer that must survive averaging unchanged."""
+    tensors = {"conv.weight": torch.tensor(weight, dtype=torch.float32).reshape(1, len(weight), 1),
+               "steps_seen": torch.tensor([5], dtype=torch.int64)}
+    record = {"architecture": {"name": arch, "config": {"width": width}}}
+    if step is not None:
+        record["training"] = {"steps": step}
+    return checkpoints.save(tmp_path / f"{name}.safetensors", tensors, record, metadata=metadata)
+
+
+def test_average_is_the_mean_of_the_weights_and_of_a_linear_models_outputs(tmp_path):
+    a = toy(tmp_path, "a", [1.0, 2.0, 3.0, 4.0], step=100)
+    b = toy(tmp_path, "b", [3.0, 2.0, 0.0, -4.0], step=200)
+    c = toy(tmp_path, "c", [2.0, 5.0, 0.5, 1.0], step=300)
+    out = checkpoints.average([a, b, c], tmp_path / "avg.safetensors")
+    tensors, record = checkpoints.load(out, "toy")
+    assert torch.equal(tensors["conv.weight"].flatten(), torch.tensor([2.0, 3.0, 3.5 / 3, 1.0 / 3]))
+    assert torch.equal(tensors["steps_seen"], torch.tensor([5]))
+    # linear in the weights: the averaged model's output is the mean of the three models' outputs
+    x = torch.randn(1, 4, 50, generator=torch.Generator().manual_seed(1))
+    outs = [torch.nn.functional.conv1d(x, checkpoints.load(p)[0]["conv.weight"]) for p in (a, b, c)]
+    assert torch.allclose(torch.nn.functional.conv1d(x, tensors["conv.weight"]), sum(outs) / 3, atol=1e-6)
+    assert [e["steps"] for e in record["averaged_from"]] == [100, 200, 300]
+    assert [e["sha256"] for e in record["averaged_from"]] == [hashlib.sha256(p.read_bytes()).hexdigest()
+                                                              for p in (a, b, c)]
+    assert record["training"] == {"steps": 300} and record["architecture"]["config"] == {"width": 4}
+    # a checkpoint averaged with itself is itself, bit for bit (float64 sum, cast back)
+    same = checkpoints.average([c, c], tmp_path / "cc.safetensors")
+    assert torch.equal(checkpoints.load(same)[0]["conv.weight"], checkpoints.load(c)[0]["conv.weight"])
+
+
+def test_average_refuses_what_cannot_be_averaged_in_one_line_naming_the_file(tmp_path):
+    a = toy(tmp_path, "a", [1.0, 2.0, 3.0, 4.0])
+    cases = [
+        (toy(tmp_path, "other", [1.0, 2.0, 3.0, 4.0], arch="other"), "other.safetensors: its architecture"),
+        (toy(tmp_path, "wide", [1.0, 2.0, 3.0, 4.0], width=8), "wide.safetensors: its architecture"),
+        (toy(tmp_path, "short", [1.0, 2.0]), "short.safetensors: tensor 'conv.weight' is torch.float32 (1, 2, 1)"),
+        (toy(tmp_path, "meta", [1.0, 2.0, 3.0, 4.0], metadata={"k": "v"}), "meta.safetensors: its safetensors header"),
+        (tmp_path / "absent.safetensors", "absent.safetensors: no such checkpoint file"),
+    ]
+    counted = checkpoints.save(tmp_path / "counted.safetensors",
+                               {"conv.weight": torch.ones(1, 4, 1), "steps_seen": torch.tensor([6])},
+                               {"architecture": {"name": "toy", "config": {"width": 4}}})
+    cases.append((counted, "counted.safetensors: non-floating tensor 'steps_seen' differs"))
+    for other, message in cases:
+        with pytest.raises(CheckpointError) as e:
+            checkpoints.average([a, other], tmp_path / "out.safetensors")
+        assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+    with pytest.raises(CheckpointError, match="at least two checkpoints"):
+        checkpoints.average([a], tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_checkpoints_average_command_writes_and_refuses_overwrites(tmp_path, monkeypatch, capsys):
+    from helpers.hostile import cli, one_line_error
+
+    a = toy(tmp_path, "a", [1.0, 2.0, 3.0, 4.0])
+    b = toy(tmp_path, "b", [3.0, 4.0, 5.0, 6.0])
+    code, text, err = cli(monkeypatch, capsys, "checkpoints", "average", a, b, "--out", tmp_path / "m.safetensors")
+    assert code == 0, err
+    assert "the average of 2 checkpoints" in text
+    assert checkpoints.load(tmp_path / "m.safetensors")[0]["conv.weight"].flatten().tolist() == [2.0, 3.0, 4.0, 5.0]
+    code, _, err = cli(monkeypatch, capsys, "checkpoints", "average", a, b, "--out", tmp_path / "m.safetensors")
+    one_line_error(code, err, "m.safetensors: exists; pass --force to overwrite it")
+    code, _, err = cli(monkeypatch, capsys, "checkpoints", "average", a, b, "--out", a, "--force")
+    one_line_error(code, err, "a.safetensors: is one of the checkpoints to average")
+    assert checkpoints.load(a)[0]["conv.weight"].flatten().tolist() == [1.0, 2.0, 3.0, 4.0]
+    code, _, err = cli(monkeypatch, capsys, "checkpoints", "average", a, "--out", tmp_path / "one.safetensors")
+    one_line_error(code, err, "a.safetensors: averaging needs at least two checkpoints")

@@ -671,3 +671,28 @@ def test_init_errors_are_one_line(tiny, tmp_path, monkeypatch, capsys):
     needs.write_text('init_required = "yes"\n' + tiny.read_text())
     code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", needs, "--out", tmp_path / "z.safetensors")
     one_line_error(code, err, "needs.toml: init_required must be true or false, not 'yes'")
+
+
+def test_keep_every_keeps_the_weights_a_run_stopped_at_that_step_ends_with(tiny, tmp_path, monkeypatch, capsys):
+    """`--keep-every 3`: snapshots at steps 3 and 6 of the 8; each equals the checkpoint of a
+    separate run stopped there with --steps, and the last step's is not kept twice."""
+    from helpers.hostile import cli, one_line_error
+
+    from harness import checkpoints
+
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out",
+                       tmp_path / "kept.safetensors", "--keep-every", "3", "-q")
+    assert code == 0, err
+    kept = sorted(p.name for p in tmp_path.glob("kept.step*.safetensors"))
+    assert kept == ["kept.step000003.safetensors", "kept.step000006.safetensors"]
+    for step in (3, 6):
+        code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out",
+                           tmp_path / f"stop{step}.safetensors", "--steps", str(step), "-q")
+        assert code == 0, err
+        snap = tmp_path / f"kept.step{step:06d}.safetensors"
+        assert same_tensors(snap, tmp_path / f"stop{step}.safetensors")
+        assert checkpoints.load(snap)[1]["training"]["steps"] == step  # its sidecar says which
+    assert not same_tensors(tmp_path / "kept.step000003.safetensors", tmp_path / "kept.step000006.safetensors")
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--out",
+                       tmp_path / "neg.safetensors", "--keep-every", "-1")
+    one_line_error(code, err, "--keep-every must be >= 0, not -1")

@@ -1,5 +1,6 @@
 """`harness checkpoints show`: what a checkpoint is, from its sidecar (and its weights' hash);
-`harness checkpoints convert`: the weights users already have, as harness checkpoints."""
+`harness checkpoints convert`: the weights users already have, as harness checkpoints;
+`harness checkpoints average`: the uniform average of snapshots of one model."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from rich.table import Table
 
 from harness.cli.app import app, out
 
-checkpoints_app = typer.Typer(help="Inspect model checkpoints (safetensors + JSON sidecar) and convert "
-                                   "local weights to them.",
+checkpoints_app = typer.Typer(help="Inspect model checkpoints (safetensors + JSON sidecar), convert "
+                                   "local weights to them and average snapshots of one model.",
                               no_args_is_help=True)
 app.add_typer(checkpoints_app, name="checkpoints")
 
@@ -90,3 +91,28 @@ def convert(
     tensors, record = checkpoints.load(path)
     out.print(f"wrote {path} ({record['architecture']['name']}, {record['parameters']:,} parameters "
               f"in {len(tensors)} tensors) and {checkpoints.sidecar_of(path).name}")
+
+
+@checkpoints_app.command("average")
+def average(
+    paths: Annotated[list[Path], typer.Argument(help="Two or more checkpoints of one model (same architecture and config), e.g. snapshots a harness train run kept with --keep-every.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The checkpoint to write: NAME.safetensors (and NAME.json beside it).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing checkpoint.")] = False,
+) -> None:
+    """Uniform average of the weights of checkpoints of one model (checkpoint averaging, as
+    fairseq and ESPnet do with the last snapshots of a run). Floating-point tensors are averaged
+    in float64; the sidecar is the last input's plus `averaged_from` (paths, hashes, steps)."""
+    from harness import checkpoints
+    from harness.errors import ConfigError
+
+    if out_path.suffix != ".safetensors":
+        raise ConfigError(f"{out_path}: a checkpoint file ends in .safetensors")
+    if any(p.resolve() == out_path.resolve() for p in paths):
+        raise ConfigError(f"{out_path}: is one of the checkpoints to average")
+    if out_path.exists() and not force:
+        raise ConfigError(f"{out_path}: exists; pass --force to overwrite it")
+    path = checkpoints.average(paths, out_path)
+    tensors, record = checkpoints.load(path)
+    out.print(f"wrote {path} ({record['architecture']['name']}, {record['parameters']:,} parameters "
+              f"in {len(tensors)} tensors, the average of {len(paths)} checkpoints) and "
+              f"{checkpoints.sidecar_of(path).name}")

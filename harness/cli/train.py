@@ -26,6 +26,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the training state beside --out (same config and seed: the same weights as an uninterrupted run).")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     validate_every: Annotated[int, typer.Option(help="Steps between validations on held-out generated data (0: only at the end).")] = 0,
+    keep_every: Annotated[int, typer.Option(help="Also keep the weights of every N-th step as NAME.stepNNNNNN.safetensors (+ sidecar) beside --out, for choosing or averaging snapshots (harness checkpoints average); 0: keep none.")] = 0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default, one per core unless OMP_NUM_THREADS says otherwise). Give 1 when another job shares the cores: oversubscribed threads slow both several-fold.")] = 0,
     precision: Annotated[str, typer.Option(help="float32, or bfloat16 mixed precision (autocast; the weights and the checkpoint stay float32): about twice as fast on a CPU with AVX512-BF16/AMX or a recent GPU. Overrides the config's `precision`; recorded in the sidecar, and --resume needs the same.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -50,6 +51,7 @@ def train(
                      if callable(getattr(_safe_load(n), "training", None))]
         raise RegistryError(f"system {system!r} is not trainable (trainable: {', '.join(trainable) or 'none'})")
     at_least(checkpoint_every=(checkpoint_every, 1), validate_every=(validate_every, 0), threads=(threads, 0),
+             keep_every=(keep_every, 0),
              steps=(steps, 0))
     try:
         spec = cls.training(variant) if variant else cls.training()
@@ -99,7 +101,7 @@ def train(
         return trainer.history[-1].get("steps_per_s", 0) if trainer.history else 0
 
     if quiet:
-        trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every)
+        trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every, keep_every=keep_every)
     elif not err.is_terminal:  # a log file, a batch job, CI: a plain line now and then instead of a bar
         first, t0 = trainer.step, time.time()
         last = [t0]
@@ -113,7 +115,7 @@ def train(
             err.print(f"train: step {step}/{end}, {shown(logs)}, {rate():.2f} steps/s, "
                       f"{now - t0:.0f} s elapsed, eta {eta:.0f} s", highlight=False, soft_wrap=True)
 
-        trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every, progress=line)
+        trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every, keep_every=keep_every, progress=line)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -125,7 +127,7 @@ def train(
             def tick(step: int, logs: dict) -> None:
                 bar.update(task, completed=step, loss=shown(logs), rate=f"{rate():.2f} steps/s")
 
-            trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every,
+            trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every, keep_every=keep_every,
                         progress=tick)
     if trainer.step >= trainer.total_steps and (not trainer.validation
                                                 or trainer.validation[-1]["step"] != trainer.step):

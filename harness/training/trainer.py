@@ -40,6 +40,12 @@ def state_path(out: Path) -> Path:
     return out.with_name(out.stem + STATE_SUFFIX)
 
 
+def snapshot_path(out: Path, step: int) -> Path:
+    """Where `harness train --keep-every` keeps the weights of `step`: NAME.step003000.safetensors
+    (with its sidecar NAME.step003000.json) beside NAME.safetensors."""
+    return out.with_name(f"{out.stem}.step{step:06d}.safetensors")
+
+
 def init_state(path: str | Path) -> Path:
     """The training state `--init PATH` names: PATH itself when it is one, else the state
     beside the checkpoint PATH."""
@@ -373,10 +379,12 @@ class Trainer:
 
     # ---- the run
     def run(self, steps: int | None = None, *, checkpoint_every: int = 100, log_every: int = 10,
-            validate_every: int = 0,
+            validate_every: int = 0, keep_every: int = 0,
             progress: Callable[[int, dict[str, float]], None] | None = None) -> None:
         """Train until step `steps` (default: the stages' total), checkpointing every
-        `checkpoint_every` steps and at the end."""
+        `checkpoint_every` steps and at the end; with `keep_every`, also keep the inference
+        weights of every `keep_every`-th step as a snapshot beside the checkpoint
+        (`snapshot_path`), for choosing or averaging snapshots."""
         end = min(steps if steps is not None else self.total_steps, self.total_steps)
         if self.step == end:  # resumed where a shortened [steps] now ends: record the new plan
             self.save()
@@ -398,8 +406,12 @@ class Trainer:
             self.elapsed = time.time() - t0
             if validate_every and self.step % validate_every == 0:
                 self.run_validation()
-            if self.step % checkpoint_every == 0 or self.step == end:
+            keep = keep_every and self.step % keep_every == 0
+            if self.step % checkpoint_every == 0 or self.step == end or keep:
                 self.save()
+            if keep:
+                checkpoints.save(snapshot_path(self.out, self.step), self.t.export(self.modules),
+                                 self.record())
             if progress:
                 progress(self.step, logs)
         self.elapsed = time.time() - t0
