@@ -100,8 +100,9 @@ def train(
     def rate() -> float:
         return trainer.history[-1].get("steps_per_s", 0) if trainer.history else 0
 
+    every = {"checkpoint_every": checkpoint_every, "validate_every": validate_every, "keep_every": keep_every}
     if quiet:
-        trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every, keep_every=keep_every)
+        trainer.run(end, **every)
     elif not err.is_terminal:  # a log file, a batch job, CI: a plain line now and then instead of a bar
         first, t0 = trainer.step, time.time()
         last = [t0]
@@ -115,7 +116,7 @@ def train(
             err.print(f"train: step {step}/{end}, {shown(logs)}, {rate():.2f} steps/s, "
                       f"{now - t0:.0f} s elapsed, eta {eta:.0f} s", highlight=False, soft_wrap=True)
 
-        trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every, keep_every=keep_every, progress=line)
+        trainer.run(end, **every, progress=line)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -127,8 +128,7 @@ def train(
             def tick(step: int, logs: dict) -> None:
                 bar.update(task, completed=step, loss=shown(logs), rate=f"{rate():.2f} steps/s")
 
-            trainer.run(end, checkpoint_every=checkpoint_every, validate_every=validate_every, keep_every=keep_every,
-                        progress=tick)
+            trainer.run(end, **every, progress=tick)
     if trainer.step >= trainer.total_steps and (not trainer.validation
                                                 or trainer.validation[-1]["step"] != trainer.step):
         trainer.run_validation()
