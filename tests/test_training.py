@@ -183,7 +183,7 @@ def test_train_config_and_command_errors_are_one_line(tiny, tmp_path, monkeypatc
         (["hifigan", "--config", str(unknown_voice)], "unknown-voice.toml: data.voices: unknown voice 'nobody'"),
         (["hifigan", "--config", str(bad_value)], "bad-value.toml: key 'batch_size' must be an integer"),
         (["hifigan", "--config", str(bad_target)],
-         "bad-target.toml: data.target must be one of 'clean', 'device-band', got 'wideband'"),
+         "bad-target.toml: data.target must be one of 'clean', 'device-band', 'early', got 'wideband'"),
         (["hifigan", "--config", str(bad_lead)], "bad-lead.toml: data.lead_s must be in [0, 30], got -1.0"),
         (["hifigan", "--config", str(bad_speed)],
          "bad-speed.toml: data.speed must be [lo, hi] with 0.5 <= lo <= hi <= 2, not [1.2, 0.9]"),
@@ -557,6 +557,34 @@ def test_device_band_target_is_the_dry_speech_through_the_device_band(tmp_path, 
     assert np.array_equal(t2, c2) and np.allclose(c2, clean) and np.allclose(n2, noisy)
 
 
+def test_early_target_keeps_the_rooms_first_milliseconds(tmp_path, monkeypatch):
+    """`data.target = "early"` in a room, at 60 dB SNR through a phone: with `early_ms` longer
+    than the room's response the target is the degradation chain's own speech image (the input
+    within its noise) at twice its level (the bank's direct path is 0.5, the target's 1); with
+    `early_ms = 0` it is the device-band target (the dry speech); at 50 ms it lies between."""
+    from harness.metrics.snr import si_sdr_db
+    from harness.suites.synth import degrade as dg
+    from systems.speech.hifigan_train import SpeechData, default_config
+
+    monkeypatch.setattr(dg, "DEVICES", {"phone": dg.DEVICES["phone"]})
+    monkeypatch.setattr(dg, "NOISE_KINDS", ("white",))
+    data = dict(default_config()["data"], voices=["slt", "rms"], texts=3, p_dry=0.0, snr_min=60.0,
+                snr_max=60.0, cache=str(tmp_path), rooms=2, rt60_min=0.2, rt60_max=0.25)
+    parts = {}
+    for name, extra in [("all", {"target": "early", "early_ms": 1000.0}),
+                        ("none", {"target": "early", "early_ms": 0.0}),
+                        ("50", {"target": "early", "early_ms": 50.0}), ("band", {"target": "device-band"})]:
+        sd = SpeechData(dict(data, **extra), seed=5)
+        parts[name] = sd.example_parts(np.random.default_rng(1), 1.0)
+    assert max(len(h) for h in sd.rooms) < 16000  # the 1000 ms window covers every response
+    noisy, whole, _ = parts["all"]
+    assert si_sdr_db(noisy, whole) > 35.0  # only the 60 dB noise between them
+    assert np.sqrt(np.mean(whole ** 2)) / np.sqrt(np.mean(noisy ** 2)) == pytest.approx(2.0, rel=0.01)
+    assert np.allclose(parts["none"][1], parts["band"][1], atol=1e-9)
+    early = parts["50"][1]
+    assert si_sdr_db(noisy, parts["band"][1]) < si_sdr_db(noisy, early) < si_sdr_db(noisy, whole) - 5.0
+
+
 @pytest.mark.parametrize("speed", [0.88, 1.0, 1.25])
 @pytest.mark.parametrize("trainer", ["hifigan", "unet-sr 32 kHz"])
 def test_speed_perturbation_scales_pitch_and_keeps_the_length(speed, trainer, monkeypatch):
@@ -647,6 +675,48 @@ def test_init_starts_from_the_earlier_runs_weights_and_resumes_as_a_fine_tuning_
     assert json.loads((tmp_path / "split.json").read_text())["training"]["init"] == tuned.init
 
 
+def test_init_from_an_inference_checkpoint_starts_the_exported_model_from_it(tiny, tmp_path, monkeypatch, capsys):
+    """--init with an averaged checkpoint (no training state beside it): the generator starts
+    from its tensors exactly, the discriminators as a fresh run of the same seed makes them; the
+    sidecar records the file's sha256 (hashlib) and the module; the run trains from there, and a
+    stopped run resumed with the same --init ends with the uninterrupted one's weights."""
+    import hashlib
+
+    from helpers.hostile import cli
+
+    from harness.checkpoints import average
+
+    for name, steps in (("a", 2), ("b", 3)):
+        trainer(tiny, tmp_path / f"{name}.safetensors").run(steps)
+    avg = average([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], tmp_path / "avg.safetensors")
+    fresh = trainer(tiny, tmp_path / "fresh.safetensors")
+    tuned = trainer(tiny, tmp_path / "tuned.safetensors")
+    tuned.init_from(avg)
+    given = load_file(avg)
+    for k, v in tuned.modules["generator"].state_dict().items():
+        assert torch.equal(v, given[k]), k
+    assert any(not torch.equal(v, given[k]) for k, v in fresh.modules["generator"].state_dict().items())
+    for m in tuned.modules:
+        if m != "generator":
+            for k, v in tuned.modules[m].state_dict().items():
+                assert torch.equal(v, fresh.modules[m].state_dict()[k]), (m, k)
+    assert tuned.init["sha256"] == hashlib.sha256(avg.read_bytes()).hexdigest()
+    assert tuned.init["modules"] == ["generator"] and tuned.step == 0
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--init", avg,
+                       "--out", tmp_path / "whole.safetensors", "-q")
+    assert code == 0, err
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--init", avg,
+                       "--out", tmp_path / "split.safetensors", "--steps", "3", "-q")
+    assert code == 0, err
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--init", avg,
+                       "--out", tmp_path / "split.safetensors", "--resume", "-q")
+    assert code == 0, err
+    assert same_tensors(tmp_path / "whole.safetensors", tmp_path / "split.safetensors")
+    assert not same_tensors(tmp_path / "whole.safetensors", avg)
+    rec = json.loads((tmp_path / "whole.json").read_text())["training"]["init"]
+    assert rec["from"] == str(avg.resolve()) and rec["modules"] == ["generator"]
+
+
 def test_init_errors_are_one_line(tiny, tmp_path, monkeypatch, capsys):
     from helpers.hostile import cli, one_line_error
 
@@ -659,7 +729,12 @@ def test_init_errors_are_one_line(tiny, tmp_path, monkeypatch, capsys):
     one_line_error(code, err, "base.train.safetensors: trained with another architecture config")
     code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--init",
                        tmp_path / "nope.safetensors", "--out", tmp_path / "y.safetensors")
-    one_line_error(code, err, "nope.safetensors: no training state to start from")
+    one_line_error(code, err, "nope.safetensors: no checkpoint to start from")
+    (tmp_path / "base.train.safetensors").rename(tmp_path / "kept.train.safetensors")  # weights only now
+    code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", other, "--init",
+                       tmp_path / "base.safetensors", "--out", tmp_path / "w.safetensors")
+    one_line_error(code, err, "base.safetensors: trained with another architecture config")
+    (tmp_path / "kept.train.safetensors").rename(tmp_path / "base.train.safetensors")
     code, _, err = cli(monkeypatch, capsys, "train", "hifigan", "--config", tiny, "--init",
                        tmp_path / "base.safetensors", "--out", tmp_path / "base.safetensors", "--resume")
     one_line_error(code, err, "its run did not start from --init")

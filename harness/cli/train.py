@@ -22,7 +22,7 @@ def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="TRAIN.toml: any key of the system's training defaults (unknown keys are refused).")] = None,
     steps: Annotated[int, typer.Option(help="Stop after this many steps in all (default: the stages' total); --resume continues to it.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto: cuda when present).")] = "auto",
-    init: Annotated[Path, typer.Option("--init", help="Fine-tune: start from the weights of an earlier harness train checkpoint (CKPT.safetensors with its CKPT.train.safetensors beside it; the same architecture config), with fresh optimisers at step 0; recorded in the sidecar.")] = None,
+    init: Annotated[Path, typer.Option("--init", help="Fine-tune: start from the weights of an earlier checkpoint of the same architecture config, with fresh optimisers at step 0; recorded in the sidecar. With its training state beside it (CKPT.train.safetensors, as harness train leaves it) every module starts from it; without (an inference checkpoint, e.g. from harness checkpoints average) the exported model does and the rest (discriminators) start fresh.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the training state beside --out (same config and seed: the same weights as an uninterrupted run).")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     validate_every: Annotated[int, typer.Option(help="Steps between validations on held-out generated data (0: only at the end).")] = 0,
@@ -42,7 +42,7 @@ def train(
     from harness.errors import CheckpointError, ConfigError, RegistryError
     from harness.planning import resolve_device
     from harness.training.report import loss_curve, write_report
-    from harness.training.trainer import Trainer, init_state, load_train_config, state_path
+    from harness.training.trainer import Trainer, init_source, load_train_config, state_path
 
     base, _, variant = system.partition("/")
     cls = registry.load("harness.systems", base)
@@ -77,7 +77,7 @@ def train(
     trainer = Trainer(spec, cfg, out, dev, log=lambda m: err.print(m, soft_wrap=True))
     if resume:
         trainer.resume()
-        if init is not None and (trainer.init or {}).get("from") != str(init_state(init).resolve()):
+        if init is not None and (trainer.init or {}).get("from") != str(init_source(init).resolve()):
             raise CheckpointError(f"{trainer.out}: its run did not start from --init {init}; resume it "
                                   "with the --init it started with, or without one")
         err.print(f"resumed {out} at step {trainer.step} of {trainer.total_steps}")

@@ -14,8 +14,10 @@ Files, for `--out DIR/NAME.safetensors`:
 - `NAME.loss.png`, `NAME.report.md`: the loss curve and the training report.
 
 Fine-tuning: `init_from` starts a run from the module weights of an earlier run's training state
-(fresh optimisers, step 0, this run's data and seed); the sidecar records which state and its
-sha256, so a fine-tuned checkpoint is reproduced by the two commands in order.
+(fresh optimisers, step 0, this run's data and seed), or, where there is no training state (an
+averaged checkpoint: `harness checkpoints average`), from an inference checkpoint's weights for
+the module the system exports (the others, e.g. discriminators, start fresh); the sidecar records
+which file and its sha256, so a fine-tuned checkpoint is reproduced by the commands in order.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def init_state(path: str | Path) -> Path:
     beside the checkpoint PATH."""
     p = Path(path)
     return p if p.name.endswith(STATE_SUFFIX) else state_path(p)
+
+
+def init_source(path: str | Path) -> Path:
+    """The file `--init PATH` starts from: the training state it names when there is one, else
+    PATH itself (an inference checkpoint, whose weights are the exported module's)."""
+    state = init_state(path)
+    return state if state.is_file() else Path(path)
 
 
 # ------------------------------------------------------------------ configuration
@@ -310,6 +319,12 @@ class Trainer:
                          metadata={checkpoints.EMBEDDED: json.dumps(rec, default=str)})
         checkpoints.save(self.out, self.t.export(self.modules), self.record())
 
+    def check_arch(self, path: Path, rec: dict[str, Any], hint: str) -> None:
+        """One line naming `path` when its record's architecture config is not this run's."""
+        theirs = rec.get("architecture", {}).get("config")
+        if theirs != self.cfg.get("arch", {}):
+            raise CheckpointError(f"{path}: trained with another architecture config ({theirs}); {hint}")
+
     def resume(self) -> None:
         import torch
 
@@ -317,9 +332,7 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(f"{path}: nothing to resume (no training state beside {self.out.name})")
         tensors, rec = checkpoints.load_embedded(path, self.t.architecture)
-        if rec["architecture"].get("config") != self.cfg.get("arch", {}):
-            raise CheckpointError(f"{path}: trained with another architecture config "
-                                  f"({rec['architecture'].get('config')}); resume with the same one")
+        self.check_arch(path, rec, "resume with the same one")
         # a key added to the defaults after the state was saved compares as its default
         before = with_defaults(rec["training"].get("config", {}), base_defaults(self.t))
         changed = sorted(k for k in set(before) | set(self.cfg)
@@ -362,20 +375,43 @@ class Trainer:
     def init_from(self, path: str | Path) -> None:
         """Start from the module weights of an earlier run: its training state
         (NAME.train.safetensors, or NAME.safetensors with its state beside it) of the same
-        architecture config. Optimisers stay fresh and the step at 0 (a fine-tuning run)."""
+        architecture config, every module; or, where no state is there, an inference checkpoint
+        (`harness checkpoints average` writes one): the exported module's weights, the other
+        modules as this run's seed makes them. Optimisers stay fresh and the step at 0 (a
+        fine-tuning run)."""
         state = init_state(path)
         if not state.is_file():
-            raise CheckpointError(f"{path}: no training state to start from ({state.name} is not there; "
-                                  "--init takes a checkpoint written by harness train)")
+            if Path(path).name.endswith(STATE_SUFFIX) or not Path(path).is_file():
+                raise CheckpointError(f"{path}: no checkpoint to start from (neither it nor {state.name} "
+                                      "is there; --init takes a checkpoint written by harness train or "
+                                      "harness checkpoints average)")
+            self.init_from_weights(Path(path))
+            return
         tensors, rec = checkpoints.load_embedded(state, self.t.architecture)
-        if rec["architecture"].get("config") != self.cfg.get("arch", {}):
-            raise CheckpointError(f"{state}: trained with another architecture config "
-                                  f"({rec['architecture'].get('config')}); --init needs the same [arch]")
+        self.check_arch(state, rec, "--init needs the same [arch]")
         for m, mod in self.modules.items():
             checkpoints.load_into(mod, tensors, state, prefix=f"module/{m}/")
         train = rec["training"]
         self.init = {"from": str(state.resolve()), "sha256": checkpoints.sha256_file(state),
                      "steps": int(rec["state"]["step"]), "seed": train.get("config", {}).get("seed")}
+
+    def init_from_weights(self, path: Path) -> None:
+        """`init_from` an inference checkpoint: its tensors go into the module the system exports
+        (the one whose state_dict `export` returns), strictly; the other modules stay fresh."""
+        tensors, rec = checkpoints.load(path, self.t.architecture)
+        self.check_arch(path, rec, "--init needs the same [arch]")
+        exported = self.t.export(self.modules)
+        ptrs = {k: v.data_ptr() for k, v in exported.items()}
+        name = next((m for m, mod in self.modules.items()
+                     if {k: v.data_ptr() for k, v in mod.state_dict().items()} == ptrs), None)
+        if name is None:  # a system whose export is not one module's state_dict
+            raise CheckpointError(f"{path}: {self.t.architecture} exports no single module's weights; "
+                                  "--init needs the training state beside the checkpoint")
+        checkpoints.load_into(self.modules[name], tensors, path)
+        train = rec.get("training", {})
+        self.init = {"from": str(path.resolve()), "sha256": checkpoints.sha256_file(path),
+                     "steps": int(train.get("steps", 0)), "seed": train.get("config", {}).get("seed"),
+                     "modules": [name]}
 
     # ---- the run
     def run(self, steps: int | None = None, *, checkpoint_every: int = 100, log_every: int = 10,

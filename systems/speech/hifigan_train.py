@@ -46,7 +46,7 @@ def default_config() -> dict[str, Any]:
             "voices": list(TRAINING_VOICES), "texts": 60, "rooms": 48, "rt60_min": 0.2,
             "rt60_max": 1.0, "p_dry": 0.25, "snr_min": -5.0, "snr_max": 25.0,
             "level_lufs": -30.0, "level_jitter_db": 6.0, "validation_items": 16, "lead_s": 0.0,
-            "target": "clean", "speed": [1.0, 1.0], "allow_evaluation_voices": False,
+            "target": "clean", "early_ms": 50.0, "speed": [1.0, 1.0], "allow_evaluation_voices": False,
             "cache": "",  # folder for the simulated room bank ("" = harness.cache.root())
         },
     }
@@ -112,7 +112,11 @@ class SpeechData:
         """(noisy input, training target, dry full-band clean speech), all at 16 kHz and scaled
         together to input RMS 0.1. The target is the clean speech (`data.target` = "clean", the
         paper's), or the clean speech through the device's linear part: its band-limit and gain,
-        no room, noise or clipping (`"device-band"`: enhancement without bandwidth extension)."""
+        no room, noise or clipping (`"device-band"`: enhancement without bandwidth extension), or
+        that with the room's first `data.early_ms` ms kept (`"early"`: the direct path and early
+        reflections, the usual dereverberation target (e.g. the DNS challenge's), late reverberation
+        and noise removed; the room's response scaled so that its direct path has gain 1, as the
+        dry speech of the other targets; a dry example's target is its device-band one)."""
         from harness.audio import resample_samples
         from harness.suites.synth import degrade as dg
         from harness.suites.synth.gen_speech import degrade_speech
@@ -141,7 +145,10 @@ class SpeechData:
             return np.pad(y[:n], (0, max(0, n - len(y))))
 
         noisy = at_16k(d.noisy)
-        if c.get("target", "clean") == "device-band":
+        if c.get("target", "clean") == "early" and d.rir is not None:
+            h = d.rir[: int(round(float(c.get("early_ms", 50.0)) * RATE / 1000)) + 1]
+            target = at_16k(device_chain(device, dg.reverberate(clean, h / abs(d.rir[0])), RATE))
+        elif c.get("target", "clean") in ("device-band", "early"):
             target = at_16k(device_chain(device, clean, RATE))
         else:
             target = clean
@@ -195,7 +202,8 @@ class HifiganTraining:
         "data.texts": "integer [1, inf)", "data.rooms": "integer [1, inf)", "data.rt60_min": "[0.05, 2]",
         "data.rt60_max": "[0.05, 2]", "data.p_dry": "[0, 1]", "data.snr_min": "[-30, 80]",
         "data.snr_max": "[-30, 80]", "data.level_lufs": "[-60, -10]", "data.level_jitter_db": "[0, 20]",
-        "data.lead_s": "[0, 30]", "data.target": ("clean", "device-band"),
+        "data.lead_s": "[0, 30]", "data.target": ("clean", "device-band", "early"),
+        "data.early_ms": "[0, 1000]",
     }
 
     def check(self, cfg: dict[str, Any]) -> str | None:
