@@ -86,11 +86,16 @@ def convert(
         raise
     except Exception as exc:  # a converter's surprise is still one line naming the file
         raise CheckpointError(f"{src}: cannot convert ({type(exc).__name__}: {exc})") from None
+    wrote(path)
+
+
+def wrote(path: Path, more: str = "") -> None:
+    """Report a checkpoint just written, read back through the loader (so its hash is checked)."""
     from harness import checkpoints
 
     tensors, record = checkpoints.load(path)
     out.print(f"wrote {path} ({record['architecture']['name']}, {record['parameters']:,} parameters "
-              f"in {len(tensors)} tensors) and {checkpoints.sidecar_of(path).name}")
+              f"in {len(tensors)} tensors{more}) and {checkpoints.sidecar_of(path).name}")
 
 
 @checkpoints_app.command("average")
@@ -111,8 +116,4 @@ def average(
         raise ConfigError(f"{out_path}: is one of the checkpoints to average")
     if out_path.exists() and not force:
         raise ConfigError(f"{out_path}: exists; pass --force to overwrite it")
-    path = checkpoints.average(paths, out_path)
-    tensors, record = checkpoints.load(path)
-    out.print(f"wrote {path} ({record['architecture']['name']}, {record['parameters']:,} parameters "
-              f"in {len(tensors)} tensors, the average of {len(paths)} checkpoints) and "
-              f"{checkpoints.sidecar_of(path).name}")
+    wrote(checkpoints.average(paths, out_path), f", the average of {len(paths)} checkpoints")
